@@ -1,0 +1,3 @@
+from hemabench.cli import main
+
+raise SystemExit(main())

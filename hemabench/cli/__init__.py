@@ -1,0 +1,39 @@
+"""The ``hemabench`` command: subcommands live in small modules that add their own parsers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hemabench import __version__
+from hemabench.errors import HemabenchError
+from hemabench.registry import UnknownName
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hemabench.cli import cache, data, listing, run
+
+    parser = argparse.ArgumentParser(
+        prog="hemabench", description="Benchmark image encoders for hematology under fixed protocols."
+    )
+    parser.add_argument("--version", action="version", version=f"hemabench {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (run, listing, data, cache):
+        module.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.handler(args) or 0)
+    except (HemabenchError, UnknownName) as exc:
+        print(f"hemabench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hemabench: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
+        return 130

@@ -1,0 +1,122 @@
+"""``hemabench run`` and ``hemabench extract``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hemabench.cli.common import add_data_options, print_table
+from hemabench.errors import HemabenchError
+
+
+def add_device_options(parser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA with bf16 autocast when present), cpu or cuda")
+    parser.add_argument("--batch-size", type=int, default=64, metavar="N")
+    parser.add_argument("--workers", type=int, default=None, metavar="N", help="DataLoader workers (default: by device)")
+    parser.add_argument("--weights", metavar="PATH", help="a local weight file for the encoder (checked first)")
+
+
+def add_parser(commands) -> None:
+    run = commands.add_parser("run", help="evaluate encoders on a suite of tasks (default: the demo)")
+    run.add_argument("--encoder", action="append", metavar="NAME",
+                     help="encoder to evaluate (repeatable; default: the suite's offline baselines)")
+    run.add_argument("--suite", help="demo or full (default: demo without --encoder, full with it)")
+    run.add_argument("--task", action="append", metavar="T", help="only these tasks (repeatable)")
+    run.add_argument("--dataset", action="append", metavar="D", help="only these datasets (repeatable)")
+    add_data_options(run, per_dataset_root=False)
+    run.add_argument("--out", default="results", help="folder for result JSON files (default: ./results)")
+    add_device_options(run)
+    run.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(handler=run_run)
+
+    extract = commands.add_parser("extract", help="compute (or fetch from the cache) and export embeddings")
+    extract.add_argument("--encoder", required=True, metavar="NAME")
+    extract.add_argument("--dataset", required=True, metavar="D")
+    add_data_options(extract)
+    extract.add_argument("--split", help="also export the part of each record under this split rule")
+    extract.add_argument("--export", metavar="FILE.npz", help="write features, labels, paths, split to this file")
+    add_device_options(extract)
+    extract.add_argument("--no-progress", action="store_true")
+    extract.set_defaults(handler=run_extract)
+
+
+def run_run(args) -> int:
+    from hemabench.runner import RunOptions, run_plan
+    from hemabench.suites import load_suite
+
+    suite = load_suite(args.suite or ("full" if args.encoder else "demo"))
+    encoders = args.encoder or list(suite.encoders)
+    if not encoders:
+        raise HemabenchError(f"suite {suite.name!r} names no encoders: give one with --encoder NAME")
+    plan = suite.plan(args.task, args.dataset)
+    if not plan:
+        raise HemabenchError(f"nothing to run: suite {suite.name!r} has no task/dataset pair matching "
+                             f"--task {args.task} --dataset {args.dataset}")
+    options = RunOptions(out=Path(args.out), data_root=args.data_root, device=args.device, batch_size=args.batch_size,
+                         workers=args.workers, weights=args.weights, overwrite=args.overwrite,
+                         progress=not args.no_progress)
+    print(f"suite {suite.name}: {len(encoders)} encoder(s) x {len(plan)} task/dataset pair(s) -> {options.out}/")
+    report = run_plan(encoders, plan, options)
+    print_summary(report)
+    done = [o for o in report.outcomes if o.status != "skipped"]
+    if not done:
+        hint = " (no data found: try `hemabench run --suite demo`, or set --data-root)" if suite.name == "full" else ""
+        raise HemabenchError(f"nothing was evaluated{hint}")
+    return 0
+
+
+def print_summary(report) -> None:
+    rows, skipped = [], []
+    for o in report.outcomes:
+        if o.status == "skipped":
+            skipped.append(o)
+            continue
+        metric = o.result["main_metric"]
+        score = o.result["metrics"][metric]
+        low, high = score["ci95"]
+        rows.append({"encoder": o.encoder, "task": o.task, "dataset": o.dataset, "main metric": metric,
+                     "mean": f"{100 * score['mean']:.1f}", "± std": f"{100 * score['std']:.1f}",
+                     "95% CI": f"[{100 * low:.1f}, {100 * high:.1f}]", "status": o.status})
+    if rows:
+        print_table(rows)
+    reasons = {}
+    for o in skipped:
+        reasons.setdefault((o.encoder, o.dataset, o.reason), []).append(o.task)
+    for (encoder, dataset, reason), tasks in reasons.items():
+        print(f"skipped {encoder} on {dataset} ({', '.join(tasks)}): {reason}")
+    print(f"{len(rows)} result(s), {len(skipped)} skipped, {report.images_forwarded} images embedded, "
+          f"{report.seconds:.1f} s")
+
+
+def run_extract(args) -> int:
+    import numpy as np
+
+    from hemabench.atomic import atomic_path
+    from hemabench.datasets import DATASETS, load_dataset
+    from hemabench.embeddings import extract_embeddings
+    from hemabench.encoders import load_encoder
+    from hemabench.splits import MaterialisedSplit, get_rule
+
+    spec = DATASETS.get(args.dataset)
+    discovery = load_dataset(spec.name, args.root, args.data_root)
+    encoder = load_encoder(args.encoder, weights=args.weights)
+    embeddings, stats = extract_embeddings(encoder, discovery.root, discovery.records, dataset=spec.name,
+                                           batch_size=args.batch_size, workers=args.workers, device=args.device,
+                                           progress=not args.no_progress)
+    source = "cache" if stats.from_cache else f"{stats.images_forwarded} images embedded on {stats.device}"
+    print(f"{spec.name} x {encoder.spec.name}: {len(embeddings.paths)} x {embeddings.features.shape[1]} "
+          f"({source}, cache key {stats.key})")
+    if embeddings.failed:
+        print(f"{len(embeddings.failed)} images failed to decode and are marked invalid")
+    if args.export:
+        arrays = {"features": np.asarray(embeddings.features), "labels": discovery.records["label"].to_numpy(str),
+                  "paths": np.asarray(embeddings.paths, dtype=str), "valid": embeddings.valid}
+        if args.split:
+            split = MaterialisedSplit.build(spec.name, get_rule(spec.name, args.split), discovery.records)
+            arrays["split"] = split.assignment["part"].to_numpy(str)
+            arrays["split_fingerprint"] = np.asarray(split.fingerprint)
+        with atomic_path(args.export) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+        print(f"exported {', '.join(arrays)} to {args.export}")
+    return 0

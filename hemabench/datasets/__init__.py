@@ -1,0 +1,7 @@
+"""Dataset adapters; importing this package registers every dataset."""
+
+from hemabench.datasets import acevedo, aml_hehr, breakhis, matek_blood, matek_bm, raabin, synthetic  # noqa: F401
+from hemabench.datasets.base import DATASETS, DatasetSpec, Discovery, Skip, Skipped
+from hemabench.datasets.roots import find_root, load_dataset
+
+__all__ = ["DATASETS", "DatasetSpec", "Discovery", "Skip", "Skipped", "find_root", "load_dataset"]

@@ -1,0 +1,35 @@
+"""AML Hehr (AML-Cytomorphology_MLL_Helmholtz): patient bags of single-cell crops."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from hemabench.datasets.base import DatasetSpec, Skip, register_dataset
+
+
+class PatientBagDataset(DatasetSpec):
+    """Layout ``<bag label>/<patient id>/<cell image>``; copies may nest it deeper."""
+
+    def parse(self, rel: PurePosixPath) -> dict:
+        if len(rel.parts) < 3:
+            raise Skip("expected <bag label>/<patient id>/<image>")
+        label = self.class_from_folder(rel.parts[-3])
+        return {"label": label, "patient": rel.parts[-2]}
+
+
+@register_dataset
+class AmlHehr(PatientBagDataset):
+    name = "aml-hehr"
+    title = "AML Hehr (AML-Cytomorphology_MLL_Helmholtz)"
+    folder = "AML-Cytomorphology_MLL_Helmholtz"
+    domain = "blood-aml"
+    layout = "AML-Cytomorphology_MLL_Helmholtz/<control|PML_RARA|NPM1|CBFB_MYH11|RUNX1_RUNX1T1>/<patient id>/image_<n>.tif"
+    source = "https://doi.org/10.7937/6ppe-4020"
+    license = "CC BY 4.0"
+    citation = "Hehr et al., PLOS Digital Health 2023, doi:10.1371/journal.pdig.0000187"
+    classes = {
+        "control": "healthy stem-cell donor", "PML_RARA": "APL with PML::RARA",
+        "NPM1": "AML with mutated NPM1", "CBFB_MYH11": "AML with CBFB::MYH11",
+        "RUNX1_RUNX1T1": "AML with RUNX1::RUNX1T1",
+    }
+    counts_are_exact = False  # 189 patients / 81,214 cells or 242 smears / ~101,949 cells by source

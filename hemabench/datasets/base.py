@@ -1,0 +1,161 @@
+"""What every dataset adapter shares: metadata, locating the root, recursive discovery.
+
+An adapter is a small subclass that says where its data lives (``folder``, ``anchor``),
+what it should contain (``classes``, ``expected``) and how one relative path becomes a
+record (``parse``). Walking the tree, checking images and collecting the files it had
+to skip live here once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import ClassVar
+
+import pandas as pd
+
+from hemabench.errors import DatasetNotFound
+from hemabench.imagecheck import IMAGE_EXTENSIONS, check_image
+from hemabench.records import make_records
+from hemabench.registry import Registry
+
+
+class Skip(Exception):
+    """Raised by ``parse`` for a file that is an image but cannot become a record."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class Discovery:
+    """The outcome of reading one dataset folder."""
+
+    root: Path
+    records: pd.DataFrame
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+class DatasetSpec:
+    """Base class of dataset adapters; subclasses set the class attributes and ``parse``."""
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    folder: ClassVar[str]  # canonical folder name under a data root
+    anchor: ClassVar[str] = ""  # sub-path from that folder to where records are rooted
+    domain: ClassVar[str]
+    layout: ClassVar[str]  # one line shown when the data is missing
+    source: ClassVar[str] = ""
+    license: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    classes: ClassVar[dict[str, str]]  # canonical label code -> description
+    expected: ClassVar[dict[str, int] | None] = None  # published per-label counts
+    expected_fine: ClassVar[dict[str, int] | None] = None
+    counted_splits: ClassVar[tuple[str, ...] | None] = None  # official parts the published counts cover
+    counts_are_exact: ClassVar[bool] = True  # False: copies in the wild differ, report only
+    synthetic: ClassVar[bool] = False
+    ignored_files: ClassVar[frozenset[str]] = frozenset()  # documented sidecar files, not listed as skipped
+
+    def parse(self, rel: PurePosixPath) -> dict:
+        """Turn a path relative to the root into record fields, or raise Skip(reason)."""
+        raise NotImplementedError
+
+    # -- locating ---------------------------------------------------------------------
+    def candidates(self, root: Path) -> list[Path]:
+        """Where the records root may be, given a folder the user named."""
+        anchored = [root / self.folder / self.anchor, root / self.anchor] if self.anchor else []
+        return [*anchored, root / self.folder, root]
+
+    def locate(self, root: str | os.PathLike) -> Path:
+        """Accept the dataset folder itself, a parent holding it, or its inner anchor."""
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise DatasetNotFound(self.missing_message([root]))
+        for candidate in self.candidates(root):
+            if candidate.is_dir():
+                return candidate
+        return root
+
+    def missing_message(self, looked: list[Path], why: str = "") -> str:
+        places = "\n".join(
+            f"  - {p} ({'exists' if p.is_dir() else 'does not exist'})" for p in looked
+        ) or "  - nowhere: no --root, --data-root or HEMABENCH_DATA was given"
+        return (
+            f"dataset {self.name!r} ({self.title}) {why or 'was not found'}.\n"
+            f"Looked in:\n{places}\n"
+            f"Expected layout: {self.layout}\n"
+            f"Provide it with --root DIR (the '{self.folder}' folder or its parent), "
+            f"--data-root DIR (a folder holding '{self.folder}/'), or the HEMABENCH_DATA "
+            f"environment variable."
+        )
+
+    # -- discovery --------------------------------------------------------------------
+    def discover(self, root: str | os.PathLike, full_check: bool = False) -> Discovery:
+        """Walk the tree under the located root, check every file, build the records."""
+        base = self.locate(root)
+        rows: list[dict] = []
+        skipped: list[Skipped] = []
+        for path in _walk_files(base):
+            rel = PurePosixPath(path.relative_to(base).as_posix())
+            if path.name in self.ignored_files:
+                continue
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                skipped.append(Skipped(str(rel), f"not an image file (extension {path.suffix or 'none'!r})"))
+                continue
+            problem = check_image(path, full=full_check)
+            if problem is None:
+                try:
+                    fields = self.parse(rel)
+                except Skip as exc:
+                    problem = str(exc)
+            if problem is not None:
+                skipped.append(Skipped(str(rel), problem))
+                continue
+            rows.append({"domain": self.domain, **fields, "path": str(rel)})
+        if not rows:
+            raise DatasetNotFound(
+                self.missing_message([base], why=f"has no usable image under {base} ({len(skipped)} files skipped)")
+            )
+        return Discovery(root=base, records=make_records(rows), skipped=skipped)
+
+    # -- shared parsing helpers ---------------------------------------------------------
+    def class_from_folder(self, folder: str, folder_labels: dict[str, str] | None = None) -> str:
+        """Map a class folder name to its label code, or Skip with the expected names."""
+        mapping = folder_labels or {code: code for code in self.classes}
+        if folder in mapping:
+            return mapping[folder]
+        raise Skip(f"unknown class folder {folder!r} (expected one of: {', '.join(sorted(mapping))})")
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "folder": self.folder,
+            "domain": self.domain,
+            "synthetic": self.synthetic,
+            "classes": dict(self.classes),
+            "layout": self.layout,
+            "source": self.source,
+            "license": self.license,
+        }
+
+
+def _walk_files(base: Path):
+    """Every regular file below base in a fixed order; symlinked folders are not followed."""
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def register_dataset(cls: type[DatasetSpec]) -> type[DatasetSpec]:
+    """Class decorator: instantiate the adapter and register it under its name."""
+    DATASETS.add(cls.name, cls())
+    return cls

@@ -1,0 +1,128 @@
+"""The content-addressed embedding cache.
+
+An entry's key hashes everything that determines the numbers: the weight file hash, the
+architecture and embedding rule, the preprocessing, and the record list (relative path and
+size of every image, in order). A changed weight file or image list is a different entry,
+never stale features. Entries are written chunk by chunk, each chunk atomically, so a killed
+extraction resumes where it stopped; the final arrays are assembled and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hemabench.atomic import atomic_path, atomic_write_text
+from hemabench.paths import cache_dir
+
+CACHE_FORMAT = 1
+CHUNK_SIZE = 256  # records per resumable chunk; fixed so a resumed run computes the same batches
+
+
+def records_digest(root: Path, paths: pd.Series) -> str:
+    """sha256 over (relative path, file size) of every record, in order."""
+    digest = hashlib.sha256()
+    for rel in paths:
+        size = (root / rel).stat().st_size
+        digest.update(f"{rel}\t{size}\n".encode())
+    return digest.hexdigest()
+
+
+def cache_key(encoder_identity: dict, records_sha256: str, dtype: str) -> str:
+    payload = json.dumps({"format": CACHE_FORMAT, "encoder": encoder_identity, "records": records_sha256,
+                          "dtype": dtype}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+@dataclass
+class Embeddings:
+    """Features of one dataset under one encoder, rows in record order."""
+
+    features: np.ndarray  # (N, D), float16 by default
+    paths: list[str]
+    valid: np.ndarray  # (N,) bool: False where the image failed to decode during extraction
+    failed: dict[str, str]  # path -> reason
+    key: str
+
+
+class CacheEntry:
+    """One cache folder: chunks while extracting, then features.npy + index.json + meta.json."""
+
+    def __init__(self, key: str, base: Path | None = None) -> None:
+        self.key = key
+        self.dir = (base or cache_dir() / "embeddings") / key
+
+    @property
+    def complete(self) -> bool:
+        return (self.dir / "meta.json").is_file()
+
+    def chunk_path(self, i: int) -> Path:
+        return self.dir / "chunks" / f"chunk_{i:06d}.npz"
+
+    def has_chunk(self, i: int) -> bool:
+        return self.chunk_path(i).is_file()
+
+    def write_chunk(self, i: int, features: np.ndarray, valid: np.ndarray, failed: dict[str, str]) -> None:
+        with atomic_path(self.chunk_path(i)) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, features=features, valid=valid, failed=json.dumps(failed))
+
+    def assemble(self, paths: list[str], n_chunks: int, dim: int, dtype: str, meta: dict) -> None:
+        """Stream the chunks into one memory-mapped array; memory does not grow with N."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        valid = np.zeros(len(paths), dtype=bool)
+        failed: dict[str, str] = {}
+        with atomic_path(self.dir / "features.npy") as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(paths), dim))
+            for i in range(n_chunks):
+                with np.load(self.chunk_path(i)) as chunk:
+                    rows = slice(i * CHUNK_SIZE, i * CHUNK_SIZE + len(chunk["valid"]))
+                    out[rows] = chunk["features"]
+                    valid[rows] = chunk["valid"]
+                    failed.update(json.loads(str(chunk["failed"])))
+            out.flush()
+            del out
+        atomic_write_text(self.dir / "index.json", json.dumps({"paths": paths, "valid": valid.tolist(), "failed": failed}))
+        atomic_write_text(self.dir / "meta.json", json.dumps({**meta, "n": len(paths), "dim": dim, "dtype": dtype,
+                                                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
+        shutil.rmtree(self.dir / "chunks", ignore_errors=True)
+
+    def load(self) -> Embeddings:
+        index = json.loads((self.dir / "index.json").read_text())
+        features = np.load(self.dir / "features.npy", mmap_mode="r")
+        return Embeddings(features, index["paths"], np.asarray(index["valid"], dtype=bool), index["failed"], self.key)
+
+    def meta(self) -> dict:
+        return json.loads((self.dir / "meta.json").read_text())
+
+
+def list_entries(base: Path | None = None) -> list[dict]:
+    """Every complete entry with its metadata and size on disk, for `hemabench cache ls`."""
+    base = base or cache_dir() / "embeddings"
+    rows = []
+    for folder in sorted(base.glob("*")) if base.is_dir() else []:
+        entry = CacheEntry(folder.name, base)
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        info = entry.meta() if entry.complete else {"state": "incomplete (resumable)"}
+        rows.append({"key": folder.name, "bytes": size, **info})
+    return rows
+
+
+def remove_entries(keys: list[str] | None = None, encoder: str | None = None, dataset: str | None = None,
+                   base: Path | None = None) -> list[str]:
+    """Delete entries by key prefix or by encoder/dataset name; returns the keys removed."""
+    removed = []
+    for row in list_entries(base):
+        by_key = keys and any(row["key"].startswith(k) for k in keys)
+        by_name = (encoder or dataset) and (encoder in (None, row.get("encoder"))) and (dataset in (None, row.get("dataset")))
+        if by_key or by_name:
+            shutil.rmtree((base or cache_dir() / "embeddings") / row["key"])
+            removed.append(row["key"])
+    return removed

@@ -1,0 +1,77 @@
+"""Result files: one versioned JSON per (encoder, task, dataset), documented by result.schema.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from hemabench.atomic import atomic_write_text
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
+
+
+def result_path(out: Path, encoder: str, task: str, dataset: str) -> Path:
+    return Path(out) / encoder / task / f"{dataset}.json"
+
+
+def predictions_payload(preds, records) -> dict:
+    """Column-oriented per-sample predictions: enough to recompute every metric."""
+    order = np.argsort(preds.index, kind="stable")
+    return {
+        "path": records["path"].to_numpy()[preds.index][order].tolist(),
+        "fold": preds.fold[order].astype(str).tolist(),
+        "true": preds.true[order].tolist(),
+        "pred": {variant: p[order].tolist() for variant, p in preds.pred.items()},
+    }
+
+
+def build_result(*, task, dataset_spec, split, encoder, labels: list[str], predictions: dict, scores: dict,
+                 extra: dict, excluded: dict[str, str], provenance: dict) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "task": task.name,
+        "task_version": task.version,
+        "task_metadata": task.metadata(),
+        "dataset": dataset_spec.name,
+        "dataset_info": {"title": dataset_spec.title, "domain": dataset_spec.domain,
+                         "synthetic": dataset_spec.synthetic, "n_records": int(len(split.assignment))},
+        "split": {"name": split.rule.name, "version": split.rule.version, "kind": split.rule.kind,
+                  "seed": split.rule.seed, "fingerprint": split.fingerprint, "folds": scores["folds"]},
+        "encoder": {"name": encoder.spec.name, "weights_sha256": encoder.weights_sha256,
+                    "weights_source": encoder.weights_source, "spec": encoder.spec.to_dict()},
+        "main_metric": task.main_metric,
+        "labels": labels,
+        "metrics": scores["metrics"],
+        "per_class": scores["per_class"],
+        "confusion_matrix": scores["confusion_matrix"],
+        "predictions": predictions,
+        "excluded": [{"path": p, "reason": r} for p, r in sorted(excluded.items())],
+        "extra": extra,
+        "provenance": provenance,
+    }
+
+
+def write_result(path: Path, result: dict) -> None:
+    atomic_write_text(path, json.dumps(result, indent=1, default=float))
+
+
+def read_result(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_current(result: dict | None, task, fingerprint: str, weights_sha256: str) -> bool:
+    """A stored result can be reused when nothing that determines it has changed."""
+    return bool(result) and result.get("schema_version") == SCHEMA_VERSION and \
+        result.get("task_version") == task.version and \
+        result.get("split", {}).get("fingerprint") == fingerprint and \
+        result.get("encoder", {}).get("weights_sha256") == weights_sha256
+
+
+def main_score(result: dict) -> dict:
+    return result["metrics"][result["main_metric"]]

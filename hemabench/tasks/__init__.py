@@ -1,0 +1,6 @@
+"""Registered tasks; importing this package registers them all."""
+
+from hemabench.tasks import cell  # noqa: F401
+from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput
+
+__all__ = ["TASKS", "Predictions", "Task", "TaskInput"]

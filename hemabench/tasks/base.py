@@ -1,0 +1,90 @@
+"""Tasks: small objects with declarative metadata (MTEB-style) and one ``evaluate`` method.
+
+A task sees only embeddings, labels and a materialised split; it returns predictions for
+the test samples. Metrics are always derived from those stored predictions (see
+``hemabench.results``), so every number in a result file can be recomputed and checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from hemabench.registry import Registry
+
+
+@dataclass
+class TaskInput:
+    """Everything a protocol may use: no images, no paths on disk."""
+
+    features: np.ndarray  # (N, D) float32, rows aligned with records
+    records: pd.DataFrame  # the dataset's records (label, fine_label, patient, ...)
+    parts: np.ndarray  # (N,) part name per record under the task's split
+    rotations: list[dict[str, list[str]]]  # role -> parts, one per fold
+    valid: np.ndarray  # (N,) False for images that failed to decode
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclass
+class Predictions:
+    """Test-sample predictions, pooled over folds; ``pred`` has one array per variant."""
+
+    index: np.ndarray  # record row numbers
+    fold: np.ndarray  # the fold/part each prediction came from
+    true: np.ndarray  # true labels (str)
+    pred: dict[str, np.ndarray]  # variant name -> predicted labels (str)
+    extra: dict = field(default_factory=dict)  # task-specific, JSON-able (e.g. fitted parameters)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    version: int
+    description: str
+    datasets: tuple[str, ...]
+    protocol: str  # where the protocol is specified
+    main_metric: str  # "<variant>/<metric>"
+    variants: tuple[str, ...]
+    label_column: str = "label"
+    splits: dict[str, str] = field(default_factory=dict)  # dataset -> split rule (default: the dataset's default)
+    params: dict = field(default_factory=dict)
+    citation: str = ""
+
+    def split_for(self, dataset: str) -> str | None:
+        return self.splits.get(dataset)
+
+    def evaluate(self, data: TaskInput) -> Predictions:
+        raise NotImplementedError
+
+    def metadata(self) -> dict:
+        return {"name": self.name, "version": self.version, "description": self.description,
+                "datasets": list(self.datasets), "protocol": self.protocol, "main_metric": self.main_metric,
+                "variants": list(self.variants), "label_column": self.label_column, "params": self.params,
+                "citation": self.citation}
+
+
+TASKS: Registry[Task] = Registry("task")
+
+
+def fold_indices(data: TaskInput, rotation: dict[str, list[str]], role: str) -> np.ndarray:
+    """Row numbers of the valid records whose part plays ``role`` in this rotation."""
+    return np.flatnonzero(np.isin(data.parts, rotation.get(role, [])) & data.valid)
+
+
+def per_fold(data: TaskInput, labels: np.ndarray, fit_predict) -> Predictions:
+    """Run ``fit_predict(train_idx, test_idx) -> {variant: pred}`` on every rotation and pool."""
+    index, folds, preds = [], [], {}
+    for rotation in data.rotations:
+        train, test = fold_indices(data, rotation, "train"), fold_indices(data, rotation, "test")
+        if len(test) == 0 or len(train) == 0:
+            continue
+        for variant, pred in fit_predict(train, test).items():
+            preds.setdefault(variant, []).append(np.asarray(pred).astype(str))
+        index.append(test)
+        folds.append(np.full(len(test), rotation["test"][0], dtype=object))
+    index_all = np.concatenate(index)
+    return Predictions(index=index_all, fold=np.concatenate(folds), true=labels[index_all].astype(str),
+                       pred={v: np.concatenate(p) for v, p in preds.items()})

@@ -1,0 +1,39 @@
+"""Shared test setup: a private cache folder so tests never touch the user's cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # the fixture-tree builders in tests/trees.py
+
+# One cache for the whole session, so the synthetic demo is generated once per test run.
+os.environ.setdefault("HEMABENCH_CACHE", tempfile.mkdtemp(prefix="hemabench-test-cache-"))
+os.environ.pop("HEMABENCH_DATA", None)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    from hemabench.cli import main
+
+    def run(*args: str):
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+@pytest.fixture
+def cli_json(cli):
+    def run(*args: str):
+        code, out, err = cli(*args, "--json")
+        return code, json.loads(out)
+
+    return run
