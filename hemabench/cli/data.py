@@ -95,7 +95,12 @@ def run_splits(args) -> int:
     else:
         print(f"{args.name} split {rule.id} ({rule.kind}, seed {rule.seed}): {rule.description}")
         print(f"fingerprint {split.fingerprint}")
-        print_table(split.counts().rename_axis("class").reset_index(), showindex=False)
+        column = rule.stratify
+        print(f"images per {column} and part:")
+        print_table(split.counts(column).rename_axis(column).reset_index(), showindex=False)
+        if split.assignment["patient"].notna().any():
+            print(f"\npatients per {column} and part:")
+            print_table(split.counts(column, patients=True).rename_axis(column).reset_index(), showindex=False)
         if args.write_manifest:
             print(f"manifest written to {args.write_manifest}")
         if args.check_manifest:

@@ -60,7 +60,8 @@ def run_run(args) -> int:
     print_summary(report)
     done = [o for o in report.outcomes if o.status != "skipped"]
     if not done:
-        hint = " (no data found: try `hemabench run --suite demo`, or set --data-root)" if suite.name == "full" else ""
+        no_data = all(o.reason.startswith("data not found") for o in report.outcomes)
+        hint = " (no data found: try `hemabench run --suite demo`, or set --data-root)" if no_data else ""
         raise HemabenchError(f"nothing was evaluated{hint}")
     return 0
 

@@ -31,14 +31,16 @@ class MaterialisedSplit:
     fingerprint: str
 
     @classmethod
-    def build(cls, dataset: str, rule: SplitRule, records: pd.DataFrame) -> "MaterialisedSplit":
-        table = records[["path", "label", "patient"]].copy()
+    def build(cls, dataset: str, rule: SplitRule, records: pd.DataFrame) -> MaterialisedSplit:
+        columns = list(dict.fromkeys(["path", "label", rule.stratify, "patient"]))
+        table = records[columns].copy()
         table["part"] = rule.assign(records).to_numpy()
         return cls(dataset, rule, table, fingerprint(table["path"], table["part"]))
 
-    def counts(self, column: str = "label") -> pd.DataFrame:
-        """Rows = classes, columns = parts (in rule order), plus a total."""
-        table = pd.crosstab(self.assignment[column], self.assignment["part"])
+    def counts(self, column: str = "label", patients: bool = False) -> pd.DataFrame:
+        """Rows = classes, columns = parts (in rule order), plus a total; images or distinct patients."""
+        rows = self.assignment.dropna(subset=["patient"]).drop_duplicates("patient") if patients else self.assignment
+        table = pd.crosstab(rows[column], rows["part"])
         table = table.reindex(columns=[p for p in self.rule.parts() if p in table.columns])
         table["total"] = table.sum(axis=1)
         return table
@@ -58,7 +60,10 @@ class MaterialisedSplit:
             "kind": self.rule.kind,
             "fingerprint": self.fingerprint,
             "parts": {part: int(n) for part, n in self.assignment["part"].value_counts().reindex(self.rule.parts(), fill_value=0).items()},
-            "counts": {str(label): {str(k): int(v) for k, v in row.items()} for label, row in self.counts().iterrows()},
+            "stratify": self.rule.stratify,
+            "counts": _nested(self.counts(self.rule.stratify)),
+            **({"patient_counts": _nested(self.counts(self.rule.stratify, patients=True))}
+               if self.assignment["patient"].notna().any() else {}),
             "rotations": self.rule.rotations(),
             "patients_in_two_parts": len(self.patient_overlap()),
         }
@@ -93,3 +98,7 @@ class MaterialisedSplit:
             if current[p] != frozen_parts[p]:
                 problems.append(f"moved: {p} ({frozen_parts[p]} -> {current[p]})")
         return problems
+
+
+def _nested(table: pd.DataFrame) -> dict:
+    return {str(label): {str(k): int(v) for k, v in row.items()} for label, row in table.iterrows()}

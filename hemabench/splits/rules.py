@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from hemabench.records import group_keys
@@ -120,6 +121,7 @@ class SplitRule:
                 continue
             centre = self._interval_centre(target)
             donors = members.index[parts.map(counts).gt(1).to_numpy()]
-            distance = members.loc[donors, "u"].map(lambda u: min(abs(u - centre), 1 - abs(u - centre)))
+            gap = (members.loc[donors, "u"] - centre).abs()
+            distance = np.minimum(gap, 1 - gap)  # circular: fold intervals wrap around
             parts[distance.idxmin()] = target
         return parts

@@ -1,0 +1,295 @@
+"""Finding, reading and converting encoder weights, safely and with one clear error.
+
+Resolution order: an explicit file, then the local weights folder, then the Hugging Face
+cache, then (unless ``HF_HUB_OFFLINE=1``) a download. Everything that fails along the way
+is collected into a single EncoderWeightsMissing that says where we looked and how to
+provide the file. Reading never executes pickled code: safetensors, or
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from hemabench.encoders.spec import EncoderSpec, WeightSource
+from hemabench.errors import HemabenchError
+from hemabench.paths import cache_dir
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
+
+
+class EncoderWeightsMissing(HemabenchError):
+    """No usable weights for an encoder; the message lists what was tried and how to fix it."""
+
+
+class EncoderWeightsInvalid(EncoderWeightsMissing):
+    """A weight file was found but cannot be used (unsafe pickle, unreadable, wrong keys)."""
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    path: Path
+    source: str  # e.g. "local file /x/y.pth", "hub org/repo@rev"
+
+
+def default_weights_dir() -> Path:
+    """``HEMABENCH_WEIGHTS`` if set, else ``<cache>/weights``."""
+    env = os.environ.get("HEMABENCH_WEIGHTS")
+    return Path(env).expanduser() if env else cache_dir() / "weights"
+
+
+def folder_file_names(spec: EncoderSpec) -> list[str]:
+    """File names looked for in the weights folder: ``<name>.<suffix>``, then the original names."""
+    names = [f"{spec.name}{suffix}" for suffix in WEIGHT_SUFFIXES]
+    names += [s.filename for s in spec.weights if s.kind == "local" and s.filename not in names]
+    return names
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- resolution -----------------------------------------------------------------------------
+def resolve_weights(spec: EncoderSpec, weights: str | os.PathLike | None = None,
+                    weights_dir: str | os.PathLike | None = None) -> ResolvedWeights:
+    """Find the weight file for ``spec``, or raise one EncoderWeightsMissing saying why."""
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise EncoderWeightsMissing(f"encoder {spec.name!r}: the weights file {path} given with --weights "
+                                        f"does not exist (or is not a file)")
+        return ResolvedWeights(path, f"local file {path.resolve()}")
+    folder = Path(weights_dir).expanduser() if weights_dir else default_weights_dir()
+    names = folder_file_names(spec)
+    for name in names:
+        if (folder / name).is_file():
+            return ResolvedWeights(folder / name, f"local file {(folder / name).resolve()}")
+    attempts: dict[WeightSource, list[str]] = {s: [] for s in spec.hub_sources}
+    for source in spec.hub_sources:
+        found = _hub_download(source, attempts[source], local_only=True)
+        if found:
+            return found
+    offline = _offline_reason() if spec.hub_sources else None
+    for source in spec.hub_sources:
+        found = None if offline else _hub_download(source, attempts[source], local_only=False)
+        if found:
+            return found
+        if offline:
+            attempts[source].append(f"not downloaded: {offline}")
+    raise EncoderWeightsMissing(_missing_message(spec, folder, names, attempts))
+
+
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache as the environment says now (huggingface_hub reads it once, at import)."""
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(constants.HF_HUB_CACHE)
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def hub_timeout() -> float:
+    """Seconds to wait for the hub to answer (``HEMABENCH_HUB_TIMEOUT``, default 10)."""
+    try:
+        return max(0.1, float(os.environ.get("HEMABENCH_HUB_TIMEOUT", "10")))
+    except ValueError:
+        return 10.0
+
+
+def _offline_reason() -> str | None:
+    """Why no download is attempted now, or None when the hub may be tried."""
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in TRUE_VALUES or (
+            "HF_HUB_OFFLINE" not in os.environ and constants.HF_HUB_OFFLINE):
+        return "HF_HUB_OFFLINE=1 is set"
+    return _probe(_endpoint(), hub_timeout())
+
+
+def _probe(endpoint: str, timeout: float) -> str | None:
+    """One HEAD request to the hub, bounded in time (DNS included): None if any HTTP answer
+    came back, else why not. huggingface_hub itself would retry for half a minute per file."""
+    outcome: dict[str, str] = {}
+
+    def ask() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+            outcome["ok"] = "yes"
+        except urllib.error.HTTPError:  # an error status is still an answer: the hub is there
+            outcome["ok"] = "yes"
+        except Exception as exc:  # noqa: BLE001 - URLError, timeouts, resets: all mean unreachable
+            reason = getattr(exc, "reason", None) or exc
+            outcome["error"] = str(reason) or type(exc).__name__
+
+    worker = threading.Thread(target=ask, daemon=True)
+    worker.start()
+    worker.join(timeout + 1)
+    if "ok" in outcome:
+        return None
+    return f"{endpoint} is unreachable ({outcome.get('error', f'no answer within {timeout:g} s')})"
+
+
+def _hub_download(source: WeightSource, notes: list[str], local_only: bool) -> ResolvedWeights | None:
+    from huggingface_hub import errors, hf_hub_download
+
+    try:
+        path = hf_hub_download(source.repo, source.filename, revision=source.revision, cache_dir=hub_cache_dir(),
+                               local_files_only=local_only, etag_timeout=hub_timeout(), endpoint=_endpoint())
+        return ResolvedWeights(Path(path), f"hub {source.repo}@{source.revision}")
+    except errors.LocalEntryNotFoundError:
+        notes.append(f"not in the Hugging Face cache {hub_cache_dir()}" if local_only
+                     else "download failed: the hub could not be reached")
+    except errors.GatedRepoError:
+        notes.append(f"gated: accept its terms on https://huggingface.co/{source.repo}, then log in with "
+                     f"`huggingface-cli login` (or `hf auth login`)")
+    except errors.RevisionNotFoundError:
+        notes.append(f"revision {source.revision} not found in the repository")
+    except errors.RepositoryNotFoundError:
+        notes.append("repository not found (or private: log in with `huggingface-cli login`)")
+    except errors.EntryNotFoundError:
+        notes.append(f"the repository has no file {source.filename} at {source.revision}")
+    except Exception as exc:  # noqa: BLE001 - network stacks raise many types; all end in one message
+        notes.append(f"download failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    return None
+
+
+def _missing_message(spec: EncoderSpec, folder: Path, names: list[str],
+                     attempts: dict[WeightSource, list[str]]) -> str:
+    lines = [f"no weights found for encoder {spec.name!r}.", "Looked for:",
+             f"  - a weights file in {folder}: {', '.join(names)} (none there)"]
+    for source, notes in attempts.items():
+        gated = " (gated)" if source.gated else ""
+        lines.append(f"  - Hugging Face {source.repo}{gated} @ {source.revision}, file {source.filename}: "
+                     + "; ".join(notes))
+    lines += ["To provide them, any one of:",
+              "  - pass --weights PATH (a .safetensors, .pth, .pt or .bin file; Python: load_encoder(name, weights=PATH));",
+              f"  - put the file in {folder} (or the folder named by HEMABENCH_WEIGHTS) as "
+              f"{spec.name}.safetensors or {spec.name}.pth"]
+    for source in spec.weights:
+        if source.kind == "local":
+            where = f" from {source.url}" if source.url else ""
+            original = "" if source.filename in names[:len(WEIGHT_SUFFIXES)] else \
+                f"or keep its original name {source.filename}; "
+            lines.append(f"    ({original}download it by hand{where})")
+    for source in spec.hub_sources:
+        login = "log in with `huggingface-cli login` after accepting the terms on its page, then " if source.gated else ""
+        lines.append(f"  - {login}download it with network access: huggingface-cli download {source.repo} "
+                     f"{source.filename} --revision {source.revision}")
+    return "\n".join(lines)
+
+
+# -- reading --------------------------------------------------------------------------------
+def read_checkpoint(path: Path) -> dict:
+    """Load a weight file without ever running pickled code."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise EncoderWeightsInvalid(f"weights file {path} is not a readable safetensors file: {exc}") from None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text or "pickle" in type(exc).__module__:
+            found = re.search(r"Unsupported global: ([^\s]+)", text)
+            what = f" (it references {found.group(1)})" if found else ""
+            raise EncoderWeightsInvalid(
+                f"weights file {path} needs to run pickled Python code to load{what}; hemabench never does "
+                f"that. Convert it once, somewhere you trust it, to a plain state dict in safetensors "
+                f"(safetensors.torch.save_file) and pass that file instead.") from None
+        raise EncoderWeightsInvalid(f"weights file {path} could not be read: {type(exc).__name__}: {text}") from None
+
+
+def _flatten_chunks(key: str) -> str:
+    """DINOv2 'block chunks' store block i as blocks.<chunk>.<i>; the inner index is global."""
+    return re.sub(r"^blocks\.\d+\.(\d+)\.", r"blocks.\1.", key)
+
+
+def convert_dinov2_teacher(teacher: dict) -> dict:
+    """DINOv2 training checkpoint -> backbone keys: keep ``backbone.*``, drop the heads."""
+    out = {}
+    for key, value in teacher.items():
+        if key.startswith(("dino_head.", "ibot_head.")):
+            continue
+        out[_flatten_chunks(key.removeprefix("backbone."))] = value
+    return out
+
+
+_HF_VIT_RENAMES = [
+    (r"^embeddings\.cls_token$", "cls_token"),
+    (r"^embeddings\.position_embeddings$", "pos_embed"),
+    (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+    (r"^encoder\.layer\.(\d+)\.layernorm_before\.", r"blocks.\1.norm1."),
+    (r"^encoder\.layer\.(\d+)\.layernorm_after\.", r"blocks.\1.norm2."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attn.proj."),
+    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"blocks.\1.mlp.fc1."),
+    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"blocks.\1.mlp.fc2."),
+    (r"^layernorm\.", "norm."),
+]
+_HF_QKV = re.compile(r"^encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$")
+
+
+def convert_hf_vit(state: dict) -> dict:
+    """A transformers ``ViTModel`` state dict -> timm ``VisionTransformer`` keys (no transformers needed)."""
+    out, qkv = {}, {}
+    for key, value in state.items():
+        key = key.removeprefix("vit.")
+        if key.startswith("pooler.") or key == "embeddings.mask_token":
+            continue
+        match = _HF_QKV.match(key)
+        if match:
+            qkv.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = value
+            continue
+        for pattern, replacement in _HF_VIT_RENAMES:
+            key = re.sub(pattern, replacement, key)
+        out[key] = value
+    for (layer, kind), parts in qkv.items():
+        out[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
+    return out
+
+
+def to_state_dict(checkpoint: dict, path: Path) -> tuple[dict, str]:
+    """Unwrap and convert a checkpoint to plain parameter names; returns (state dict, detected format)."""
+    if not isinstance(checkpoint, dict):
+        raise EncoderWeightsInvalid(f"weights file {path} holds a {type(checkpoint).__name__}, not a state dict")
+    if isinstance(checkpoint.get("teacher"), dict):
+        return convert_dinov2_teacher(checkpoint["teacher"]), "dinov2"
+    for wrapper in ("model", "state_dict", "model_state_dict"):
+        if isinstance(checkpoint.get(wrapper), dict):
+            checkpoint = checkpoint[wrapper]
+            break
+    if checkpoint and all(k.startswith("module.") for k in checkpoint):
+        checkpoint = {k.removeprefix("module."): v for k, v in checkpoint.items()}
+    not_tensors = [k for k, v in checkpoint.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors or not checkpoint:
+        raise EncoderWeightsInvalid(f"weights file {path} is not a state dict of tensors "
+                                    f"(non-tensor entries: {', '.join(not_tensors[:5]) or 'it is empty'})")
+    if any(k.startswith(("embeddings.patch_embeddings", "vit.embeddings.")) for k in checkpoint):
+        return convert_hf_vit(checkpoint), "hf-vit"
+    if any(k.startswith("backbone.") for k in checkpoint):
+        return convert_dinov2_teacher(checkpoint), "dinov2"
+    return dict(checkpoint), "timm"
