@@ -7,7 +7,7 @@ canonical class code, the other columns are null where a dataset lacks them.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 

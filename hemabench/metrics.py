@@ -1,0 +1,163 @@
+"""Classification metrics computed from the confusion matrix alone.
+
+Everything here is a function of the (K x K) confusion counts, so any number in a
+results file can be recomputed from the stored predictions, and the bootstrap can
+score 1000 resamples at once from a stack of confusion matrices.  The numbers equal
+scikit-learn's (``tests/test_metrics.py`` checks each one):
+
+* accuracy            = ``accuracy_score``
+* balanced_accuracy   = ``balanced_accuracy_score``: mean recall over the classes that
+  occur in ``y_true``; a class that is only predicted (or absent) does not count.
+* weighted_f1         = ``f1_score(average="weighted")``: F1 weighted by true support.
+* macro_f1            = ``f1_score(average="macro", zero_division=0)`` without a
+  ``labels`` argument: mean F1 over classes occurring in ``y_true`` or ``y_pred``, so a
+  class of the label list that the test split lacks and nobody predicts is not a 0.
+* per_class           = ``precision_recall_fscore_support(labels=all, zero_division=0)``:
+  every label of ``labels``, 0.0 where a ratio is 0/0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+METRICS = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
+_BOOT_CHUNK = 8_000_000  # resampled indices held at once (64 MB of int64)
+
+
+def encode(y, labels: Sequence[str]) -> np.ndarray:
+    """Class indices of ``y``, given either as label names or as integer indices into ``labels``."""
+    arr = np.asarray(y).reshape(-1)
+    n_classes = len(labels)
+    if len(set(labels)) != n_classes:
+        raise ValueError(f"labels must be unique, got {list(labels)}")
+    if arr.dtype.kind in "iu":
+        if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+            raise ValueError(f"class indices must lie in [0, {n_classes}), got {arr.min()}..{arr.max()}")
+        return arr.astype(np.int64)
+    lookup = {label: i for i, label in enumerate(labels)}
+    uniques, inverse = np.unique(arr, return_inverse=True)
+    unknown = [u for u in uniques.tolist() if u not in lookup]
+    if unknown:
+        raise ValueError(f"labels not in the label list: {unknown[:10]}")
+    return np.array([lookup[u] for u in uniques.tolist()], dtype=np.int64)[inverse.reshape(-1)]
+
+
+def confusion_counts(true_idx: np.ndarray, pred_idx: np.ndarray, n_classes: int) -> np.ndarray:
+    """(K, K) integer counts, rows = true class, columns = predicted class."""
+    if len(true_idx) != len(pred_idx):
+        raise ValueError(f"y_true has {len(true_idx)} samples but y_pred has {len(pred_idx)}")
+    cells = np.bincount(true_idx * n_classes + pred_idx, minlength=n_classes * n_classes)
+    return cells.reshape(n_classes, n_classes)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num/den with 0/0 -> 0 (scikit-learn's zero_division=0)."""
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
+
+
+def _per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class counts and ratios for one or a stack (..., K, K) of confusion matrices."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    support, predicted = cm.sum(axis=-1), cm.sum(axis=-2)
+    return {
+        "tp": tp,
+        "support": support,
+        "predicted": predicted,
+        "sensitivity": _ratio(tp, support),
+        "precision": _ratio(tp, predicted),
+        "f1": _ratio(2.0 * tp, support + predicted),
+    }
+
+
+def _summary(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """The four headline metrics of one or a stack of confusion matrices."""
+    pc = _per_class(cm)
+    support, total = pc["support"], pc["support"].sum(axis=-1)
+    in_true = support > 0
+    seen = in_true | (pc["predicted"] > 0)
+    return {
+        "accuracy": pc["tp"].sum(axis=-1) / total,
+        "balanced_accuracy": (pc["sensitivity"] * in_true).sum(axis=-1) / in_true.sum(axis=-1),
+        "weighted_f1": (pc["f1"] * support).sum(axis=-1) / total,
+        "macro_f1": (pc["f1"] * seen).sum(axis=-1) / seen.sum(axis=-1),
+    }
+
+
+def classification_metrics(y_true, y_pred, labels: Sequence[str]) -> dict:
+    """Headline metrics (floats in [0, 1]), per-class metrics and the confusion matrix."""
+    labels = list(labels)
+    true_idx, pred_idx = encode(y_true, labels), encode(y_pred, labels)
+    if len(true_idx) == 0:
+        raise ValueError("no samples to score")
+    cm = confusion_counts(true_idx, pred_idx, len(labels))
+    pc = _per_class(cm)
+    out: dict = {name: float(value) for name, value in _summary(cm).items()}
+    out["per_class"] = {
+        label: {
+            "sensitivity": float(pc["sensitivity"][i]),
+            "precision": float(pc["precision"][i]),
+            "f1": float(pc["f1"][i]),
+            "support": int(cm[i].sum()),
+        }
+        for i, label in enumerate(labels)
+    }
+    out["confusion_matrix"] = {"labels": labels, "counts": cm.tolist()}
+    return out
+
+
+def aggregate(values: Sequence[float]) -> dict:
+    """Mean and spread over runs (folds or seeds).
+
+    ``std`` is the sample standard deviation (ddof=1), the usual estimate when the runs
+    are a sample of possible splits/seeds; with a single run it is 0.0, not NaN, so
+    tables stay printable.
+    """
+    vals = [float(v) for v in values]
+    if not vals:
+        raise ValueError("aggregate() needs at least one value")
+    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+    return {"mean": float(np.mean(vals)), "std": std, "values": vals}
+
+
+def bootstrap_ci(
+    y_true,
+    y_pred,
+    metric: str,
+    labels: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> list[float]:
+    """Percentile bootstrap [low, high] of ``metric`` over test samples.
+
+    Each resample draws n sample indices with replacement (``numpy.random.default_rng(seed)``,
+    so a given seed and test-set size always draw the same resamples, whatever the
+    predictions), turns them into a stack of confusion matrices with one ``bincount``,
+    and scores the whole stack at once.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    if n_boot < 1 or not 0.0 < alpha < 1.0:
+        raise ValueError("n_boot must be >= 1 and alpha in (0, 1)")
+    labels = list(labels)
+    n_classes = len(labels)
+    true_idx, pred_idx = encode(y_true, labels), encode(y_pred, labels)
+    cm = confusion_counts(true_idx, pred_idx, n_classes)  # also checks the lengths
+    n = len(true_idx)
+    if n == 0:
+        raise ValueError("no samples to score")
+    cell_of_sample = true_idx * n_classes + pred_idx
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_boot)
+    per_chunk = max(1, _BOOT_CHUNK // n)
+    for start in range(0, n_boot, per_chunk):
+        b = min(per_chunk, n_boot - start)
+        flat = cell_of_sample[rng.integers(0, n, size=(b, n))]
+        flat += (np.arange(b, dtype=np.int64) * cm.size)[:, None]  # one K*K block per resample
+        stack = np.bincount(flat.ravel(), minlength=b * cm.size).reshape(b, n_classes, n_classes)
+        stats[start : start + b] = _summary(stack)[metric]
+    low, high = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return [float(low), float(high)]

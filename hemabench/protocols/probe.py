@@ -1,0 +1,382 @@
+"""Linear probe on frozen embeddings: the DinoBloom protocol, solved with torch.
+
+DinoBloom evaluates encoders with scikit-learn's ``LogisticRegression(C=M*K/100,
+max_iter=1000, solver="lbfgs")`` on raw features.  That is slow on large feature sets,
+so :class:`TorchLogisticRegression` minimises *the same objective* with *the same
+algorithm* in torch (GPU when there is one).  The objective is scikit-learn's own
+(1.9: ``_logistic_regression_path`` sets ``l2_reg_strength = 1.0 / (C * sw_sum)`` and
+``LinearModelLoss.loss_gradient`` returns ``sum(loss)/sw_sum + 0.5*l2_reg_strength*||W||^2``)::
+
+    K > 2:  mean_i [ logsumexp_k(z_ik) - z_i,y_i ] + 1/(2*C*n) * ||W||_F^2
+    K = 2:  mean_i [ log(1 + exp(z_i)) - y_i*z_i ] + 1/(2*C*n) * ||w||^2
+
+with ``z = X @ W + b``; the intercept ``b`` is fitted and not penalised.  Binary problems
+use the binomial loss with one weight vector, as scikit-learn does (a 2-class softmax
+would halve the effective C).
+
+Why copy the optimiser too: with C = M*K/100 the penalty is tiny, the optimum is flat,
+and scikit-learn stops at max|grad| <= 1e-4 (or after 1000 iterations) well short of
+it: on make_classification data its predictions differ from the exact minimiser's on
+3-5% of test samples.  Any other optimiser stops somewhere else.  So :func:`lbfgs`
+replays scipy's L-BFGS-B as scikit-learn calls it (m=10 corrections, More-Thuente line
+search with ftol=1e-3/gtol=0.9/xtol=0.1, maxls=50, first step 1/||g||, pgtol=tol,
+factr=64, the same skip and restart rules), which lands on the same point.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+
+MAX_ITER = 1000
+TOL = 1e-4  # scikit-learn's default: stop when max |gradient| <= tol
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' means CUDA when available, else CPU; anything else is passed to torch."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def to_tensor(X, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A 2-d float tensor on ``device`` (no copy when already there in ``dtype``)."""
+    if isinstance(X, torch.Tensor):
+        t = X
+    else:
+        with warnings.catch_warnings():  # read-only arrays (memmaps) are fine: we never write
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(np.ascontiguousarray(X))
+    if t.ndim != 2:
+        raise ValueError(f"expected a 2-d feature matrix, got shape {tuple(t.shape)}")
+    return t.to(device=device, dtype=dtype)
+
+
+def probe_C(n_features: int, n_classes: int) -> float:
+    """DinoBloom's inverse regularisation strength, C = M*K/100."""
+    return n_features * n_classes / 100.0
+
+
+# --------------------------------------------------------------------------------------
+# More-Thuente line search: a transcription of MINPACK-2 dcsrch/dcstep as scipy's
+# L-BFGS-B uses them.  numpy float64 scalars keep C's inf/nan semantics.
+
+
+def _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
+    """One safeguarded cubic/quadratic step; returns the updated interval and the new step."""
+    sgnd = dp * (dx / np.abs(dx))
+
+    def cubic(s0, f0, d0, s1, f1, d1, clip=False):  # (theta, |gamma|) of the interpolating cubic
+        theta = 3.0 * (f0 - f1) / (s1 - s0) + d0 + d1
+        s = np.fmax(np.abs(theta), np.fmax(np.abs(d0), np.abs(d1)))
+        disc = (theta / s) ** 2 - (d0 / s) * (d1 / s)
+        return theta, s * np.sqrt(np.fmax(0.0, disc) if clip else disc)
+
+    if fp > fx:  # higher value: minimum bracketed
+        theta, gamma = cubic(stx, fx, dx, stp, fp, dp)
+        gamma = -gamma if stp < stx else gamma
+        r = ((gamma - dx) + theta) / (((gamma - dx) + gamma) + dp)
+        stpc = stx + r * (stp - stx)
+        stpq = stx + ((dx / ((fx - fp) / (stp - stx) + dx)) / 2.0) * (stp - stx)
+        stpf = stpc if np.abs(stpc - stx) < np.abs(stpq - stx) else stpc + (stpq - stpc) / 2.0
+        brackt = True
+    elif sgnd < 0.0:  # lower value, derivatives of opposite sign: bracketed
+        theta, gamma = cubic(stx, fx, dx, stp, fp, dp)
+        gamma = -gamma if stp > stx else gamma
+        r = ((gamma - dp) + theta) / (((gamma - dp) + gamma) + dx)
+        stpc = stp + r * (stx - stp)
+        stpq = stp + (dp / (dp - dx)) * (stx - stp)
+        stpf = stpc if np.abs(stpc - stp) > np.abs(stpq - stp) else stpq
+        brackt = True
+    elif np.abs(dp) < np.abs(dx):  # lower value, same sign, derivative shrinking
+        theta, gamma = cubic(stx, fx, dx, stp, fp, dp, clip=True)
+        gamma = -gamma if stp > stx else gamma
+        r = ((gamma - dp) + theta) / ((gamma + (dx - dp)) + gamma)
+        if r < 0.0 and gamma != 0.0:
+            stpc = stp + r * (stx - stp)
+        else:
+            stpc = stpmax if stp > stx else stpmin
+        stpq = stp + (dp / (dp - dx)) * (stx - stp)
+        if brackt:
+            stpf = stpc if np.abs(stpc - stp) < np.abs(stpq - stp) else stpq
+            bound = stp + 0.66 * (sty - stp)
+            stpf = np.fmin(bound, stpf) if stp > stx else np.fmax(bound, stpf)
+        else:
+            stpf = stpc if np.abs(stpc - stp) > np.abs(stpq - stp) else stpq
+            stpf = np.fmax(stpmin, np.fmin(stpmax, stpf))
+    elif brackt:  # lower value, same sign, derivative not shrinking
+        theta, gamma = cubic(sty, fy, dy, stp, fp, dp)
+        gamma = -gamma if stp > sty else gamma
+        r = ((gamma - dp) + theta) / (((gamma - dp) + gamma) + dy)
+        stpf = stp + r * (sty - stp)
+    else:
+        stpf = stpmax if stp > stx else stpmin
+
+    if fp > fx:
+        sty, fy, dy = stp, fp, dp
+    else:
+        if sgnd < 0.0:
+            sty, fy, dy = stx, fx, dx
+        stx, fx, dx = stp, fp, dp
+    return stx, fx, dx, sty, fy, dy, stpf, brackt
+
+
+class _LineSearch:
+    """MINPACK-2 dcsrch: find a step with sufficient decrease and curvature (strong Wolfe)."""
+
+    def __init__(self, f0, g0, stp, stpmax, ftol=1e-3, gtol=0.9, xtol=0.1, stpmin=0.0):
+        f0, g0, stp = np.float64(f0), np.float64(g0), np.float64(stp)
+        self.ftol, self.gtol, self.xtol, self.stpmin, self.stpmax = ftol, gtol, xtol, stpmin, stpmax
+        self.brackt, self.stage = False, 1
+        self.finit, self.ginit, self.gtest = f0, g0, ftol * g0
+        self.width = stpmax - stpmin
+        self.width1 = self.width / 0.5
+        self.stx, self.fx, self.gx = np.float64(0.0), f0, g0
+        self.sty, self.fy, self.gy = np.float64(0.0), f0, g0
+        self.stmin, self.stmax = 0.0, stp + 4.0 * stp
+        self.stp = stp
+
+    def done(self, f, g) -> bool:
+        """Feed f and f' at ``self.stp``; True when the search ends, else ``self.stp`` is the next trial."""
+        f, g, stp = np.float64(f), np.float64(g), self.stp
+        ftest = self.finit + stp * self.gtest
+        if self.stage == 1 and f <= ftest and g >= 0.0:
+            self.stage = 2
+        brackt = self.brackt
+        if (
+            (brackt and (stp <= self.stmin or stp >= self.stmax))
+            or (brackt and self.stmax - self.stmin <= self.xtol * self.stmax)
+            or (stp == self.stpmax and f <= ftest and g <= self.gtest)
+            or (stp == self.stpmin and (f > ftest or g >= self.gtest))
+            or (f <= ftest and np.abs(g) <= self.gtol * (-self.ginit))
+        ):
+            return True  # converged, or a warning: scipy accepts the step either way
+        with np.errstate(all="ignore"):
+            if self.stage == 1 and f <= self.fx and f > ftest:  # modified function in stage 1
+                gt = self.gtest
+                out = _dcstep(self.stx, self.fx - self.stx * gt, self.gx - gt, self.sty, self.fy - self.sty * gt,
+                              self.gy - gt, stp, f - stp * gt, g - gt, brackt, self.stmin, self.stmax)  # fmt: skip
+                self.stx, fxm, gxm, self.sty, fym, gym, stp, brackt = out
+                self.fx, self.fy = fxm + self.stx * gt, fym + self.sty * gt
+                self.gx, self.gy = gxm + gt, gym + gt
+            else:
+                out = _dcstep(self.stx, self.fx, self.gx, self.sty, self.fy, self.gy, stp, f, g,
+                              brackt, self.stmin, self.stmax)  # fmt: skip
+                self.stx, self.fx, self.gx, self.sty, self.fy, self.gy, stp, brackt = out
+        if brackt:
+            if np.abs(self.sty - self.stx) >= 0.66 * self.width1:
+                stp = self.stx + 0.5 * (self.sty - self.stx)
+            self.width1, self.width = self.width, np.abs(self.sty - self.stx)
+            self.stmin, self.stmax = np.fmin(self.stx, self.sty), np.fmax(self.stx, self.sty)
+        else:
+            self.stmin, self.stmax = stp + 1.1 * (stp - self.stx), stp + 4.0 * (stp - self.stx)
+        stp = np.fmin(np.fmax(stp, self.stpmin), self.stpmax)
+        if brackt and (stp <= self.stmin or stp >= self.stmax or self.stmax - self.stmin <= self.xtol * self.stmax):
+            stp = self.stx  # no further progress possible: fall back to the best step
+        self.brackt, self.stp = brackt, stp
+        return False
+
+
+def lbfgs(fg, x, max_iter=MAX_ITER, gtol=TOL, factr=64.0, m=10, maxls=50, maxfun=15000):
+    """Minimise ``fg(x) -> (float f, tensor grad)`` like scipy's unconstrained L-BFGS-B.
+
+    Without bounds L-BFGS-B's generalized Cauchy point is ``x - g`` (first step and after
+    a memory reset) and its subspace step is the L-BFGS direction ``-H g``, computed here
+    with the two-loop recursion (H0 = I/theta, theta = y'y/s'y).  Returns (x, n_iter, status).
+    """
+    f, g = fg(x)
+    nfev, n_iter, theta = 1, 0, 1.0
+    mem: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (s, y, s'y), oldest first
+    if g.abs().max().item() <= gtol:
+        return x, 0, "converged"
+    while True:
+        d = -g if not mem else -_two_loop(g, mem, theta)
+        dnorm = torch.linalg.vector_norm(d).item()
+        stp = min(1.0 / dnorm, 1e10) if n_iter == 0 else 1.0
+        x0, f0, g0 = x, f, g
+        gd0 = torch.dot(g, d).item()
+        ls, ok = None, gd0 < 0.0
+        if ok:
+            ls = _LineSearch(f0, gd0, stp, stpmax=1e10)
+            for _ in range(maxls):
+                x = torch.add(x0, d, alpha=float(ls.stp))
+                f, g = fg(x)
+                nfev += 1
+                gd = torch.dot(g, d).item()
+                if ls.done(f, gd):
+                    break
+            else:
+                ok = False
+        if not ok:  # line search failed: restore, then reset the memory or give up
+            x, f, g = x0, f0, g0
+            if not mem:
+                return x, n_iter, "abnormal line search"
+            mem, theta = [], 1.0
+            continue
+        n_iter += 1
+        if n_iter >= max_iter:
+            return x, n_iter, "max_iter"
+        if nfev > maxfun:
+            return x, n_iter, "maxfun"
+        if g.abs().max().item() <= gtol:
+            return x, n_iter, "converged"
+        if f0 - f <= factr * EPS64 * max(abs(f0), abs(f), 1.0):
+            return x, n_iter, "converged (relative reduction)"
+        stp = float(ls.stp)
+        dr, ddum = (gd - gd0) * stp, -gd0 * stp  # s'y and -s'g0, as L-BFGS-B computes them
+        if dr > EPS64 * ddum:  # else skip the update (curvature condition fails)
+            y = g - g0
+            mem.append((d * stp, y, dr))
+            if len(mem) > m:
+                mem.pop(0)
+            theta = torch.dot(y, y).item() / dr
+
+
+def _two_loop(g: torch.Tensor, mem, theta: float) -> torch.Tensor:
+    """H @ g for the L-BFGS inverse-Hessian approximation (Nocedal & Wright, Alg. 7.4)."""
+    q, alphas = g.clone(), []
+    for s, y, sy in reversed(mem):
+        a = torch.dot(s, q) / sy
+        q -= a * y
+        alphas.append(a)
+    q /= theta
+    for (s, y, sy), a in zip(mem, reversed(alphas)):
+        q += (a - torch.dot(y, q) / sy) * s
+    return q
+
+
+# --------------------------------------------------------------------------------------
+
+
+def _objective(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, l2: float, binary: bool):
+    """scikit-learn's objective and its analytic gradient; W is float64 (M+1, k_out), last row = intercept.
+
+    Only the two GEMMs run in X's dtype; the loss, gradient and optimiser state stay
+    float64, so a float32 feature matrix costs little agreement.
+    """
+    n, m = X.shape
+    weights = W[:m]
+    z = torch.addmm(W[m].to(X.dtype), X, weights.to(X.dtype)).double()  # (n, k_out)
+    if binary:  # with s = 1-2y: loss log(1+exp(s*z)), gradient s*sigmoid(s*z), free of cancellation
+        sign = 1.0 - 2.0 * y
+        sz = sign * z[:, 0]
+        loss = torch.logaddexp(sz, torch.zeros_like(sz)).mean()
+        r = (sign * torch.sigmoid(sz)).unsqueeze(1)
+    else:
+        lse = torch.logsumexp(z, dim=1)
+        loss = (lse - z.gather(1, y.unsqueeze(1)).squeeze(1)).mean()
+        r = torch.exp(z - lse.unsqueeze(1))
+        r.scatter_add_(1, y.unsqueeze(1), torch.full_like(r[:, :1], -1.0))
+    r /= n
+    loss = loss + 0.5 * l2 * weights.pow(2).sum()
+    grad = torch.empty_like(W)
+    grad[:m] = (X.T @ r.to(X.dtype)).double() + l2 * weights
+    grad[m] = r.sum(dim=0)
+    return loss, grad
+
+
+class TorchLogisticRegression:
+    """Multinomial (binomial for K=2) L2 logistic regression: sklearn's objective and L-BFGS, in torch.
+
+    ``dtype`` is the precision of the feature matrix and of the two GEMMs per evaluation;
+    it defaults to float64 on every device because agreement with scikit-learn matters
+    more than speed and float64 GEMMs are still cheap on a datacentre GPU.  float32 halves
+    memory and speeds up consumer GPUs; weights, loss and L-BFGS state stay float64.
+    """
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        max_iter: int = MAX_ITER,
+        tol: float = TOL,
+        device: str | torch.device = "auto",
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        self.C = C
+        self.max_iter = max_iter
+        self.tol = tol
+        self.device = device
+        self.dtype = dtype
+
+    def fit(self, X, y) -> TorchLogisticRegression:
+        self.classes_, y_idx = np.unique(np.asarray(y), return_inverse=True)
+        n_classes = len(self.classes_)
+        if n_classes < 2:
+            raise ValueError(f"logistic regression needs at least 2 classes, got {n_classes}")
+        device, dtype = resolve_device(self.device), self.dtype or torch.float64
+        Xt = to_tensor(X, device, dtype)
+        n, m = Xt.shape
+        if n != len(y_idx):
+            raise ValueError(f"X has {n} rows but y has {len(y_idx)} labels")
+        binary = n_classes == 2
+        yt = torch.as_tensor(y_idx.reshape(-1).astype(np.int64), device=device)
+        if binary:
+            yt = yt.double()
+        l2, shape = 1.0 / (self.C * n), (m + 1, 1 if binary else n_classes)
+
+        def fg(w: torch.Tensor):
+            loss, grad = _objective(w.view(shape), Xt, yt, l2, binary)
+            return loss.item(), grad.view(-1)
+
+        w0 = torch.zeros(math.prod(shape), dtype=torch.float64, device=device)
+        w, self.n_iter_, self.status_ = lbfgs(fg, w0, max_iter=self.max_iter, gtol=self.tol)
+        if not self.status_.startswith("converged"):
+            warnings.warn(f"L-BFGS stopped without converging ({self.status_}, {self.n_iter_} iterations)",
+                          RuntimeWarning, stacklevel=2)  # fmt: skip
+        self._W = w.view(shape)
+        self.coef_ = self._W[:m].T.cpu().numpy()
+        self.intercept_ = self._W[m].cpu().numpy()
+        self._device, self._dtype = device, dtype
+        return self
+
+    def decision_function(self, X) -> torch.Tensor:
+        """Raw scores on the fitting device: (n,) for binary, (n, K) otherwise."""
+        Xt = to_tensor(X, self._device, self._dtype)
+        z = torch.addmm(self._W[-1].to(self._dtype), Xt, self._W[:-1].to(self._dtype))
+        return z[:, 0] if len(self.classes_) == 2 else z
+
+    def predict_proba(self, X) -> np.ndarray:
+        z = self.decision_function(X)
+        if z.ndim == 1:
+            p = torch.sigmoid(z)
+            return torch.stack([1 - p, p], dim=1).cpu().numpy()
+        return torch.softmax(z, dim=1).cpu().numpy()
+
+    def predict(self, X) -> np.ndarray:
+        z = self.decision_function(X)
+        idx = (z > 0).long() if z.ndim == 1 else z.argmax(dim=1)
+        return self.classes_[idx.cpu().numpy()]
+
+
+def fit_probe(
+    train_X,
+    train_y,
+    test_X,
+    solver: str = "torch",
+    device: str | torch.device = "auto",
+    C: float | None = None,
+    max_iter: int = MAX_ITER,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit the DinoBloom probe and return (predicted labels, class probabilities) for test_X.
+
+    K in C = M*K/100 is the number of distinct labels in ``train_y``.  ``solver='sklearn'``
+    is the reference ``LogisticRegression``; it is given float64 features, as is ours.
+    """
+    n_features, n_classes = np.shape(train_X)[1], len(np.unique(np.asarray(train_y)))
+    C = probe_C(n_features, n_classes) if C is None else C
+    if solver == "torch":
+        model = TorchLogisticRegression(C=C, max_iter=max_iter, device=device)
+        model.fit(train_X, train_y)
+    elif solver == "sklearn":
+        from sklearn.linear_model import LogisticRegression
+
+        model = LogisticRegression(C=C, max_iter=max_iter, solver="lbfgs")
+        model.fit(np.asarray(train_X, dtype=np.float64), np.asarray(train_y))
+        test_X = np.asarray(test_X, dtype=np.float64)
+    else:
+        raise ValueError(f"unknown solver {solver!r}; use 'torch' or 'sklearn'")
+    return model.predict(test_X), model.predict_proba(test_X)
