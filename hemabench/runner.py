@@ -75,8 +75,6 @@ def run_plan(encoders: list[str], plan: list[tuple[str, str]], options: RunOptio
         encoder_state = {"loaded": None}
         for dataset, tasks in by_dataset.items():
             report.outcomes += _run_dataset(encoder_name, encoder_state, dataset, tasks, options, report)
-            if isinstance(encoder_state["loaded"], Exception):
-                break
     report.seconds = time.perf_counter() - start
     return report
 
@@ -102,12 +100,12 @@ def _run_dataset(encoder_name, encoder_state, dataset, tasks, options, report) -
         root = find_root(spec, data_root=options.data_root)
         discovery = spec.discover(root)
     except DatasetNotFound as exc:
-        return skip(f"data not found: {str(exc).splitlines()[0]}")
+        return skip(f"data not found: {exc}")
     phases["discover"] = time.perf_counter() - tick
     try:
         encoder = _load(encoder_name, encoder_state, options)
     except EncoderWeightsMissing as exc:
-        return skip(f"weights missing: {str(exc).splitlines()[0]}")
+        return skip(f"weights missing: {exc}")
     records = discovery.records
     outcomes, embeddings = [], None
     for task_name in tasks:

@@ -83,8 +83,14 @@ def print_summary(report) -> None:
     reasons = {}
     for o in skipped:
         reasons.setdefault((o.encoder, o.dataset, o.reason), []).append(o.task)
+    details = {}
     for (encoder, dataset, reason), tasks in reasons.items():
-        print(f"skipped {encoder} on {dataset} ({', '.join(tasks)}): {reason}")
+        first, _, rest = reason.partition("\n")
+        print(f"skipped {encoder} on {dataset} ({', '.join(tasks)}): {first}")
+        if rest and reason.startswith("weights missing"):
+            details.setdefault(reason, rest)
+    for rest in details.values():  # how to provide the weights, once per encoder
+        print(rest)
     print(f"{len(rows)} result(s), {len(skipped)} skipped, {report.images_forwarded} images embedded, "
           f"{report.seconds:.1f} s")
 

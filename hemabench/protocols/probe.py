@@ -360,11 +360,13 @@ def fit_probe(
     device: str | torch.device = "auto",
     C: float | None = None,
     max_iter: int = MAX_ITER,
+    info: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit the DinoBloom probe and return (predicted labels, class probabilities) for test_X.
 
     K in C = M*K/100 is the number of distinct labels in ``train_y``.  ``solver='sklearn'``
     is the reference ``LogisticRegression``; it is given float64 features, as is ours.
+    ``info``, when given, is filled with the solver's iteration count and stopping status.
     """
     n_features, n_classes = np.shape(train_X)[1], len(np.unique(np.asarray(train_y)))
     C = probe_C(n_features, n_classes) if C is None else C
@@ -379,4 +381,7 @@ def fit_probe(
         test_X = np.asarray(test_X, dtype=np.float64)
     else:
         raise ValueError(f"unknown solver {solver!r}; use 'torch' or 'sklearn'")
+    if info is not None:
+        n_iter = int(np.max(model.n_iter_))
+        info.update(C=C, n_iter=n_iter, status=getattr(model, "status_", "converged" if n_iter < max_iter else "max_iter"))
     return model.predict(test_X), model.predict_proba(test_X)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hemabench.protocols import fit_probe, knn_predict, probe_C
+from hemabench.protocols import fit_probe, knn_predict
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, per_fold
 
 CELL_DATASETS = ("matek-bm", "matek-blood", "acevedo", "raabin", "synth-bm", "synth-blood")
@@ -19,13 +19,17 @@ class CellProbe(Task):
         labels = data.records[self.label_column].to_numpy()
         features = np.asarray(data.features, dtype=np.float32)
 
+        solver_runs = []
+
         def fit_predict(train, test):
+            info: dict = {}
             pred, _ = fit_probe(features[train], labels[train], features[test], solver=self.params["solver"],
-                                device=data.device)
+                                device=data.device, info=info)
+            solver_runs.append(info)
             return {"probe": pred}
 
         out = per_fold(data, labels, fit_predict)
-        out.extra["C"] = probe_C(features.shape[1], len(np.unique(labels[data.valid])))
+        out.extra["solver"] = solver_runs  # per fold: C, iterations, stopping status
         return out
 
 
