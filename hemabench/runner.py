@@ -141,7 +141,7 @@ def _evaluate(task, spec, split, encoder, records, embeddings, options, started,
     phases["protocol"] = time.perf_counter() - tick
     tick = time.perf_counter()
     labels = sorted(set(records.loc[embeddings.valid, task.label_column].astype(str)))
-    payload = predictions_payload(preds, records)
+    payload = predictions_payload(preds)
     main_variant = task.main_metric.split("/")[0]
     scores = score_predictions(payload, labels, main_variant, seed=options.seed)
     phases["score"] = time.perf_counter() - tick

@@ -46,8 +46,8 @@ def test_probe_result_file_is_complete_and_recomputable(tmp_path, cli):
     jsonschema.validate(result, json.loads(SCHEMA_PATH.read_text()))
     assert result["split"]["name"] == "cv5" and len(result["metrics"]["probe/accuracy"]["values"]) == 5
     assert len(result["encoder"]["weights_sha256"]) == 64 and result["provenance"]["seeds"]["split"] == 0
-    preds = result["predictions"]
-    true, pred = np.array(preds["true"]), np.array(preds["pred"]["probe"])
+    preds = result["predictions"]["probe"]
+    true, pred = np.array(preds["true"]), np.array(preds["pred"])
     assert len(true) == 8 * 14  # every sample tested once over the 5 folds
     labels = result["labels"]
     assert result["confusion_matrix"]["counts"] == confusion_matrix(true, pred, labels=labels).tolist()
@@ -76,7 +76,7 @@ def test_probe_agrees_with_sklearn_on_exported_features(tmp_path, cli):
     arrays = np.load(export)
     result = json.loads((out / "resnet18-random" / "cell-probe" / "acevedo.json").read_text())
     assert str(arrays["split_fingerprint"]) == result["split"]["fingerprint"]
-    ours = dict(zip(result["predictions"]["path"], result["predictions"]["pred"]["probe"]))
+    ours = dict(zip(result["predictions"]["probe"]["id"], result["predictions"]["probe"]["pred"]))
     X, y, parts = arrays["features"], arrays["labels"], arrays["split"]  # as exported (float16)
     agree = total = 0
     for fold in np.unique(parts):  # the reference protocol, written out independently
@@ -101,7 +101,7 @@ def test_knn_result_has_both_k(tmp_path, cli):
     assert cli("run", "--encoder", "handcrafted", "--task", "cell-knn", "--dataset", "acevedo", "--data-root",
                tmp_path / "data", "--out", tmp_path / "r", "--no-progress")[0] == 0
     result = json.loads((tmp_path / "r" / "handcrafted" / "cell-knn" / "acevedo.json").read_text())
-    assert set(result["predictions"]["pred"]) == {"k1", "k20"} and result["main_metric"] == "k20/balanced_accuracy"
+    assert set(result["predictions"]) == {"k1", "k20"} and result["main_metric"] == "k20/balanced_accuracy"
 
 
 def test_missing_weights_end_in_one_clear_message(tmp_path, cli, monkeypatch):

@@ -17,15 +17,18 @@ def result_path(out: Path, encoder: str, task: str, dataset: str) -> Path:
     return Path(out) / encoder / task / f"{dataset}.json"
 
 
-def predictions_payload(preds, records) -> dict:
-    """Column-oriented per-sample predictions: enough to recompute every metric."""
-    order = np.argsort(preds.index, kind="stable")
-    return {
-        "path": records["path"].to_numpy()[preds.index][order].tolist(),
-        "fold": preds.fold[order].astype(str).tolist(),
-        "true": preds.true[order].tolist(),
-        "pred": {variant: p[order].tolist() for variant, p in preds.pred.items()},
-    }
+def predictions_payload(preds) -> dict:
+    """JSON form of a task's predictions: per variant, columns sorted by (fold, id)."""
+    payload = {}
+    for variant, columns in preds.variants.items():
+        if "confusions" in columns:
+            payload[variant] = {"fold": [str(f) for f in columns["fold"]],
+                                "confusions": np.asarray(columns["confusions"]).astype(int).tolist()}
+            continue
+        order = np.lexsort((np.asarray(columns["id"], dtype=str), np.asarray(columns["fold"], dtype=str)))
+        payload[variant] = {k: (np.asarray(v)[order].tolist() if k != "proba" else np.round(np.asarray(v)[order], 6).tolist())
+                            for k, v in columns.items()}
+    return payload
 
 
 def build_result(*, task, dataset_spec, split, encoder, labels: list[str], predictions: dict, scores: dict,

@@ -30,13 +30,17 @@ class TaskInput:
 
 @dataclass
 class Predictions:
-    """Test-sample predictions, pooled over folds; ``pred`` has one array per variant."""
+    """What a task predicted, per variant (a classifier, a k, a magnification, a label budget...).
 
-    index: np.ndarray  # record row numbers
-    fold: np.ndarray  # the fold/part each prediction came from
-    true: np.ndarray  # true labels (str)
-    pred: dict[str, np.ndarray]  # variant name -> predicted labels (str)
-    extra: dict = field(default_factory=dict)  # task-specific, JSON-able (e.g. fitted parameters)
+    Each variant is a dict of equal-length arrays: ``id`` (record path or patient id),
+    ``fold`` (fold, part or repetition), ``true`` and ``pred`` labels, and optionally
+    ``proba`` (n x labels, for ROC/PR AUC) and ``group`` (patient, for patient-level
+    accuracy). Tasks with thousands of repeated fits give ``fold`` and ``confusions``
+    (one confusion matrix per repetition) instead of per-sample arrays.
+    """
+
+    variants: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # task-specific, JSON-able (e.g. solver status)
 
 
 @dataclass(frozen=True)
@@ -76,15 +80,17 @@ def fold_indices(data: TaskInput, rotation: dict[str, list[str]], role: str) -> 
 
 def per_fold(data: TaskInput, labels: np.ndarray, fit_predict) -> Predictions:
     """Run ``fit_predict(train_idx, test_idx) -> {variant: pred}`` on every rotation and pool."""
-    index, folds, preds = [], [], {}
+    pooled: dict[str, dict[str, list]] = {}
+    paths = data.records["path"].to_numpy()
     for rotation in data.rotations:
         train, test = fold_indices(data, rotation, "train"), fold_indices(data, rotation, "test")
         if len(test) == 0 or len(train) == 0:
             continue
         for variant, pred in fit_predict(train, test).items():
-            preds.setdefault(variant, []).append(np.asarray(pred).astype(str))
-        index.append(test)
-        folds.append(np.full(len(test), rotation["test"][0], dtype=object))
-    index_all = np.concatenate(index)
-    return Predictions(index=index_all, fold=np.concatenate(folds), true=labels[index_all].astype(str),
-                       pred={v: np.concatenate(p) for v, p in preds.items()})
+            columns = pooled.setdefault(variant, {"id": [], "fold": [], "true": [], "pred": []})
+            columns["id"].append(paths[test])
+            columns["fold"].append(np.full(len(test), rotation["test"][0], dtype=object))
+            columns["true"].append(labels[test])
+            columns["pred"].append(np.asarray(pred))
+    return Predictions({v: {k: np.concatenate(parts).astype(str) for k, parts in cols.items()}
+                        for v, cols in pooled.items()})
