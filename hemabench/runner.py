@@ -125,18 +125,19 @@ def _run_dataset(encoder_name, encoder_state, dataset, tasks, options, report) -
                 workers=options.workers, device=options.device, progress=options.progress)
             report.images_forwarded += stats.images_forwarded
             phases["extract"] = time.perf_counter() - tick
-        result = _evaluate(task, spec, split, encoder, records, embeddings, options, started, dict(phases))
+        result = _evaluate(task, spec, split, encoder, records, embeddings, options, started, dict(phases),
+                           patients=spec.patient_metadata(discovery.root))
         write_result(path, result)
         outcomes.append(Outcome(encoder_name, task_name, dataset, "computed", result, path=path))
     return outcomes
 
 
-def _evaluate(task, spec, split, encoder, records, embeddings, options, started, phases) -> dict:
+def _evaluate(task, spec, split, encoder, records, embeddings, options, started, phases, patients=None) -> dict:
     tick = time.perf_counter()
     device = str(resolve_device(options.device))
     data = TaskInput(features=np.asarray(embeddings.features, dtype=np.float32), records=records,
                      parts=split.assignment["part"].to_numpy(), rotations=split.rule.rotations(),
-                     valid=embeddings.valid, device=device, seed=options.seed)
+                     valid=embeddings.valid, device=device, seed=options.seed, patients=patients)
     preds = task.evaluate(data)
     phases["protocol"] = time.perf_counter() - tick
     tick = time.perf_counter()

@@ -122,6 +122,10 @@ class DatasetSpec:
             )
         return Discovery(root=base, records=make_records(rows), skipped=skipped)
 
+    def patient_metadata(self, root: Path) -> pd.DataFrame | None:
+        """Per-patient clinical metadata shipped beside the images, if the dataset has any."""
+        return None
+
     # -- shared parsing helpers ---------------------------------------------------------
     def class_from_folder(self, folder: str, folder_labels: dict[str, str] | None = None) -> str:
         """Map a class folder name to its label code, or Skip with the expected names."""

@@ -26,6 +26,8 @@ class TaskInput:
     valid: np.ndarray  # (N,) False for images that failed to decode
     device: str = "auto"
     seed: int = 0
+    patients: pd.DataFrame | None = None  # per-patient metadata sheet (index = patient id), where shipped
+    source: TaskInput | None = None  # a second dataset, for tasks that train on one and test on another
 
 
 @dataclass
