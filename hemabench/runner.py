@@ -1,9 +1,10 @@
 """`hemabench run`: records -> split -> embeddings (cached) -> protocol -> result JSON.
 
-Work is grouped per (encoder, dataset) so each dataset is read and embedded once for all
-its tasks. A result that is already on disk and current (same task version, split
-fingerprint and weights hash) is reused; missing data or weights skip that part of the
-plan with one line saying why, and the rest still runs.
+Work is grouped per (encoder, dataset): each dataset is read and embedded once for all its
+tasks (and once more never, when it is also another task's source). A result that is
+already on disk and current (same task version and parameters, split fingerprints and
+weights hash) is reused; missing data or weights skip that part of the plan with a reason,
+and the rest still runs.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class RunOptions:
     overwrite: bool = False
     progress: bool = True
     seed: int = 0
+    task_params: dict[str, dict] = field(default_factory=dict)  # task -> parameter overrides (from the suite)
 
 
 @dataclass
@@ -65,6 +67,63 @@ class RunReport:
     seconds: float = 0.0
 
 
+class _Session:
+    """One encoder's pass over the plan: the encoder is loaded once, each dataset prepared once."""
+
+    def __init__(self, encoder_name: str, options: RunOptions, report: RunReport) -> None:
+        self.encoder_name, self.options, self.report = encoder_name, options, report
+        self._encoder = None
+        self._prepared: dict[str, dict | Exception] = {}
+
+    def encoder(self):
+        if self._encoder is None:
+            try:
+                self._encoder = load_encoder(self.encoder_name, weights=self.options.weights)
+            except EncoderWeightsMissing as exc:
+                self._encoder = exc
+        if isinstance(self._encoder, Exception):
+            raise self._encoder
+        return self._encoder
+
+    def dataset(self, name: str) -> dict:
+        """Records and root of a dataset (embeddings are added on first need)."""
+        if name not in self._prepared:
+            spec = DATASETS.get(name)
+            tick = time.perf_counter()
+            try:
+                discovery = spec.discover(find_root(spec, data_root=self.options.data_root))
+                self._prepared[name] = {"spec": spec, "discovery": discovery, "embeddings": None,
+                                        "seconds": {"discover": time.perf_counter() - tick}}
+            except DatasetNotFound as exc:
+                self._prepared[name] = exc
+        if isinstance(self._prepared[name], Exception):
+            raise self._prepared[name]
+        return self._prepared[name]
+
+    def embeddings(self, name: str):
+        prepared = self.dataset(name)
+        if prepared["embeddings"] is None:
+            tick = time.perf_counter()
+            discovery, o = prepared["discovery"], self.options
+            prepared["embeddings"], stats = extract_embeddings(
+                self.encoder(), discovery.root, discovery.records, dataset=name, batch_size=o.batch_size,
+                workers=o.workers, device=o.device, progress=o.progress)
+            self.report.images_forwarded += stats.images_forwarded
+            prepared["seconds"]["extract"] = time.perf_counter() - tick
+        return prepared["embeddings"]
+
+    def task_input(self, name: str, split_rule: str | None, device: str) -> tuple[TaskInput, MaterialisedSplit]:
+        prepared = self.dataset(name)
+        records = prepared["discovery"].records
+        split = MaterialisedSplit.build(name, get_rule(name, split_rule), records)
+        embeddings = self.embeddings(name)
+        data = TaskInput(features=np.asarray(embeddings.features, dtype=np.float32), records=records,
+                         parts=split.assignment["part"].to_numpy(), rotations=split.rule.rotations(),
+                         valid=embeddings.valid, device=device, seed=self.options.seed, dataset=name,
+                         patients=prepared["spec"].patient_metadata(prepared["discovery"].root))
+        return data, split
+
+
 def run_plan(encoders: list[str], plan: list[tuple[str, str]], options: RunOptions) -> RunReport:
     report = RunReport()
     start = time.perf_counter()
@@ -72,82 +131,56 @@ def run_plan(encoders: list[str], plan: list[tuple[str, str]], options: RunOptio
     for task, dataset in plan:
         by_dataset[dataset].append(task)
     for encoder_name in encoders:
-        encoder_state = {"loaded": None}
+        session = _Session(encoder_name, options, report)
         for dataset, tasks in by_dataset.items():
-            report.outcomes += _run_dataset(encoder_name, encoder_state, dataset, tasks, options, report)
+            for task_name in tasks:
+                report.outcomes.append(_run_task(session, task_name, dataset))
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _load(encoder_name: str, state: dict, options: RunOptions):
-    if state["loaded"] is None:
-        try:
-            state["loaded"] = load_encoder(encoder_name, weights=options.weights)
-        except EncoderWeightsMissing as exc:
-            state["loaded"] = exc
-    if isinstance(state["loaded"], Exception):
-        raise state["loaded"]
-    return state["loaded"]
-
-
-def _run_dataset(encoder_name, encoder_state, dataset, tasks, options, report) -> list[Outcome]:
-    spec = DATASETS.get(dataset)
-    skip = lambda reason: [Outcome(encoder_name, t, dataset, "skipped", reason=reason) for t in tasks]  # noqa: E731
-    phases: dict[str, float] = {}
+def _run_task(session: _Session, task_name: str, dataset: str) -> Outcome:
+    options = session.options
+    task = TASKS.get(task_name).with_params(**options.task_params.get(task_name, {}))
+    outcome = lambda status, **kw: Outcome(session.encoder_name, task_name, dataset, status, **kw)  # noqa: E731
     started = now()
-    tick = time.perf_counter()
     try:
-        root = find_root(spec, data_root=options.data_root)
-        discovery = spec.discover(root)
+        prepared = session.dataset(dataset)
+        source = task.source_for(dataset)
+        if source:
+            session.dataset(source[0])
+        encoder = session.encoder()
     except DatasetNotFound as exc:
-        return skip(f"data not found: {exc}")
-    phases["discover"] = time.perf_counter() - tick
-    try:
-        encoder = _load(encoder_name, encoder_state, options)
+        return outcome("skipped", reason=f"data not found: {exc}")
     except EncoderWeightsMissing as exc:
-        return skip(f"weights missing: {exc}")
-    records = discovery.records
-    outcomes, embeddings = [], None
-    for task_name in tasks:
-        task = TASKS.get(task_name)
-        tick = time.perf_counter()
-        split = MaterialisedSplit.build(dataset, get_rule(dataset, task.split_for(dataset)), records)
-        phases["split"] = time.perf_counter() - tick
-        path = result_path(options.out, encoder_name, task_name, dataset)
-        existing = read_result(path)
-        if not options.overwrite and is_current(existing, task, split.fingerprint, encoder.weights_sha256):
-            outcomes.append(Outcome(encoder_name, task_name, dataset, "reused", existing, path=path))
-            continue
-        if embeddings is None:
-            tick = time.perf_counter()
-            embeddings, stats = extract_embeddings(
-                encoder, discovery.root, records, dataset=dataset, batch_size=options.batch_size,
-                workers=options.workers, device=options.device, progress=options.progress)
-            report.images_forwarded += stats.images_forwarded
-            phases["extract"] = time.perf_counter() - tick
-        result = _evaluate(task, spec, split, encoder, records, embeddings, options, started, dict(phases),
-                           patients=spec.patient_metadata(discovery.root))
-        write_result(path, result)
-        outcomes.append(Outcome(encoder_name, task_name, dataset, "computed", result, path=path))
-    return outcomes
-
-
-def _evaluate(task, spec, split, encoder, records, embeddings, options, started, phases, patients=None) -> dict:
-    tick = time.perf_counter()
+        return outcome("skipped", reason=f"weights missing: {exc}")
+    records = prepared["discovery"].records
+    split = MaterialisedSplit.build(dataset, get_rule(dataset, task.split_for(dataset)), records)
+    source_split = MaterialisedSplit.build(source[0], get_rule(*source), session.dataset(source[0])["discovery"].records) \
+        if source else None
+    path = result_path(options.out, session.encoder_name, task_name, dataset)
+    existing = read_result(path)
+    fingerprints = [split.fingerprint] + ([source_split.fingerprint] if source_split else [])
+    if not options.overwrite and is_current(existing, task, fingerprints, encoder.weights_sha256):
+        return outcome("reused", result=existing, path=path)
     device = str(resolve_device(options.device))
-    data = TaskInput(features=np.asarray(embeddings.features, dtype=np.float32), records=records,
-                     parts=split.assignment["part"].to_numpy(), rotations=split.rule.rotations(),
-                     valid=embeddings.valid, device=device, seed=options.seed, patients=patients)
+    data, split = session.task_input(dataset, task.split_for(dataset), device)
+    if source:
+        data.source, source_split = session.task_input(source[0], source[1], device)
+    phases = dict(prepared["seconds"])
+    tick = time.perf_counter()
     preds = task.evaluate(data)
     phases["protocol"] = time.perf_counter() - tick
     tick = time.perf_counter()
-    labels = sorted(set(records.loc[embeddings.valid, task.label_column].astype(str)))
+    labels = task.result_labels(data)
     payload = predictions_payload(preds)
-    main_variant = task.main_metric.split("/")[0]
-    scores = score_predictions(payload, labels, main_variant, seed=options.seed)
+    scores = score_predictions(payload, labels, task.main_variant, seed=options.seed)
+    scores["metrics"].update(task.summarise(payload, labels, preds.extra))
     phases["score"] = time.perf_counter() - tick
-    return build_result(
-        task=task, dataset_spec=spec, split=split, encoder=encoder, labels=labels, predictions=payload,
-        scores=scores, extra=preds.extra, excluded=embeddings.failed,
+    result = build_result(
+        task=task, dataset_spec=prepared["spec"], split=split, encoder=encoder, labels=labels, predictions=payload,
+        scores=scores, extra=preds.extra, excluded=session.embeddings(dataset).failed, source_split=source_split,
         provenance=provenance(device, {"split": split.rule.seed, "protocol": options.seed, "bootstrap": options.seed},
                               started, phases))
+    write_result(path, result)
+    return outcome("computed", result=result, path=path)

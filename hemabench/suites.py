@@ -17,6 +17,7 @@ class Suite:
     tasks: tuple[str, ...]
     datasets: tuple[str, ...]
     encoders: tuple[str, ...]
+    task_params: dict  # task -> parameter overrides (e.g. fewer repetitions for the demo)
 
     def plan(self, tasks=None, datasets=None) -> list[tuple[str, str]]:
         """(task, dataset) pairs of this suite, narrowed by --task / --dataset."""
@@ -42,7 +43,8 @@ def load_suite(name: str) -> Suite:
         TASKS.get(task)
     for dataset in datasets:
         DATASETS.get(dataset)
-    return Suite(raw["name"], raw.get("description", ""), tuple(tasks), tuple(datasets), tuple(raw.get("encoders", ())))
+    return Suite(raw["name"], raw.get("description", ""), tuple(tasks), tuple(datasets), tuple(raw.get("encoders", ())),
+                 dict(raw.get("task_params", {})))
 
 
 def suite_names() -> list[str]:

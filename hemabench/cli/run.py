@@ -54,7 +54,7 @@ def run_run(args) -> int:
                              f"--task {args.task} --dataset {args.dataset}")
     options = RunOptions(out=Path(args.out), data_root=args.data_root, device=args.device, batch_size=args.batch_size,
                          workers=args.workers, weights=args.weights, overwrite=args.overwrite,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, task_params=suite.task_params)
     print(f"suite {suite.name}: {len(encoders)} encoder(s) x {len(plan)} task/dataset pair(s) -> {options.out}/")
     report = run_plan(encoders, plan, options)
     print_summary(report)

@@ -31,8 +31,13 @@ def predictions_payload(preds) -> dict:
     return payload
 
 
+def _split_info(split) -> dict:
+    return {"dataset": split.dataset, "name": split.rule.name, "version": split.rule.version, "kind": split.rule.kind,
+            "seed": split.rule.seed, "fingerprint": split.fingerprint}
+
+
 def build_result(*, task, dataset_spec, split, encoder, labels: list[str], predictions: dict, scores: dict,
-                 extra: dict, excluded: dict[str, str], provenance: dict) -> dict:
+                 extra: dict, excluded: dict[str, str], provenance: dict, source_split=None) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "task": task.name,
@@ -41,8 +46,8 @@ def build_result(*, task, dataset_spec, split, encoder, labels: list[str], predi
         "dataset": dataset_spec.name,
         "dataset_info": {"title": dataset_spec.title, "domain": dataset_spec.domain,
                          "synthetic": dataset_spec.synthetic, "n_records": int(len(split.assignment))},
-        "split": {"name": split.rule.name, "version": split.rule.version, "kind": split.rule.kind,
-                  "seed": split.rule.seed, "fingerprint": split.fingerprint, "folds": scores["folds"]},
+        "split": {**_split_info(split), "folds": scores["folds"]},
+        **({"source_split": _split_info(source_split)} if source_split is not None else {}),
         "encoder": {"name": encoder.spec.name, "weights_sha256": encoder.weights_sha256,
                     "weights_source": encoder.weights_source, "spec": encoder.spec.to_dict()},
         "main_metric": task.main_metric,
@@ -68,11 +73,14 @@ def read_result(path: Path) -> dict | None:
         return None
 
 
-def is_current(result: dict | None, task, fingerprint: str, weights_sha256: str) -> bool:
+def is_current(result: dict | None, task, fingerprints: list[str], weights_sha256: str) -> bool:
     """A stored result can be reused when nothing that determines it has changed."""
-    return bool(result) and result.get("schema_version") == SCHEMA_VERSION and \
-        result.get("task_version") == task.version and \
-        result.get("split", {}).get("fingerprint") == fingerprint and \
+    if not result or result.get("schema_version") != SCHEMA_VERSION:
+        return False
+    stored = [result.get("split", {}).get("fingerprint")] + \
+        ([result["source_split"].get("fingerprint")] if "source_split" in result else [])
+    return result.get("task_version") == task.version and stored == fingerprints and \
+        result.get("task_metadata", {}).get("params") == json.loads(json.dumps(task.params)) and \
         result.get("encoder", {}).get("weights_sha256") == weights_sha256
 
 

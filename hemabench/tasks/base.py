@@ -7,6 +7,7 @@ the test samples. Metrics are always derived from those stored predictions (see
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,7 @@ class TaskInput:
     valid: np.ndarray  # (N,) False for images that failed to decode
     device: str = "auto"
     seed: int = 0
+    dataset: str = ""
     patients: pd.DataFrame | None = None  # per-patient metadata sheet (index = patient id), where shipped
     source: TaskInput | None = None  # a second dataset, for tasks that train on one and test on another
 
@@ -58,9 +60,31 @@ class Task:
     splits: dict[str, str] = field(default_factory=dict)  # dataset -> split rule (default: the dataset's default)
     params: dict = field(default_factory=dict)
     citation: str = ""
+    detail_variant: str = ""  # variant whose per-class numbers and confusion matrix are reported (default: main's)
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)  # target -> (source dataset, its split rule)
 
     def split_for(self, dataset: str) -> str | None:
         return self.splits.get(dataset)
+
+    def source_for(self, dataset: str) -> tuple[str, str] | None:
+        """A second dataset the task trains on (bone marrow for blood targets), or None."""
+        return self.sources.get(dataset)
+
+    @property
+    def main_variant(self) -> str:
+        return self.detail_variant or self.main_metric.rsplit("/", 1)[0]
+
+    def result_labels(self, data: TaskInput) -> list[str]:
+        """The classes scored, in the order of confusion matrices and probabilities."""
+        return sorted(set(data.records.loc[data.valid, self.label_column].astype(str)))
+
+    def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
+        """Metrics derived across variants (e.g. an area under a curve), from stored predictions."""
+        return {}
+
+    def with_params(self, **overrides) -> Task:
+        """The same task with some parameters changed (suites may do this; results record it)."""
+        return dataclasses.replace(self, params={**self.params, **overrides}) if overrides else self
 
     def evaluate(self, data: TaskInput) -> Predictions:
         raise NotImplementedError
@@ -69,6 +93,7 @@ class Task:
         return {"name": self.name, "version": self.version, "description": self.description,
                 "datasets": list(self.datasets), "protocol": self.protocol, "main_metric": self.main_metric,
                 "variants": list(self.variants), "label_column": self.label_column, "params": self.params,
+                "detail_variant": self.main_variant, "sources": {k: list(v) for k, v in self.sources.items()},
                 "citation": self.citation}
 
 

@@ -1,0 +1,131 @@
+"""Few-shot sweeps (Wenderoth): power transform + PCA + SVM / LR / kNN on per-class support sets.
+
+Support sets are pre-sampled: for each repetition one seeded permutation of every class's
+training items, and the support set for n is the first n of each (nested across n, so a
+curve is one sample growing). Their hash is recorded, so anyone can rebuild the subsets.
+Speed without changing the numbers: the transform and PCA are fitted once per support set
+and shared by the three classifiers; identical support sets (n at or above every class's
+size) are fitted once; distinct ones run in parallel with joblib.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import confusion_matrix
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.svm import SVC
+
+from hemabench.protocols.power import YeoJohnsonStandardizer
+
+N_GRID = (1, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1500, 2000)
+CLASSIFIERS = ("svm", "lr", "knn")
+
+
+def make_classifier(name: str, seed: int):
+    """The reference settings; SVC's internal Platt-scaling CV is seeded with the task seed."""
+    if name == "svm":
+        return SVC(C=1.0, kernel="rbf", gamma="scale", class_weight="balanced", probability=True, random_state=seed)
+    if name == "lr":
+        return LogisticRegression(C=2.5, class_weight="balanced", max_iter=10000)
+    if name == "knn":
+        return KNeighborsClassifier(n_neighbors=3, weights="distance")
+    raise ValueError(f"unknown classifier {name!r}; one of {CLASSIFIERS}")
+
+
+def support_permutations(train_idx: np.ndarray, labels: np.ndarray, repetitions: int, seed: int) -> list[dict]:
+    """Per repetition: class -> that class's training rows in a seeded random order."""
+    classes = sorted(set(labels[train_idx]))
+    by_class = {c: np.sort(train_idx[labels[train_idx] == c]) for c in classes}
+    perms = []
+    for rep in range(repetitions):
+        rng = np.random.default_rng([seed, rep])
+        perms.append({c: rng.permutation(rows) for c, rows in by_class.items()})
+    return perms
+
+
+def support_hash(perms: list[dict], ids: np.ndarray) -> str:
+    """sha256 over (repetition, class, ordered ids): fixes every support set of the sweep."""
+    digest = hashlib.sha256()
+    for rep, perm in enumerate(perms):
+        for c in sorted(perm):
+            digest.update(f"{rep}\t{c}\t".encode() + "\t".join(map(str, ids[perm[c]])).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def support_set(perm: dict, n: int) -> np.ndarray:
+    """The first n rows of every class (all of a class with fewer), sorted so equal sets fit equally."""
+    return np.sort(np.concatenate([rows[:n] for rows in perm.values()]))
+
+
+def effective_n(perm: dict, n: int) -> dict[str, int]:
+    return {str(c): int(min(n, len(rows))) for c, rows in perm.items()}
+
+
+def fit_predict(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0) -> dict[str, np.ndarray]:
+    """One fit of the reference pipeline per classifier, sharing the transform and PCA.
+
+    Prediction = argmax of predicted probabilities, as in the reference."""
+    scaler = YeoJohnsonStandardizer().fit(train_x)
+    pca = PCA().fit(scaler.transform(train_x))
+    z_train, z_test = pca.transform(scaler.transform(train_x)), pca.transform(scaler.transform(test_x))
+    out = {}
+    for name in classifiers:
+        with warnings.catch_warnings():  # SVC(probability=True) is the reference; deprecated in scikit-learn 1.9
+            warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
+            model = make_classifier(name, seed).fit(z_train, train_y)
+        out[name] = model.classes_[np.argmax(model.predict_proba(z_test), axis=1)]
+    return out
+
+
+def _job(train_x, train_y, rows, test_x, test_y, label_order, classifiers, seed, map_pred):
+    preds = fit_predict(train_x[rows], train_y[rows], test_x, classifiers, seed)
+    return {name: confusion_matrix(test_y, map_pred(p) if map_pred else p, labels=label_order)
+            for name, p in preds.items()}
+
+
+def sweep(train_x: np.ndarray, train_y: np.ndarray, perms: list[dict], test_x: np.ndarray, test_y: np.ndarray,
+          label_order: list[str], n_grid=N_GRID, classifiers=CLASSIFIERS, seed: int = 0, n_jobs: int | None = None,
+          map_pred=None) -> dict:
+    """Confusion matrices per (classifier, n) and repetition on the test set.
+
+    ``perms`` index rows of ``train_x``; ``map_pred`` maps predicted labels onto the scored
+    ones (class mappings across domains). Returns {"confusions": {(clf, n): [K x K per rep]},
+    "effective_n": {n: {class: n_eff}}, "fits": number of pipeline fits actually run}."""
+    unique: dict[bytes, np.ndarray] = {}
+    plan: dict[tuple[int, int], bytes] = {}
+    for rep, perm in enumerate(perms):
+        for n in n_grid:
+            rows = support_set(perm, n)
+            key = hashlib.sha1(rows.tobytes()).digest()
+            unique.setdefault(key, rows)
+            plan[(rep, n)] = key
+    n_jobs = n_jobs or int(os.environ.get("HEMABENCH_JOBS", 0)) or -1
+    keys = list(unique)
+    results = Parallel(n_jobs=n_jobs)(
+        delayed(_job)(train_x, train_y, unique[k], test_x, test_y, label_order, classifiers, seed, map_pred)
+        for k in keys)
+    by_key = dict(zip(keys, results))
+    confusions = {(c, n): [by_key[plan[(rep, n)]][c] for rep in range(len(perms))] for c in classifiers for n in n_grid}
+    return {"confusions": confusions, "effective_n": {n: effective_n(perms[0], n) for n in n_grid},
+            "fits": len(keys) * len(classifiers)}
+
+
+def saturation_n(perms: list[dict], n_grid=N_GRID) -> int:
+    """The smallest grid n at which every class uses all its training items (the curve is flat after)."""
+    largest = max(len(rows) for rows in perms[0].values())
+    return next((n for n in n_grid if n >= largest), n_grid[-1])
+
+
+def normalised_auc(n_values, scores) -> float:
+    """Area under score(n) over log2(n), divided by the log2 range: 1.0 = perfect at every n."""
+    x = np.log2(np.asarray(n_values, dtype=float))
+    if len(x) < 2:
+        return float(scores[0])
+    return float(np.trapezoid(scores, x) / (x[-1] - x[0]))

@@ -1,0 +1,129 @@
+"""Bone marrow -> blood transfer (Wenderoth): fit on bone-marrow cells, score on blood through a class mapping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import yaml
+
+from hemabench.errors import HemabenchError
+from hemabench.metrics import aggregate
+from hemabench.paths import benchmarks_dir
+from hemabench.protocols.fewshot import saturation_n, support_hash, support_permutations, sweep
+from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
+from hemabench.tasks.label_efficiency import CITATION, PARAMS, curve_auc_metrics, sweep_variants
+
+
+@cache
+def load_mapping(name: str = "bm-to-blood") -> dict:
+    path = benchmarks_dir() / "mappings" / f"{name}.yaml"
+    if not path.is_file():
+        raise HemabenchError(f"class mapping {name!r} not found at {path}")
+    return yaml.safe_load(path.read_text())
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One target's rules: which classes are scored, which source predictions merge into which."""
+
+    scored: tuple[str, ...]
+    merge: dict
+    superclasses: dict
+    drop_target: tuple[str, ...] = ()
+    drop_fine: tuple[str, ...] = ()
+
+    @classmethod
+    def for_target(cls, mapping: dict, target: str) -> Mapping:
+        entry = mapping["targets"].get(target)
+        if entry is None:
+            raise HemabenchError(f"mapping {mapping['name']!r} has no rules for target {target!r}")
+        return cls(tuple(entry["scored"]), dict(entry.get("merge", {})), dict(entry.get("superclasses", {})),
+                   tuple(entry.get("drop_target", ())), tuple(entry.get("drop_fine", ())))
+
+    def fit_classes(self, source_classes) -> list[str]:
+        members = {m for group in self.superclasses.values() for m in group}
+        return sorted(c for c in source_classes if c in self.scored or c in self.merge or c in members)
+
+    def map_predictions(self, pred: np.ndarray) -> np.ndarray:
+        return np.asarray([self.merge.get(p, p) for p in pred])
+
+    def scored_rows(self, records, rows: np.ndarray, label_column: str) -> np.ndarray:
+        keep = records[label_column].to_numpy()[rows].astype(str)
+        fine = records["fine_label"].to_numpy()[rows]
+        return rows[np.isin(keep, self.scored) & ~np.isin(fine.astype(str), self.drop_fine)]
+
+
+def superclass_metrics(predictions: dict, labels: list[str], superclasses: dict) -> dict[str, dict]:
+    """Sensitivity of each superclass (a prediction of any member counts), per repetition."""
+    out = {}
+    for variant, p in predictions.items():
+        for name, members in superclasses.items():
+            idx = [labels.index(m) for m in members if m in labels]
+            values = []
+            for confusion in np.asarray(p["confusions"]):
+                total = confusion[idx].sum()
+                if total:
+                    values.append(float(confusion[np.ix_(idx, idx)].sum() / total))
+            if values:
+                out[f"{variant}/sensitivity_{name}"] = {**aggregate(values), "ci95": [
+                    float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]}
+    return out
+
+
+@dataclass(frozen=True)
+class BoneMarrowToBlood(Task):
+    def mapping(self, dataset: str) -> Mapping:
+        return Mapping.for_target(load_mapping(self.params["mapping"]), dataset)
+
+    def result_labels(self, data: TaskInput) -> list[str]:
+        return list(self.mapping(data.dataset).scored)
+
+    def evaluate(self, data: TaskInput) -> Predictions:
+        p, source = self.params, data.source
+        mapping = self.mapping(data.dataset)
+        labels = list(mapping.scored)
+        t_labels = data.records[self.label_column].to_numpy().astype(str)
+        t_rotation = data.rotations[0]
+        t_train = mapping.scored_rows(data.records, fold_indices(data, t_rotation, "train"), self.label_column)
+        t_test = mapping.scored_rows(data.records, fold_indices(data, t_rotation, "test"), self.label_column)
+        s_labels = source.records[self.label_column].to_numpy().astype(str)
+        s_train = fold_indices(source, source.rotations[0], "train")
+        s_train = s_train[np.isin(s_labels[s_train], mapping.fit_classes(set(s_labels[s_train])))]
+        direct_perms = support_permutations(s_train, s_labels, p["repetitions"], p["seed"])
+        direct = sweep(source.features, s_labels, direct_perms, data.features[t_test], t_labels[t_test], labels,
+                       (p["source_per_class"],), ("svm",), seed=p["seed"], map_pred=mapping.map_predictions)
+        adapt_perms = support_permutations(t_train, t_labels, p["repetitions"], p["seed"])
+        adapt = sweep(data.features, t_labels, adapt_perms, data.features[t_test], t_labels[t_test], labels,
+                      tuple(p["n_grid"]), ("svm",), seed=p["seed"])
+        variants = {"direct": sweep_variants(direct, p["repetitions"])[f"svm/n={p['source_per_class']}"],
+                    **sweep_variants(adapt, p["repetitions"], prefix={"svm": "adapt"})}
+        ids = lambda inp: inp.records["path"].to_numpy()  # noqa: E731
+        return Predictions(variants, extra={
+            "mapping": {"name": p["mapping"], "version": load_mapping(p["mapping"])["version"],
+                                                 **{k: v for k, v in vars(mapping).items()}},
+            "fit_classes": sorted(set(s_labels[s_train])), "support_seed": p["seed"],
+            "support_hash": {"direct": support_hash(direct_perms, ids(source)), "adapt": support_hash(adapt_perms, ids(data))},
+            "effective_n": {str(n): v for n, v in adapt["effective_n"].items()},
+            "auc_max_n": saturation_n(adapt_perms, tuple(p["n_grid"])), "n_test": int(len(t_test)),
+            "superclasses": mapping.superclasses})
+
+    def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
+        extra = extra or {}
+        curve = curve_auc_metrics(predictions, labels, extra.get("auc_max_n", max(self.params["n_grid"])))
+        return {**curve, **superclass_metrics(predictions, labels, extra.get("superclasses", {}))}
+
+
+TARGETS = {"matek-blood": "matek-bm", "acevedo": "matek-bm", "raabin": "matek-bm", "synth-blood": "synth-bm"}
+TASKS.add("bm-to-blood", BoneMarrowToBlood(
+    name="bm-to-blood", version=1, datasets=tuple(TARGETS), protocol="protocols.md section 4 (Wenderoth transfer)",
+    description="SVM fitted on 250 bone-marrow cells per class, scored on blood datasets through a versioned "
+                "class mapping (direct transfer), and fitted on n target cells per class (domain adaptation)",
+    main_metric="direct/balanced_accuracy", detail_variant="direct", variants=("direct", "adapt/n=<n>"),
+    splits={t: "holdout-70-30" for t in TARGETS if t != "raabin"},
+    sources={t: (s, "holdout-70-30") for t, s in TARGETS.items()},
+    params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn")}, "classifiers": ["svm"],
+            "source_per_class": 250, "mapping": "bm-to-blood"},
+    citation=CITATION,
+))
