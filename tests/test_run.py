@@ -89,8 +89,8 @@ def test_probe_agrees_with_sklearn_on_exported_features(tmp_path, cli):
 
 def test_rerun_reuses_results_and_embeds_nothing(tmp_path, cli):
     acevedo_tree(tmp_path / "data")
-    args = ["run", "--encoder", "handcrafted", "--dataset", "acevedo", "--data-root", tmp_path / "data",
-            "--out", tmp_path / "results", "--no-progress"]
+    args = ["run", "--encoder", "handcrafted", "--dataset", "acevedo", "--task", "cell-probe", "--task", "cell-knn",
+            "--data-root", tmp_path / "data", "--out", tmp_path / "results", "--no-progress"]
     assert cli(*args)[0] == 0
     code, stdout, _ = cli(*args)
     assert code == 0 and "0 images embedded" in stdout and stdout.count("reused") == 2 and "computed" not in stdout
@@ -108,8 +108,9 @@ def test_missing_weights_end_in_one_clear_message(tmp_path, cli, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HEMABENCH_WEIGHTS", str(tmp_path / "weights"))
     acevedo_tree(tmp_path / "data")
-    code, stdout, stderr = cli("run", "--encoder", "dinobloom-b", "--dataset", "acevedo", "--data-root",
-                               tmp_path / "data", "--out", tmp_path / "r", "--no-progress")
+    code, stdout, stderr = cli("run", "--encoder", "dinobloom-b", "--dataset", "acevedo", "--task", "cell-probe",
+                               "--task", "cell-knn", "--data-root", tmp_path / "data", "--out", tmp_path / "r",
+                               "--no-progress")
     assert code == 2 and "Traceback" not in stderr
     assert "skipped dinobloom-b on acevedo (cell-knn, cell-probe): weights missing" in stdout
     assert stderr.strip() == "hemabench: error: nothing was evaluated"

@@ -1,0 +1,242 @@
+"""BreakHis across magnifications (protocols.md section 6, after Chhipa et al.'s MPCS), frozen encoder.
+
+All four tasks are one loop: per rotation of the patient-wise folds and per training
+magnification, fit the DinoBloom probe on some training rows (:meth:`_Context.probe`) and
+predict *all* of that rotation's test rows, whatever their magnification. One fit thus
+serves every test magnification, and the cross-magnification diagonal is the same fit on
+the same matrix as ``breakhis-binary``, so the two agree exactly, not just closely.
+Variants pool each image once per classifier that predicted it; ``group`` = patient makes
+the scorer add patient-level accuracy (PLA) next to image-level accuracy (ILA).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hemabench.errors import HemabenchError
+from hemabench.protocols import fit_probe
+from hemabench.results.scoring import patient_accuracy
+from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
+
+MAGNIFICATIONS = (40, 100, 200, 400)
+FRACTIONS = (5, 10, 20, 40, 60, 80, 100)  # percent of the training labels (breakhis-limited)
+MAIN_FRACTION = 20  # MPCS's limited-label headline (its Table 5)
+DATASETS = ("breakhis", "synth-breakhis")
+PROTOCOL = "protocols.md section 6 (BreakHis magnification); docs/protocols-breakhis.md"
+CITATION = "Chhipa et al., Magnification Prior (MPCS), WACV 2023; Spanhol et al., IEEE TBME 2016"
+PROBE = {"solver": "torch", "C": "M*K/100", "max_iter": 1000, "penalty": "l2", "standardise": False,
+         "fit": "one probe per rotation and training magnification, on the raw embeddings"}
+
+
+def mag(m: int) -> str:
+    return f"{m}x"
+
+
+def check_patient_split(records, parts: np.ndarray, rotations: list[dict]) -> None:
+    """Raise if a patient has images on both sides of any rotation: a leak would inflate every number."""
+    patients = records["patient"].astype(str).to_numpy()
+    for rotation in rotations:
+        train = set(patients[np.isin(parts, rotation.get("train", []))])
+        shared = sorted(train & set(patients[np.isin(parts, rotation.get("test", []))]))
+        if shared:
+            raise HemabenchError(f"split leak: patient(s) {shared[:5]} in both train {rotation['train']} and test "
+                                 f"{rotation['test']}; BreakHis tasks need a patient-wise split (patient-cv5)")
+
+
+def limited_sample(labels: np.ndarray, keys: np.ndarray, rows: np.ndarray, fractions, seed) -> dict[int, np.ndarray]:
+    """Nested, class-stratified subsets of the training ``rows``: fraction -> sorted rows.
+
+    Per class one seeded permutation (of the rows ordered by ``keys``, so file-system order
+    does not matter); fraction f keeps its first ceil(f * n_class / 100) rows, at least
+    one per class, so a larger fraction always contains the smaller ones and 100% is all.
+    """
+    rng = np.random.default_rng(seed)
+    rows = np.asarray(rows)[np.argsort(keys[rows], kind="stable")]
+    per_class = [rng.permutation(rows[labels[rows] == c]) for c in np.unique(labels[rows])]
+    return {f: np.sort(np.concatenate([order[: -(-len(order) * f // 100)] for order in per_class]))
+            for f in fractions}
+
+
+@dataclass
+class _Context:
+    """One evaluation's arrays, the usable folds, and a log of every probe fit."""
+
+    data: TaskInput
+    labels: np.ndarray
+    mags: np.ndarray
+    present: list[int]  # magnifications with at least one valid image
+    folds: list[tuple[int, str, np.ndarray, np.ndarray]]  # (rotation index, test fold, train rows, test rows)
+    fits: list[dict] = field(default_factory=list)
+    chunks: dict[str, list] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, data: TaskInput, label_column: str) -> _Context:
+        check_patient_split(data.records, data.parts, data.rotations)
+        mags = data.records["magnification"].astype(int).to_numpy()
+        present = [m for m in MAGNIFICATIONS if np.any((mags == m) & data.valid)]
+        folds = [(i, r["test"][0], fold_indices(data, r, "train"), fold_indices(data, r, "test"))
+                 for i, r in enumerate(data.rotations)]
+        labels = data.records[label_column].astype(str).to_numpy()
+        return cls(data, labels, mags, present, [f for f in folds if len(f[2]) and len(f[3])])
+
+    def probe(self, train: np.ndarray, test: np.ndarray, **tags) -> np.ndarray:
+        """The shared step: fit on rows ``train``, predict rows ``test``; logs C, iterations, status."""
+        classes = np.unique(self.labels[train])
+        info: dict = {"n_train": int(len(train)), "train_per_class": {str(c): int(np.sum(self.labels[train] == c))
+                                                                      for c in classes}}
+        if len(classes) == 1:  # a probe needs two classes; the constant classifier is its limit
+            pred = np.full(len(test), classes[0], dtype=object)
+            info["status"] = "single training class: constant prediction"
+        else:
+            X = np.asarray(self.data.features, dtype=np.float32)
+            pred, _ = fit_probe(X[train], self.labels[train], X[test], solver=PROBE["solver"],
+                                device=self.data.device, info=info)
+        self.fits.append({**tags, **info})
+        return pred
+
+    def add(self, variants, rows: np.ndarray, fold: str, pred: np.ndarray) -> None:
+        for variant in variants:
+            self.chunks.setdefault(variant, []).append((rows, fold, pred))
+
+    def add_by_mag(self, test: np.ndarray, fold: str, pred: np.ndarray, names) -> None:
+        """Split one fit's predictions on ``test`` by the test magnification; ``names(t)`` -> variants."""
+        for t in self.present:
+            sel = self.mags[test] == t
+            if sel.any():
+                self.add(names(t), test[sel], fold, pred[sel])
+
+    def predictions(self, order) -> Predictions:
+        paths = self.data.records["path"].astype(str).to_numpy()
+        patients = self.data.records["patient"].astype(str).to_numpy()
+        variants = {}
+        for variant in [v for v in order if v in self.chunks]:
+            rows = np.concatenate([c[0] for c in self.chunks[variant]])
+            variants[variant] = {
+                "id": paths[rows], "group": patients[rows], "true": self.labels[rows],
+                "fold": np.concatenate([np.full(len(c[0]), c[1], dtype=object) for c in self.chunks[variant]]).astype(str),
+                "pred": np.concatenate([np.asarray(c[2], dtype=str) for c in self.chunks[variant]])}
+        return Predictions(variants, {"solver": self.fits, "magnifications": self.present})
+
+
+def fold_means(columns: dict) -> tuple[float, float]:
+    """(ILA, PLA) of one variant, each the mean over folds in stored (sorted) order, as the scorer does."""
+    folds, true, pred, group = (np.asarray(columns[k], dtype=str) for k in ("fold", "true", "pred", "group"))
+    names = sorted(set(folds))
+    ila = [float(np.mean(true[folds == f] == pred[folds == f])) for f in names]
+    pla = [patient_accuracy(true[folds == f], pred[folds == f], group[folds == f]) for f in names]
+    return float(np.mean(ila)), float(np.mean(pla))
+
+
+def mag_mean(variants: dict, names: list[str]) -> dict:
+    """MPCS's 'Mean' column: the mean over magnifications of each one's fold-mean ILA and PLA."""
+    means = [fold_means(variants[v]) for v in names if v in variants]
+    if not means:
+        return {}
+    return {"accuracy": float(np.mean([m[0] for m in means])),
+            "patient_accuracy": float(np.mean([m[1] for m in means])), "variants": [v for v in names if v in variants]}
+
+
+@dataclass(frozen=True)
+class BreakHisTask(Task):
+    """Per rotation, per training magnification: ``fit_at`` fits and files its predictions."""
+
+    def evaluate(self, data: TaskInput) -> Predictions:
+        ctx = _Context.build(data, self.label_column)
+        for index, fold, train, test in ctx.folds:
+            for m in ctx.present:
+                train_m = train[ctx.mags[train] == m]
+                if len(train_m):
+                    self.fit_at(ctx, index, fold, m, train_m, test)
+        out = ctx.predictions(self.variants)
+        out.extra.update(self.summary(out.variants, ctx))
+        return out
+
+    def fit_at(self, ctx: _Context, index: int, fold: str, m: int, train: np.ndarray, test: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def summary(self, variants: dict, ctx: _Context) -> dict:
+        return {}
+
+
+@dataclass(frozen=True)
+class PerMagnification(BreakHisTask):
+    """Fit and test within each magnification (breakhis-binary, breakhis-subtype); ``all`` pools the four."""
+
+    def fit_at(self, ctx, index, fold, m, train, test) -> None:
+        if np.any(ctx.mags[test] == m):
+            pred = ctx.probe(train, test, fold=fold, magnification=m)
+            ctx.add_by_mag(test, fold, pred, lambda t: (mag(m), "all") if t == m else ())
+
+    def summary(self, variants, ctx) -> dict:
+        return {"magnification_mean": mag_mean(variants, [mag(m) for m in MAGNIFICATIONS])}
+
+
+@dataclass(frozen=True)
+class LimitedLabels(BreakHisTask):
+    """Binary, per magnification, on nested seeded fractions of each rotation's training images."""
+
+    def fit_at(self, ctx, index, fold, m, train, test) -> None:
+        if not np.any(ctx.mags[test] == m):
+            return
+        seed = [int(ctx.data.seed), index, m]
+        subsets = limited_sample(ctx.labels, ctx.data.records["path"].astype(str).to_numpy(), train,
+                                 self.params["fractions"], seed)
+        for f, rows in subsets.items():
+            pred = ctx.probe(rows, test, fold=fold, magnification=m, fraction=f, seed=seed)
+            ctx.add_by_mag(test, fold, pred, lambda t, f=f: (f"{mag(m)}-{f}pct", f"all-{f}pct") if t == m else ())
+
+    def summary(self, variants, ctx) -> dict:
+        return {"magnification_mean": {f"{f}pct": mag_mean(variants, [f"{mag(m)}-{f}pct" for m in MAGNIFICATIONS])
+                                       for f in self.params["fractions"]}}
+
+
+@dataclass(frozen=True)
+class CrossMagnification(BreakHisTask):
+    """Fit at one magnification, test at all four; ``diag``/``offdiag`` pool same- and cross-scale tests."""
+
+    def fit_at(self, ctx, index, fold, m, train, test) -> None:
+        pred = ctx.probe(train, test, fold=fold, magnification=m)
+        ctx.add_by_mag(test, fold, pred, lambda t: (f"{mag(m)}->{mag(t)}", "diag" if t == m else "offdiag"))
+
+    def summary(self, variants, ctx) -> dict:
+        """The 4x4 matrices (rows = train magnification) and the diagonal vs off-diagonal gap."""
+        mags, out = ctx.present, {"magnifications": ctx.present, "rows": "train magnification",
+                                  "columns": "test magnification", "summary": {}}
+        cells = {(a, b): fold_means(variants[f"{mag(a)}->{mag(b)}"]) for a in mags for b in mags
+                 if f"{mag(a)}->{mag(b)}" in variants}
+        for k, name in enumerate(("accuracy", "patient_accuracy")):
+            out[name] = [[cells[a, b][k] if (a, b) in cells else None for b in mags] for a in mags]
+            diag = [v[k] for (a, b), v in cells.items() if a == b]
+            off = [v[k] for (a, b), v in cells.items() if a != b]
+            means = [float(np.mean(x)) if x else None for x in (diag, off)]
+            gap = means[0] - means[1] if None not in means else None
+            out["summary"][name] = {"diagonal": means[0], "off_diagonal": means[1], "gap": gap}
+        return {"crossmag": out}
+
+
+def _register(cls, name: str, description: str, main_metric: str, variants, **kwargs) -> None:
+    TASKS.add(name, cls(name=name, version=1, description=description, datasets=DATASETS, protocol=PROTOCOL,
+                        main_metric=main_metric, variants=tuple(variants), citation=CITATION, **kwargs))
+
+
+PER_MAG = [mag(m) for m in MAGNIFICATIONS]
+_register(PerMagnification, "breakhis-binary", "Benign vs malignant, linear probe fitted and tested within each "
+          "magnification; 'all' pools the four", "all/patient_accuracy", PER_MAG + ["all"],
+          params={**PROBE, "magnifications": list(MAGNIFICATIONS), "pooled": "all"})
+_register(PerMagnification, "breakhis-subtype", "8 tumour subtypes, linear probe fitted and tested within each "
+          "magnification; 'all' pools the four", "all/patient_accuracy", PER_MAG + ["all"], label_column="fine_label",
+          params={**PROBE, "magnifications": list(MAGNIFICATIONS), "pooled": "all"})
+_register(LimitedLabels, "breakhis-limited", "Benign vs malignant per magnification, probe fitted on a seeded "
+          "class-stratified fraction of the training images", f"all-{MAIN_FRACTION}pct/patient_accuracy",
+          [f"{v}-{f}pct" for f in FRACTIONS for v in PER_MAG + ["all"]],
+          params={**PROBE, "magnifications": list(MAGNIFICATIONS), "fractions": list(FRACTIONS),
+                  "sampling": "training images per (rotation, magnification), stratified by label, nested",
+                  "count": "ceil(fraction * n_class / 100), at least 1 per class",
+                  "seed": "[run seed, rotation index, magnification]", "main_fraction": MAIN_FRACTION})
+_register(CrossMagnification, "breakhis-crossmag", "Benign vs malignant, probe fitted at one magnification and "
+          "tested at each of the four (4x4 matrix in extra.crossmag)", "offdiag/patient_accuracy",
+          [f"{mag(a)}->{mag(b)}" for a in MAGNIFICATIONS for b in MAGNIFICATIONS] + ["diag", "offdiag"],
+          params={**PROBE, "magnifications": list(MAGNIFICATIONS), "pooled": {"diag": "train = test magnification",
+                                                                              "offdiag": "train != test magnification"}})
