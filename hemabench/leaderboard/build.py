@@ -1,0 +1,169 @@
+"""``hemabench leaderboard build``: result files -> a static site that works opened from disk.
+
+No server and no network: pages link to each other with relative paths, figures are SVG
+files beside them, the small sorting script and the stylesheet are inlined. Every string
+that came from a result or a submission goes through jinja2's autoescaping and into file
+names only after ``slug``; attention-cell images are read only from inside a dataset root
+the user names (``--data-root``) and are copied as downscaled thumbnails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import jinja2
+
+import hemabench
+from hemabench.errors import HemabenchError
+from hemabench.leaderboard.clinical import load_cost_models
+from hemabench.leaderboard.collect import Board, Entry, anchor, group_boards, load_entries
+from hemabench.leaderboard.pages import board_context, board_href, encoder_context, encoder_href, index_context
+from hemabench.leaderboard.ranking import tie_ranks
+
+HERE = Path(__file__).resolve().parent
+OWNED = ("index.html", "tasks", "encoders", "figures", "thumbs")  # what a rebuild replaces in --out
+THUMB_SIZE = 96
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    results: int = 0
+    boards: int = 0
+    pages: int = 0
+    figures: int = 0
+    thumbnails: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+class Site:
+    """Writes figures and thumbnails under the output folder; returns links relative to a sub-page."""
+
+    def __init__(self, out: Path, data_root: str | None, report: BuildReport, figures: bool = True) -> None:
+        self.out, self.data_root, self.report, self.figures = out, data_root, report, figures
+        self._roots: dict[str, Path | None] = {}
+
+    def figure(self, name: str, draw, *args) -> str | None:
+        if not self.figures:
+            return None
+        try:
+            draw(self.out / "figures" / name, *args)
+        except Exception as exc:  # a figure must never cost the page its numbers
+            self.report.warnings.append(f"figure {name} not drawn: {exc!r}")
+            return None
+        self.report.figures += 1
+        return f"../figures/{name}"
+
+    def _root(self, dataset: str) -> Path | None:
+        if dataset not in self._roots:
+            self._roots[dataset] = None
+            try:
+                from hemabench.datasets import DATASETS, find_root
+
+                spec = DATASETS.get(dataset)
+                if spec.synthetic:  # shown when already generated; a site build never generates data
+                    folder = spec.generated_folder()
+                    self._roots[dataset] = folder.resolve() if folder.is_dir() else None
+                else:
+                    self._roots[dataset] = find_root(spec, data_root=self.data_root).resolve()
+            except Exception as exc:  # unknown or missing dataset: paths are shown instead
+                self.report.warnings.append(f"no thumbnails for {dataset}: {exc}".splitlines()[0])
+        return self._roots[dataset]
+
+    def thumbnail(self, dataset: str, rel: str) -> str | None:
+        """A downscaled copy of a dataset image, only for a plain relative path inside the root."""
+        if self.data_root is None:
+            return None
+        pure = PurePosixPath(rel)
+        if not rel or "\\" in rel or pure.is_absolute() or any(p in ("..", "") for p in pure.parts):
+            return None
+        root = self._root(dataset)
+        if root is None:
+            return None
+        source = (root / pure).resolve()
+        if root not in source.parents or not source.is_file():
+            return None
+        name = hashlib.sha256(f"{dataset}\0{rel}".encode()).hexdigest()[:20] + ".png"
+        target = self.out / "thumbs" / name
+        if not target.exists():
+            from PIL import Image
+
+            try:
+                with Image.open(source) as image:
+                    image = image.convert("RGB")
+                    image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    image.save(target, format="PNG", optimize=True)
+            except OSError as exc:
+                self.report.warnings.append(f"thumbnail of {dataset}:{rel} failed: {exc}")
+                return None
+            self.report.thumbnails += 1
+        return f"../thumbs/{name}"
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader([HERE / "templates", HERE / "static"]),
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env.globals.update(anchor=anchor)
+    return env
+
+
+def page_provenance(entries: list[Entry]) -> dict:
+    """What every page states: which hemabench made its results, task versions, split fingerprints."""
+    versions = sorted({str((e.result.get("provenance") or {}).get("hemabench_version", "?")) for e in entries})
+    tasks = sorted({f"{e.result['task']} v{e.result['task_version']}" for e in entries})
+    splits = sorted({f"{s.get('dataset', e.result['dataset'])} {s.get('name')} v{s.get('version')}: {s.get('fingerprint')}"
+                     for e in entries for s in (e.result.get("split") or {}, e.result.get("source_split")) if s})
+    return {"builder": hemabench.__version__, "versions": versions, "tasks": tasks, "splits": splits}
+
+
+def _clean(out: Path) -> None:
+    for name in OWNED:
+        path = out / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+
+
+def build_site(out: str | Path = "leaderboard", submissions: str | Path | None = "submissions",
+               results: list[str | Path] | tuple = (), data_root: str | None = None,
+               figures: bool = True) -> BuildReport:
+    """Build the site into ``out``; ``figures=False`` skips the SVGs (tables only, much faster)."""
+    start = time.perf_counter()
+    out = Path(out)
+    report = BuildReport(out=out)
+    entries = load_entries(Path(submissions) if submissions else None, [Path(r) for r in results], report.warnings)
+    if not entries:  # before touching --out
+        raise HemabenchError(f"no result files found in {submissions or ''} {' '.join(map(str, results))}".strip())
+    boards = group_boards(entries)
+    for board in boards:
+        board.ranks, board.comparisons = tie_ranks({e: entry.result for e, entry in board.entries.items()})
+    out.mkdir(parents=True, exist_ok=True)
+    _clean(out)
+    site, env, models = Site(out, data_root, report, figures), environment(), load_cost_models()
+    encoders = sorted({e.encoder for e in entries})
+
+    def write(rel: str, template: str, page_entries: list[Entry], **context) -> None:
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prefix = "../" if "/" in rel else ""
+        path.write_text(env.get_template(template).render(prefix=prefix, provenance=page_provenance(page_entries),
+                                                           **context), encoding="utf-8")
+        report.pages += 1
+
+    write("index.html", "index.html.j2", entries, **index_context(boards, {e: {} for e in encoders}),
+          title="hemabench leaderboard", n_results=len(entries))
+    for board in boards:
+        write(board_href(board), "task.html.j2", list(board.entries.values()), **board_context(board, site, models))
+    for encoder in encoders:
+        own: list[Board] = [b for b in boards if encoder in b.entries]
+        write(encoder_href(encoder), "encoder.html.j2", [b.entries[encoder] for b in own],
+              **encoder_context(encoder, own), title=f"encoder {encoder}")
+    report.results, report.boards, report.seconds = len(entries), len(boards), time.perf_counter() - start
+    return report

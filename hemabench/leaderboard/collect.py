@@ -1,0 +1,186 @@
+"""Reading results for the leaderboard, and grouping them into boards of comparable results.
+
+A *board* is one (task, dataset) under one protocol: the same task version, the same task
+parameters (the demo's lighter repetitions are a different board from the full protocol)
+and the same split fingerprints. Only results on one board are ever ranked against each
+other; everything else is shown side by side but never ranked together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SUBMISSION_RESULTS = "results"
+ENCODER_FILE = "encoder.yaml"
+
+
+def slug(text: str, lower: bool = True) -> str:
+    """A file-name-safe form of any string; a hash suffix keeps distinct inputs distinct."""
+    out = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text).lower() if lower else str(text)).strip("-.")[:48] or "x"
+    return out if out == text else f"{out}-{digest(text, 6)}"
+
+
+def anchor(text: str) -> str:
+    """An HTML id / URL fragment for any string (case kept: class codes stay readable)."""
+    return slug(text, lower=False)
+
+
+def digest(value, n: int = 8) -> str:
+    """Short sha256 of a JSON-able value (canonical form), e.g. to name a parameter set."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def detail_variant(result: dict) -> str:
+    """The variant whose per-class numbers and confusion matrix the result reports."""
+    return (result.get("task_metadata") or {}).get("detail_variant") or result["main_metric"].rsplit("/", 1)[0]
+
+
+def task_params(result: dict) -> dict:
+    return (result.get("task_metadata") or {}).get("params") or {}
+
+
+@dataclass
+class Entry:
+    """One result file, with where it came from and its encoder's submission metadata."""
+
+    result: dict
+    path: Path
+    origin: str  # "submission" or "local run"
+    meta: dict = field(default_factory=dict)  # encoder.yaml of a submission ({} for a local run)
+
+    @property
+    def encoder(self) -> str:
+        return str(self.result["encoder"]["name"])
+
+    @property
+    def main(self) -> dict:
+        return self.result["metrics"][self.result["main_metric"]]
+
+
+@dataclass
+class Board:
+    """Comparable results of one task on one dataset; ``entries`` maps encoder -> Entry."""
+
+    key: tuple
+    entries: dict[str, Entry] = field(default_factory=dict)
+    ranks: dict[str, int] = field(default_factory=dict)
+    comparisons: list = field(default_factory=list)
+
+    @property
+    def first(self) -> dict:
+        return next(iter(self.entries.values())).result
+
+    @property
+    def task(self) -> str:
+        return str(self.key[0])
+
+    @property
+    def dataset(self) -> str:
+        return str(self.key[1])
+
+    @property
+    def version(self) -> int:
+        return self.key[2]
+
+    @property
+    def params_digest(self) -> str:
+        return self.key[3]
+
+    @property
+    def slug(self) -> str:
+        return f"{slug(self.task)}--{slug(self.dataset)}--{digest(self.key)}"
+
+    @property
+    def main_metric(self) -> str:
+        return self.first["main_metric"]
+
+    def sorted_encoders(self) -> list[str]:
+        """Best tie group first, then by mean main score."""
+        return sorted(self.entries, key=lambda e: (self.ranks.get(e, 0), -self.entries[e].main["mean"], e))
+
+
+def board_key(result: dict) -> tuple:
+    split, source = result.get("split") or {}, result.get("source_split") or {}
+    return (result["task"], result["dataset"], result["task_version"], digest(task_params(result)),
+            str(split.get("fingerprint", "")), str(source.get("fingerprint", "")),
+            f"{split.get('name')}@{split.get('version')}", result["main_metric"])
+
+
+def _read_json(path: Path, warnings: list[str]) -> dict | None:
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        warnings.append(f"{path}: skipped, not readable JSON ({exc})")
+        return None
+    missing = [k for k in ("task", "task_version", "dataset", "encoder", "main_metric", "metrics") if k not in result]
+    if missing or not isinstance(result.get("encoder"), dict) or result["main_metric"] not in result["metrics"]:
+        warnings.append(f"{path}: skipped, not a hemabench result (missing {missing or 'main metric'})")
+        return None
+    return result
+
+
+def _json_files(folder: Path, warnings: list[str]) -> list[Path]:
+    """JSON files under ``folder``; links (to files or folders) are never followed."""
+    files = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        for name in sorted(names + [d for d in dirs if (Path(root) / d).is_symlink()]):
+            path = Path(root) / name
+            if path.is_symlink():
+                warnings.append(f"{path}: skipped, a symbolic link")
+            elif name.endswith(".json"):
+                files.append(path)
+    return sorted(files)
+
+
+def load_entries(submissions: Path | None = None, results: list[Path] | tuple = (),
+                 warnings: list[str] | None = None) -> list[Entry]:
+    """Results of every submission (``<dir>/<encoder>/results/**.json``) and of local runs
+    (``<dir>/<encoder>/<task>/<dataset>.json``); later sources replace earlier ones for the
+    same encoder and board."""
+    warnings = warnings if warnings is not None else []
+    found: dict[tuple, Entry] = {}
+    if submissions is not None and Path(submissions).is_dir():
+        for folder in sorted(p for p in Path(submissions).iterdir() if p.is_dir() and not p.is_symlink()):
+            meta = _read_meta(folder / ENCODER_FILE, warnings)
+            for path in _json_files(folder / SUBMISSION_RESULTS, warnings):
+                result = _read_json(path, warnings)
+                if result is not None:
+                    found[(result["encoder"]["name"], board_key(result))] = Entry(result, path, "submission", meta)
+    metas = {e.encoder: e.meta for e in found.values() if e.meta}
+    for folder in results:
+        for path in _json_files(Path(folder), warnings) if Path(folder).is_dir() else []:
+            result = _read_json(path, warnings)
+            if result is not None:
+                meta = metas.get(result["encoder"]["name"], {})  # the submitted metadata, for the same weights only
+                same = meta.get("weights_sha256") == result["encoder"].get("weights_sha256")
+                found[(result["encoder"]["name"], board_key(result))] = Entry(result, path, "local run",
+                                                                              meta if same else {})
+    return list(found.values())
+
+
+def _read_meta(path: Path, warnings: list[str]) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        meta = yaml.safe_load(path.read_text())
+        return meta if isinstance(meta, dict) else {}
+    except (OSError, yaml.YAMLError) as exc:
+        warnings.append(f"{path}: not readable YAML ({exc}); encoder metadata not shown")
+        return {}
+
+
+def group_boards(entries: list[Entry]) -> list[Board]:
+    """Boards sorted by task, dataset and task version."""
+    boards: dict[tuple, Board] = {}
+    for entry in entries:
+        board = boards.setdefault(board_key(entry.result), Board(board_key(entry.result)))
+        board.entries[entry.encoder] = entry
+    return sorted(boards.values(), key=lambda b: (b.task, b.dataset, str(b.version), b.key))

@@ -1,0 +1,76 @@
+"""SVG figures for the static site (seaborn on the Agg backend).
+
+Text stays text in the SVG (``svg.fonttype = none``) so figures are small and searchable,
+and ids and dates are fixed so an unchanged board rebuilds byte for byte.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+STYLE = {"svg.fonttype": "none", "svg.hashsalt": "hemabench", "font.size": 9, "axes.titlesize": 10}
+
+
+def _save(fig, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    return path.name
+
+
+def heatmap(path: Path, matrix, rows: list[str], cols: list[str], title: str, xlabel: str, ylabel: str,
+            fmt: str = ".0f", vmax: float | None = 100) -> str:
+    """An annotated heatmap (values as given; None cells left blank)."""
+    frame = pd.DataFrame(np.asarray(matrix, dtype=float), index=rows, columns=cols)
+    side = 0.42 * max(len(rows), len(cols)) + 1.6
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(side + 1.2, side))
+        sns.heatmap(frame, annot=len(rows) <= 25, fmt=fmt, cmap="Blues", vmin=0, vmax=vmax, square=True,
+                    linewidths=0.3, cbar_kws={"shrink": 0.6}, ax=ax, annot_kws={"size": 7})
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        ax.tick_params(axis="x", rotation=90)
+        ax.tick_params(axis="y", rotation=0)
+        return _save(fig, path)
+
+
+def confusion_figure(path: Path, counts, labels: list[str], title: str) -> str:
+    """Row-normalised confusion matrix in percent (rows = true class)."""
+    counts = np.asarray(counts, dtype=float)
+    rows = counts.sum(axis=1, keepdims=True)
+    percent = np.divide(100 * counts, rows, out=np.full_like(counts, np.nan), where=rows > 0)
+    return heatmap(path, percent, labels, labels, title, "predicted", "true")
+
+
+def curves_figure(path: Path, curves: pd.DataFrame, title: str, references: pd.DataFrame | None = None) -> str:
+    """Mean balanced accuracy against n per class, one panel per classifier, a band per encoder.
+
+    ``curves``: columns encoder, classifier, n, mean, low, high; ``references``: encoder,
+    label, mean (horizontal lines, e.g. the direct-transfer score)."""
+    classifiers = list(dict.fromkeys(curves["classifier"]))
+    palette = dict(zip(sorted(set(curves["encoder"])), sns.color_palette("colorblind", curves["encoder"].nunique())))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(classifiers), figsize=(4.2 * len(classifiers), 3.4), squeeze=False,
+                                 sharey=True)
+        for ax, clf in zip(axes[0], classifiers):
+            for encoder, group in curves[curves["classifier"] == clf].groupby("encoder", sort=True):
+                group = group.sort_values("n")
+                ax.plot(group["n"], 100 * group["mean"], marker="o", ms=3, color=palette[encoder], label=encoder)
+                ax.fill_between(group["n"], 100 * group["low"], 100 * group["high"], color=palette[encoder],
+                                alpha=0.2, linewidth=0)
+            for row in (references.itertuples() if references is not None else []):
+                ax.axhline(100 * row.mean, color=palette.get(row.encoder, "grey"), linestyle="--", linewidth=1,
+                           label=f"{row.encoder} {row.label}")
+            ax.set_xscale("log", base=2)
+            ax.set(title=f"{title}: {clf}", xlabel="labelled samples per class (n)", ylabel="balanced accuracy (%)")
+            ax.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=7, loc="lower right")
+        return _save(fig, path)

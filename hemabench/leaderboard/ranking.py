@@ -1,0 +1,131 @@
+"""Significance-aware ranks: a paired bootstrap between every two encoders of a board.
+
+Two encoders are compared on what they share. Where per-sample predictions are stored,
+the shared test samples (matched by id and fold) are resampled together, by patient when
+samples carry a ``group`` and by id otherwise (an AML patient's runs stay together), and
+the difference of the main metric is recomputed on each resample. Where only confusions
+per repetition are stored, or the main metric is derived across variants (an area under
+a curve), the per-repetition values are paired by index and their mean difference is
+bootstrapped. A difference is significant when its 95% interval excludes zero.
+
+An encoder's rank is 1 + the number of encoders significantly better than it, so
+encoders that cannot be separated share a rank (a tie group) instead of a strict order.
+No correction for multiple comparisons is applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hemabench.metrics import METRICS, _summary, encode
+
+N_BOOT = 1000
+CHUNK = 50  # resamples scored at once
+
+
+@dataclass(frozen=True)
+class Comparison:
+    a: str
+    b: str
+    diff: float  # a - b
+    ci95: tuple[float, float]
+    n: int  # shared units
+    unit: str  # what was resampled
+    significant: bool
+
+
+def _variant(result: dict) -> tuple[dict | None, str]:
+    variant, metric = result["main_metric"].rsplit("/", 1)
+    return (result.get("predictions") or {}).get(variant), metric
+
+
+def _shared_rows(pa: dict, pb: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers in a and b of the samples both predicted (same id, fold and true label)."""
+    index = {key: i for i, key in enumerate(zip(pa["id"], pa["fold"]))}
+    rows = [(index[key], j) for j, key in enumerate(zip(pb["id"], pb["fold"])) if key in index]
+    rows = [(i, j) for i, j in rows if pa["true"][i] == pb["true"][j]]
+    return (np.array([r[0] for r in rows], dtype=int), np.array([r[1] for r in rows], dtype=int))
+
+
+def _sample_bootstrap(pa: dict, pb: dict, metric: str, seed: int, n_boot: int):
+    """(observed a-b, resampled a-b, units, unit name) over shared samples, or None if not possible."""
+    per_patient = metric == "patient_accuracy"
+    if metric not in METRICS and not per_patient:
+        return None
+    if per_patient and not ("group" in pa and "group" in pb):
+        return None
+    ia, ib = _shared_rows(pa, pb)
+    if len(ia) == 0:
+        return None
+    grouped = "group" in pa and "group" in pb
+    units = np.asarray(pa["group" if grouped else "id"])[ia]
+    _, unit = np.unique(units, return_inverse=True)
+    labels = sorted(set(np.asarray(pa["true"])[ia]) | set(np.asarray(pa["pred"])[ia]) | set(np.asarray(pb["pred"])[ib]))
+    k, n_units = len(labels), int(unit.max()) + 1
+    true = encode(np.asarray(pa["true"])[ia], labels)
+    cells = [true * k + encode(np.asarray(p["pred"])[i], labels) for p, i in ((pa, ia), (pb, ib))]
+
+    if per_patient:  # mean over (resampled) patients of each patient's fraction correct
+        size = np.bincount(unit, minlength=n_units)
+        accs = [np.bincount(unit, (c // k == c % k).astype(float), n_units) / size for c in cells]
+
+    def score(weights: np.ndarray) -> np.ndarray:  # weights: (b, n_units) -> (b,) a - b
+        if per_patient:
+            return weights @ (accs[0] - accs[1]) / weights.sum(axis=1)
+        row_w = weights[:, unit]
+        offsets = (np.arange(len(weights)) * k * k)[:, None]
+        stacks = [np.bincount((c[None, :] + offsets).ravel(), row_w.ravel(), len(weights) * k * k)
+                  .reshape(len(weights), k, k) for c in cells]
+        return _summary(stacks[0])[metric] - _summary(stacks[1])[metric]
+
+    rng = np.random.default_rng(seed)
+    observed = float(score(np.ones((1, n_units)))[0])
+    diffs = []
+    for start in range(0, n_boot, CHUNK):
+        b = min(CHUNK, n_boot - start)
+        draws = rng.integers(0, n_units, (b, n_units)) + (np.arange(b) * n_units)[:, None]
+        diffs.append(score(np.bincount(draws.ravel(), minlength=b * n_units).reshape(b, n_units).astype(float)))
+    return observed, np.concatenate(diffs), n_units, "patients" if grouped else "samples"
+
+
+def _value_bootstrap(va: list, vb: list, seed: int, n_boot: int):
+    """Mean difference of per-repetition (or per-fold) values paired by index."""
+    if len(va) != len(vb) or len(va) < 2:
+        return None
+    d = np.asarray(va, dtype=float) - np.asarray(vb, dtype=float)
+    if not np.isfinite(d).all():
+        return None
+    rng = np.random.default_rng(seed)
+    return float(d.mean()), d[rng.integers(0, len(d), (n_boot, len(d)))].mean(axis=1), len(d), "repetitions"
+
+
+def compare(name_a: str, a: dict, name_b: str, b: dict, seed: int = 0, n_boot: int = N_BOOT) -> Comparison:
+    """Paired bootstrap of main(a) - main(b); not significant when nothing can be paired."""
+    (pa, metric), (pb, _) = _variant(a), _variant(b)
+    out = None
+    if pa is not None and pb is not None and "id" in pa and "id" in pb:
+        out = _sample_bootstrap(pa, pb, metric, seed, n_boot)
+    if out is None:
+        va, vb = a["metrics"][a["main_metric"]]["values"], b["metrics"][b["main_metric"]]["values"]
+        out = _value_bootstrap(va, vb, seed, n_boot)
+        if out is not None and pa is not None and "id" in pa:
+            out = (*out[:3], "folds")
+    if out is None:
+        return Comparison(name_a, name_b, float("nan"), (float("nan"), float("nan")), 0, "nothing shared", False)
+    observed, diffs, n, unit = out
+    low, high = (float(x) for x in np.percentile(diffs, [2.5, 97.5]))
+    return Comparison(name_a, name_b, observed, (low, high), n, unit, bool(low > 0 or high < 0))
+
+
+def tie_ranks(results: dict[str, dict], seed: int = 0, n_boot: int = N_BOOT) -> tuple[dict[str, int], list[Comparison]]:
+    """Rank = 1 + number of encoders significantly better; all pairwise comparisons."""
+    names = sorted(results)
+    comparisons = [compare(x, results[x], y, results[y], seed, n_boot)
+                   for i, x in enumerate(names) for y in names[i + 1:]]
+    better = {name: 0 for name in names}
+    for c in comparisons:
+        if c.significant:
+            better[c.b if c.ci95[0] > 0 else c.a] += 1
+    return {name: 1 + better[name] for name in names}, comparisons

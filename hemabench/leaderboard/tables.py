@@ -1,0 +1,111 @@
+"""Tables for the site: pandas computes them, ``as_table`` turns a frame of cells into the plain
+structure one template macro renders (every value escaped by jinja2, never marked safe).
+
+A cell is a dict: ``text`` (shown), optional ``sort`` (the sort key, exact), ``href``,
+``title``, ``cls`` and ``data`` (extra ``data-*`` attributes, exact values, e.g. for tests).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from hemabench.leaderboard.collect import anchor
+
+
+def pct(value, digits: int = 1, scale: float = 100) -> str:
+    """A fraction as a percentage with fixed digits ("–" when missing); ``scale=1`` for plain numbers."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{scale * float(value):.{digits}f}"
+
+
+def score_cell(score: dict | None, href: str | None = None, rank: int | None = None, scale: float = 100,
+               digits: int = 1) -> dict:
+    """mean ± std [low, high] of one metric entry (fractions shown as percentages by default)."""
+    if not score:
+        return {"text": "–", "sort": ""}
+    low, high = (score.get("ci95") or [None, None])[:2]
+    text = f"{pct(score['mean'], digits, scale)} ± {pct(score['std'], digits, scale)}"
+    sub = f"[{pct(low, digits, scale)}, {pct(high, digits, scale)}]" if low is not None else None
+    return {"text": text, "sub": sub, "sort": repr(float(score["mean"])), "href": href,
+            "rank": rank, "title": f"mean {score['mean']!r}, std {score['std']!r}, 95% interval [{low!r}, {high!r}]",
+            "data": {"mean": repr(float(score["mean"])), "std": repr(float(score["std"])),
+                     "low": repr(low), "high": repr(high)}}
+
+
+def plain(text, sort=None, **extra) -> dict:
+    return {"text": str(text), "sort": "" if sort is None else str(sort), **extra}
+
+
+def as_table(frame: pd.DataFrame, table_id: str, caption: str = "", sortable: bool = True,
+             row_ids: list[str] | None = None, row_cls: list[str] | None = None, index_name: str = "",
+             heads: list[dict] | None = None) -> dict:
+    """A frame whose values are cells (dicts or plain values) -> the template's table structure;
+    ``heads`` replaces the index as row-header cells (e.g. links)."""
+    columns = [{"text": index_name}] + [{"text": str(c)} for c in frame.columns]
+    rows = []
+    for i, (name, values) in enumerate(frame.iterrows()):
+        cells = [v if isinstance(v, dict) else plain("–" if v is None or (isinstance(v, float) and math.isnan(v))
+                                                     else v, v) for v in values]
+        rows.append({"id": row_ids[i] if row_ids else None, "cls": row_cls[i] if row_cls else None,
+                     "head": heads[i] if heads else plain(name), "cells": cells})
+    return {"id": table_id, "caption": caption, "sortable": sortable, "columns": columns, "rows": rows}
+
+
+def confusion_tables(counts, labels: list[str], encoder: str) -> tuple[dict, dict]:
+    """Counts and row-normalised percentages; rows carry anchors ``cm-<encoder>-<class>``."""
+    counts = np.asarray(counts, dtype=int)
+    frame = pd.DataFrame(counts, index=labels, columns=labels)
+    totals = frame.sum(axis=1)
+    normalised = frame.div(totals.where(totals > 0), axis=0)
+    ids = [f"cm-{anchor(encoder)}-{anchor(label)}" for label in labels]
+    frame["total"] = totals
+    count_cells = frame.apply(lambda col: col.map(lambda v: plain(int(v), int(v))))
+    norm_cells = normalised.apply(lambda col: col.map(lambda v: plain(pct(v), v)))
+    return (as_table(count_cells, f"cmt-{anchor(encoder)}", "counts (rows = true class, columns = predicted)",
+                     sortable=False, row_ids=ids, index_name="true \\ predicted"),
+            as_table(norm_cells, f"cmnt-{anchor(encoder)}", "row-normalised (% of each true class)", sortable=False,
+                     row_ids=[f"n{i}" for i in ids], index_name="true \\ predicted"))
+
+
+def per_class_table(per_class: dict[str, dict], labels: list[str], superclasses: dict[str, tuple[dict, list]]) -> dict:
+    """Rows = classes (then superclass rows), columns = encoders; sensitivity with fold spread.
+
+    ``per_class``: encoder -> the result's per_class; ``superclasses``: name -> ({encoder:
+    metric entry}, members)."""
+    frame, ids, cls = {}, [], []
+    for label in labels:
+        row = {}
+        for encoder, table in per_class.items():
+            stats = table.get(label)
+            if stats is None:
+                row[encoder] = plain("–")
+                continue
+            folds = stats.get("sensitivity_folds") or {}
+            spread = f" ± {pct(folds['std'])}" if folds.get("values") and len(folds["values"]) > 1 else ""
+            row[encoder] = plain(f"{pct(stats['sensitivity'])}{spread}", stats["sensitivity"],
+                                 href=f"#cm-{anchor(encoder)}-{anchor(label)}", sub=f"n={stats['support']}",
+                                 title=f"precision {pct(stats['precision'])}, F1 {pct(stats['f1'])}, "
+                                       f"support {stats['support']}", data={"value": repr(stats["sensitivity"])})
+        frame[label] = row
+        ids.append(f"class-{anchor(label)}")
+        cls.append("")
+    for name, (scores, members) in superclasses.items():
+        frame[f"{name} (superclass: {' + '.join(members)})"] = {e: score_cell(s) for e, s in scores.items()}
+        ids.append(f"super-{anchor(name)}")
+        cls.append("superclass")
+    table = pd.DataFrame.from_dict(frame, orient="index").reindex(columns=list(per_class))
+    return as_table(table.fillna(""), "per-class", "sensitivity (recall) per true class, % (± std over folds); "
+                    "click a value for that class's confusion-matrix row", row_ids=ids, row_cls=cls,
+                    index_name="class")
+
+
+def metric_matrix(scores: dict[str, dict[str, dict]], keys: list[str], table_id: str, caption: str,
+                  index_name: str = "metric") -> dict:
+    """Rows = metric keys, columns = encoders, cells = mean ± std [interval]."""
+    frame = pd.DataFrame({encoder: {k: score_cell(m.get(k)) for k in keys} for encoder, m in scores.items()},
+                         index=keys)
+    return as_table(frame, table_id, caption, index_name=index_name)

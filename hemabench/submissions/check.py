@@ -1,0 +1,149 @@
+"""``hemabench check``: regression checks on committed reference results.
+
+1. Re-run: every committed result that CI can reproduce (an offline encoder on a synthetic
+   dataset, i.e. the demo suite's baselines) is recomputed with the recorded task
+   parameters; a main score that moved more than ``epsilon`` fails.
+2. ``--base REV``: every result committed at REV must still exist, and must not have
+   changed by more than ``epsilon`` unless its task version (or task parameters) changed
+   with it, so a silent change of the protocol cannot rewrite the board.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hemabench.errors import HemabenchError
+from hemabench.leaderboard.collect import task_params
+from hemabench.submissions.layout import RESULTS, Problem
+
+EPSILON = 0.02  # absolute, on the 0-1 scale: two percentage points of the main metric
+
+
+@dataclass
+class CheckReport:
+    problems: list[Problem] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # what was compared, for the log
+
+
+def _main(result: dict) -> float:
+    return float(result["metrics"][result["main_metric"]]["mean"])
+
+
+def reference_files(submissions: Path, encoders: list[str] | None = None) -> list[Path]:
+    return sorted(p for p in Path(submissions).glob(f"*/{RESULTS}/*/*.json")
+                  if not encoders or p.parents[2].name in encoders)
+
+
+def reproducible(result: dict) -> str:
+    """'' when CI can re-run this result, else why not."""
+    from hemabench.datasets import DATASETS
+    from hemabench.encoders import ENCODERS
+
+    name, dataset = result["encoder"]["name"], result["dataset"]
+    if name not in ENCODERS or not ENCODERS.get(name).is_offline:
+        return "encoder needs downloaded weights"
+    if dataset not in DATASETS or not DATASETS.get(dataset).synthetic:
+        return "dataset is not synthetic (not available in CI)"
+    return ""
+
+
+def rerun(submissions: Path, epsilon: float = EPSILON, encoders: list[str] | None = None,
+          report: CheckReport | None = None, progress: bool = False) -> CheckReport:
+    """Re-run the reproducible references into a temporary folder and compare main scores."""
+    from hemabench.runner import RunOptions, run_plan
+    from hemabench.tasks import TASKS
+
+    report = report or CheckReport()
+    plans: dict[str, list[tuple[Path, dict]]] = {}
+    for path in reference_files(submissions, encoders):
+        result = json.loads(path.read_text())
+        why = reproducible(result)
+        if why:
+            report.lines.append(f"not re-run: {path} ({why})")
+        elif result["task_version"] != TASKS.get(result["task"]).version:
+            report.problems.append(Problem(str(path), "task_version", f"{result['task_version']} but the task is now "
+                                           f"v{TASKS.get(result['task']).version}: regenerate the reference "
+                                           "(hemabench run + hemabench submit --overwrite)"))
+        else:
+            plans.setdefault(result["encoder"]["name"], []).append((path, result))
+    with tempfile.TemporaryDirectory(prefix="hemabench-check-") as tmp:
+        for encoder, items in plans.items():
+            options = RunOptions(out=Path(tmp), progress=progress, device="cpu",
+                                 task_params={r["task"]: task_params(r) for _, r in items})
+            outcomes = {(o.task, o.dataset): o for o in run_plan([encoder], [(r["task"], r["dataset"]) for _, r in items],
+                                                                  options).outcomes}
+            for path, old in items:
+                _compare(path, old, outcomes[(old["task"], old["dataset"])], epsilon, report)
+    return report
+
+
+def _compare(path: Path, old: dict, outcome, epsilon: float, report: CheckReport) -> None:
+    if outcome.result is None:
+        report.problems.append(Problem(str(path), "", f"could not be re-run: {outcome.reason}"))
+        return
+    new = outcome.result
+    if (new.get("split") or {}).get("fingerprint") != (old.get("split") or {}).get("fingerprint"):
+        report.problems.append(Problem(str(path), "split.fingerprint", "the re-run used a different split "
+                                       f"({new['split']['fingerprint']}): the dataset or split rule changed"))
+    delta = _main(new) - _main(old)
+    line = f"{path}: {old['main_metric']} {_main(old):.4f} -> {_main(new):.4f} (Δ {delta:+.4f})"
+    report.lines.append(line)
+    if abs(delta) > epsilon:
+        report.problems.append(Problem(str(path), f'metrics["{old["main_metric"]}"].mean',
+                                       f"moved {_main(old):.4f} -> {_main(new):.4f} on re-run "
+                                       f"(|Δ| {abs(delta):.4f} > ε {epsilon})"))
+
+
+def _git(root: Path, *args: str) -> str:
+    try:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
+                              timeout=60).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or exc
+        raise HemabenchError(f"git {' '.join(args)} failed: {str(detail).strip()}") from None
+
+
+def against_base(rev: str, submissions: Path, epsilon: float = EPSILON, report: CheckReport | None = None) -> CheckReport:
+    """Compare every result committed at ``rev`` with the working tree."""
+    report = report or CheckReport()
+    submissions = Path(submissions).resolve()
+    root = Path(_git(submissions if submissions.is_dir() else submissions.parent, "rev-parse", "--show-toplevel").strip())
+    rel = submissions.relative_to(root).as_posix()
+    listed = _git(root, "ls-tree", "-r", "--name-only", rev, "--", rel).splitlines()
+    for name in sorted(n for n in listed if n.endswith(".json") and f"/{RESULTS}/" in n):
+        old = json.loads(_git(root, "show", f"{rev}:{name}"))
+        path = root / name
+        if not path.is_file():
+            report.problems.append(Problem(name, "", f"was committed at {rev} and has been removed"))
+            continue
+        new = json.loads(path.read_text())
+        if new == old:
+            continue
+        protocol_changed = (new.get("task_version") != old.get("task_version")
+                            or task_params(new) != task_params(old))
+        if protocol_changed:
+            report.lines.append(f"{name}: changed with its task version/parameters (v{old.get('task_version')} -> "
+                                f"v{new.get('task_version')})")
+        elif new.get("main_metric") != old.get("main_metric"):
+            report.problems.append(Problem(name, "main_metric", f"changed from {old.get('main_metric')!r} to "
+                                           f"{new.get('main_metric')!r} without a task version change"))
+        elif abs(_main(new) - _main(old)) > epsilon:
+            report.problems.append(Problem(name, f'metrics["{new["main_metric"]}"].mean',
+                                           f"changed {_main(old):.4f} -> {_main(new):.4f} since {rev} without a task "
+                                           f"version change (|Δ| {abs(_main(new) - _main(old)):.4f} > ε {epsilon})"))
+        else:
+            report.lines.append(f"{name}: changed within ε ({_main(old):.4f} -> {_main(new):.4f})")
+    return report
+
+
+def missing_references(submissions: Path, suite: str = "demo") -> list[str]:
+    """Demo-suite (encoder, task, dataset) triples with no committed reference, to keep the references complete."""
+    from hemabench.suites import load_suite
+
+    s = load_suite(suite)
+    return [f"{e}/{t}/{d}" for e in s.encoders for t, d in s.plan()
+            if not (Path(submissions) / e / RESULTS / t / f"{d}.json").is_file()]

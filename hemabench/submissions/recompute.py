@@ -1,0 +1,167 @@
+"""Recomputing a result's numbers and its split fingerprints, for ``hemabench validate``.
+
+Scores are recomputed exactly as the runner computes them (``score_predictions`` on the
+stored predictions plus the task's ``summarise``), with the task's recorded parameters
+and the recorded bootstrap seed, so an honest file matches to the last bit and an edited
+number is reported with the value the predictions actually give.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import yaml
+
+from hemabench.leaderboard.collect import detail_variant, task_params
+from hemabench.paths import benchmarks_dir
+from hemabench.submissions.layout import Problem
+
+REL_TOL, ABS_TOL = 1e-9, 1e-12
+FROZEN = "fingerprints.yaml"  # optional: benchmarks/fingerprints.yaml, {dataset: {split: {version, fingerprint}}}
+
+
+def recompute(result: dict) -> dict:
+    """metrics, per_class and confusion_matrix as the runner would write them."""
+    from hemabench.results import score_predictions
+    from hemabench.tasks import TASKS
+
+    task = TASKS.get(result["task"]).with_params(**task_params(result))
+    seed = int(((result.get("provenance") or {}).get("seeds") or {}).get("bootstrap", 0))
+    labels = list(result["labels"])
+    scores = score_predictions(result["predictions"], labels, detail_variant(result), seed=seed)
+    scores["metrics"].update(task.summarise(result["predictions"], labels, result.get("extra") or {}))
+    return scores
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=REL_TOL, abs_tol=ABS_TOL)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return a == b
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _compare_maps(stored: dict, fresh: dict, shown: str, name: str) -> list[Problem]:
+    """Each differing leaf (one level of nesting) as one line: field, stored, recomputed."""
+    problems = []
+    for key in sorted(set(stored) | set(fresh), key=str):
+        field = f'{name}["{key}"]'
+        if key not in fresh:
+            problems.append(Problem(shown, field, "is stored but the predictions do not give it"))
+        elif key not in stored:
+            problems.append(Problem(shown, field, f"is missing; the predictions give {_show(fresh[key])}"))
+        elif isinstance(stored[key], dict) and isinstance(fresh[key], dict):
+            for sub in sorted(set(stored[key]) | set(fresh[key])):
+                a, b = stored[key].get(sub), fresh[key].get(sub)
+                if not _same(a, b):
+                    problems.append(Problem(shown, f"{field}.{sub}",
+                                            f"stored {_show(a)} but the stored predictions give {_show(b)}"))
+        elif not _same(stored[key], fresh[key]):
+            problems.append(Problem(shown, field, f"stored {_show(stored[key])} but the predictions give "
+                                                  f"{_show(fresh[key])}"))
+    return problems
+
+
+def score_problems(result: dict, shown: str) -> list[Problem]:
+    """Every metric, per-class value and confusion-matrix cell that the predictions contradict."""
+    try:
+        fresh = recompute(result)
+    except Exception as exc:  # malformed predictions: say so, do not crash the whole validation
+        return [Problem(shown, "predictions", f"cannot be scored: {exc!r}")]
+    problems = _compare_maps(result.get("metrics") or {}, fresh["metrics"], shown, "metrics")
+    problems += crossmag_problems(result, fresh["metrics"], shown)
+    problems += _compare_maps(result.get("per_class") or {}, fresh["per_class"], shown, "per_class")
+    stored_cm, fresh_cm = result.get("confusion_matrix") or {}, fresh["confusion_matrix"]
+    if stored_cm.get("labels") != fresh_cm["labels"]:
+        problems.append(Problem(shown, "confusion_matrix.labels", f"stored {_show(stored_cm.get('labels'))}, "
+                                                                  f"expected {_show(fresh_cm['labels'])}"))
+    else:
+        for i, (a, b) in enumerate(zip(stored_cm.get("counts") or [], fresh_cm["counts"])):
+            if list(a) != list(b):
+                problems.append(Problem(shown, f"confusion_matrix.counts[{i}] (true {fresh_cm['labels'][i]})",
+                                        f"stored {_show(a)} but the predictions give {_show(b)}"))
+        if len(stored_cm.get("counts") or []) != len(fresh_cm["counts"]):
+            problems.append(Problem(shown, "confusion_matrix.counts", "has the wrong number of rows"))
+    return problems
+
+
+def crossmag_problems(result: dict, metrics: dict, shown: str) -> list[Problem]:
+    """``extra.crossmag`` (the BreakHis 4x4 matrices the leaderboard shows) must equal the
+    recomputed fold-mean metrics of its ``<train>x-><test>x`` variants."""
+    cm = (result.get("extra") or {}).get("crossmag")
+    if not isinstance(cm, dict):
+        return []
+    mags, problems = [f"{m}x" for m in cm.get("magnifications") or []], []
+    for name in ("accuracy", "patient_accuracy"):
+        for i, row in enumerate(cm.get(name) or []):
+            for j, value in enumerate(row):
+                key = f"{mags[i]}->{mags[j]}/{name}" if i < len(mags) and j < len(mags) else None
+                fresh = (metrics.get(key) or {}).get("mean") if key else None
+                if value is not None and (fresh is None or not _same(value, fresh)):
+                    problems.append(Problem(shown, f"extra.crossmag.{name}[{i}][{j}]",
+                                            f"stored {_show(value)} but the predictions give {_show(fresh)}"))
+    return problems
+
+
+@lru_cache(maxsize=1)
+def frozen_fingerprints() -> dict:
+    path = benchmarks_dir() / FROZEN
+    if not path.is_file():
+        return {}
+    raw = yaml.safe_load(path.read_text())
+    return raw if isinstance(raw, dict) else {}
+
+
+@lru_cache(maxsize=64)
+def registry_fingerprint(dataset: str, split: str, data_root: str | None) -> tuple[str | None, str]:
+    """(fingerprint, how it was obtained) of a registered split, or (None, why it cannot be)."""
+    from hemabench.datasets import DATASETS, find_root
+    from hemabench.errors import DatasetNotFound
+    from hemabench.splits import MaterialisedSplit, get_rule
+
+    spec, rule = DATASETS.get(dataset), get_rule(dataset, split)
+    try:
+        root = find_root(spec, data_root=data_root)
+    except DatasetNotFound:
+        frozen = (frozen_fingerprints().get(dataset) or {}).get(split) or {}
+        if frozen.get("fingerprint") and frozen.get("version") == rule.version:
+            return str(frozen["fingerprint"]), f"frozen in benchmarks/{FROZEN}"
+        return None, "the dataset is not available here and no frozen fingerprint is committed"
+    records = spec.discover(root).records
+    return MaterialisedSplit.build(dataset, rule, records).fingerprint, "recomputed from the local dataset"
+
+
+def split_problems(result: dict, shown: str, data_root: str | None) -> list[Problem]:
+    """The split (and source split) must be the registry's rule, version and fingerprint."""
+    from hemabench.splits import get_rule
+    from hemabench.tasks import TASKS
+
+    task, dataset = TASKS.get(result["task"]), result["dataset"]
+    wanted = [("split", dataset, get_rule(dataset, task.split_for(dataset)))]
+    source = task.source_for(dataset)
+    if source:
+        wanted.append(("source_split", source[0], get_rule(*source)))
+    problems = []
+    for field, name, rule in wanted:
+        stored = result.get(field) or {}
+        if stored.get("name") != rule.name or stored.get("version") != rule.version:
+            problems.append(Problem(shown, f"{field}.name/version", f"{stored.get('name')!r} v{stored.get('version')}"
+                                    f" is not the task's split {rule.name!r} v{rule.version} of {name}"))
+            continue
+        expected, how = registry_fingerprint(name, rule.name, data_root)
+        if expected is None:
+            problems.append(Problem(shown, f"{field}.fingerprint", f"could not be verified: {how}", "warning"))
+        elif stored.get("fingerprint") != expected:
+            problems.append(Problem(shown, f"{field}.fingerprint", f"{stored.get('fingerprint')} does not match the "
+                                    f"registry's {name} {rule.name} v{rule.version} ({how}): {expected}"))
+    return problems
