@@ -1,0 +1,200 @@
+"""AML genetic subtype from a blood smear: attention MIL over each patient's cell embeddings.
+
+Protocol (protocols.md section 5, docs/protocols-aml-mil.md): one bag per patient (all its
+decodable cells); the split's five patient folds rotate as 3 train / 1 validation / 1 test,
+and every rotation is trained with three seeds, so each head gives 15 runs. Predictions are
+per patient and run, with class probabilities, so every metric (and its spread over runs)
+is recomputed from the result file; the main head's top-attention cells are kept per test
+patient so the leaderboard can show which cells decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hemabench.datasets.aml_hehr import BLAST_COLUMNS
+from hemabench.errors import HemabenchError
+from hemabench.protocols.mil import HEAD_NAMES, TrainConfig, cpu_threads, make_head, predict_bags, train_mil
+from hemabench.protocols.probe import resolve_device
+from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput
+
+AML_DATASETS = ("aml-hehr", "synth-aml")
+ROLES = ("train", "val", "test")
+CITATION = ("Hehr et al., PLOS Digital Health 2023; Kazeminia et al., 2023 (SSL for MIL); "
+            "Koch et al., DinoBloom, MICCAI 2024")
+
+
+@dataclass
+class Bags:
+    """One row per patient; ``rows`` are its cells' row numbers in the records."""
+
+    patients: np.ndarray
+    labels: np.ndarray
+    parts: np.ndarray
+    rows: list[np.ndarray]
+
+    def subset(self, keep: np.ndarray) -> Bags:
+        return Bags(self.patients[keep], self.labels[keep], self.parts[keep],
+                    [r for r, k in zip(self.rows, keep) if k])
+
+    def summary(self) -> dict:
+        sizes = np.array([len(r) for r in self.rows])
+        return {"patients": len(sizes), "cells": int(sizes.sum()), "min_cells": int(sizes.min()),
+                "median_cells": float(np.median(sizes)), "max_cells": int(sizes.max()),
+                "per_label": {str(k): int(v) for k, v in zip(*np.unique(self.labels, return_counts=True))}}
+
+
+def make_bags(data: TaskInput, label_column: str = "label") -> Bags:
+    """Bags from the valid cells; a patient with two labels or two split parts is a data error."""
+    valid = np.flatnonzero(data.valid)
+    patient = data.records["patient"].to_numpy()[valid]
+    if pd.isna(patient).any():
+        raise HemabenchError("aml-mil needs a patient id for every cell (layout <label>/<patient>/<image>)")
+    frame = pd.DataFrame({"patient": patient.astype(str), "row": valid,
+                          "label": data.records[label_column].to_numpy()[valid].astype(str),
+                          "part": np.asarray(data.parts, dtype=object)[valid].astype(str)})
+    groups = frame.groupby("patient", sort=True)
+    for column, what in (("label", "bag labels"), ("part", "split parts")):
+        mixed = groups[column].nunique()
+        if (mixed > 1).any():
+            raise HemabenchError(f"patients {list(mixed.index[mixed > 1][:5])} have cells with several {what}: "
+                                 "a patient must be one bag")
+    first = groups.first()
+    return Bags(first.index.to_numpy(), first["label"].to_numpy(), first["part"].to_numpy(),
+                [g["row"].to_numpy() for _, g in groups])
+
+
+def rotation_roles(bags: Bags, rotation: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """Bag indices per role; raises if any patient would be in two of train / val / test."""
+    roles = {role: np.flatnonzero(np.isin(bags.parts, rotation.get(role, []))) for role in ROLES}
+    for i, first in enumerate(ROLES):
+        for second in ROLES[i + 1:]:
+            shared = set(bags.patients[roles[first]]) & set(bags.patients[roles[second]])
+            if shared:
+                raise HemabenchError(f"patients {sorted(shared)[:5]} are in both {first} and {second}: "
+                                     "the split leaks patients")
+    return roles
+
+
+def blast_filter(bags: Bags, patients: pd.DataFrame | None, threshold: float,
+                 keep_labels: tuple[str, ...]) -> tuple[np.ndarray, dict]:
+    """Keep controls and AML patients whose peripheral-blood blast-like percentage
+    (myeloblast + promyelocyte + myelocyte) reaches ``threshold``; AML patients without
+    counts cannot be shown below it and are kept, but listed."""
+    need = ", ".join(["patient_id", "bag_label", *BLAST_COLUMNS])
+    if patients is None:
+        raise HemabenchError(f"the blast filter needs the patient metadata sheet metadata.csv ({need}) beside "
+                             "the bags; place it in the dataset root, or run task aml-mil without the filter")
+    missing = [c for c in BLAST_COLUMNS if c not in patients.columns]
+    if missing:
+        raise HemabenchError(f"the patient metadata sheet lacks columns {missing}; the blast filter needs {need}")
+    table = patients[list(BLAST_COLUMNS)].apply(pd.to_numeric, errors="coerce").groupby(level=0).first()
+    percent = table.reindex(bags.patients).sum(axis=1, min_count=1).to_numpy(dtype=float)
+    aml = ~np.isin(bags.labels, keep_labels)
+    below = aml & (percent < threshold)
+    unknown = aml & np.isnan(percent)
+    report = {"threshold": threshold, "columns": list(BLAST_COLUMNS), "kept_labels": list(keep_labels),
+              "excluded": [{"patient": str(bags.patients[i]), "label": str(bags.labels[i]),
+                            "blast_percent": round(float(percent[i]), 4)} for i in np.flatnonzero(below)],
+              "kept_without_counts": [str(p) for p in bags.patients[unknown]]}
+    return ~below, report
+
+
+def top_cells(attention: torch.Tensor, predicted: int, rows: np.ndarray, paths: np.ndarray, k: int) -> list[dict]:
+    """The k cells with the highest attention for the predicted class (the only map of a
+    single-attention head), as record paths and scores."""
+    row = attention[predicted] if len(attention) > 1 else attention[0]
+    scores, order = torch.topk(row.float().cpu(), min(k, len(rows)))
+    return [{"path": str(paths[rows[i]]), "score": round(float(s), 6)} for s, i in zip(scores, order.tolist())]
+
+
+@dataclass(frozen=True)
+class AmlMil(Task):
+    def train_config(self) -> TrainConfig:
+        p = self.params
+        return TrainConfig(lr=p["lr"], momentum=p["momentum"], nesterov=p["nesterov"], max_epochs=p["max_epochs"],
+                           patience=p["patience"], bags_per_step=p["bags_per_step"])
+
+    def evaluate(self, data: TaskInput) -> Predictions:
+        p = self.params
+        bags, extra = make_bags(data, self.label_column), {}
+        if p.get("blast_filter") is not None:
+            keep, extra["blast_filter"] = blast_filter(bags, data.patients, p["blast_filter"], tuple(p["keep_labels"]))
+            bags = bags.subset(keep)
+        labels = sorted(set(data.records.loc[data.valid, self.label_column].astype(str)))
+        y = np.array([labels.index(label) for label in bags.labels], dtype=np.int64)
+        device = resolve_device(data.device)
+        features = np.asarray(data.features, dtype=np.float32)
+        tensors = [torch.from_numpy(features[rows]).to(device) for rows in bags.rows]
+        paths = data.records["path"].to_numpy()
+        extra.update(bags=bags.summary(), runs=[], attention={},
+                     attention_runs="seed 0 (s0) of each patient's test rotation; main head; predicted class")
+        columns = {head: {"id": [], "fold": [], "true": [], "pred": [], "proba": []} for head in p["heads"]}
+        for rotation in data.rotations:
+            roles = rotation_roles(bags, rotation)
+            if any(len(roles[r]) == 0 for r in ROLES):
+                raise HemabenchError(f"rotation {rotation} leaves a role without patients: aml-mil needs "
+                                     "train, val and test folds (split patient-cv5)")
+            for s in range(p["seeds"]):
+                run = f"{rotation['test'][0]}/s{s}"
+                for head in p["heads"]:
+                    proba, attention, log = self._fit_predict(head, run, tensors, y, roles, data.seed + s,
+                                                              len(labels), device)
+                    test, pred = roles["test"], proba.argmax(axis=1)
+                    for key, value in (("id", bags.patients[test]), ("fold", np.full(len(test), run, dtype=object)),
+                                       ("true", bags.labels[test]), ("pred", np.asarray(labels, dtype=object)[pred]),
+                                       ("proba", proba)):
+                        columns[head][key].append(value)
+                    extra["runs"].append({"run": run, "head": head, "seed": data.seed + s, **log.summary(),
+                                          **{f"n_{r}": int(len(roles[r])) for r in ROLES}})
+                    if head == p["heads"][0] and s == 0:
+                        for j, i in enumerate(test):
+                            extra["attention"][str(bags.patients[i])] = {
+                                "pred": labels[pred[j]], "true": str(bags.labels[i]), "run": run,
+                                "cells": top_cells(attention[j], pred[j], bags.rows[i], paths, p["top_k"])}
+        variants = {head: {k: (np.concatenate(v) if k == "proba" else np.concatenate(v).astype(str))
+                           for k, v in cols.items()} for head, cols in columns.items()}
+        return Predictions(variants, extra)
+
+    def _fit_predict(self, head, run, tensors, y, roles, seed, n_classes, device):
+        """One run of one head: seeded init and sampling, training, then test probabilities
+        (float64, n x C) and attention maps."""
+        config = self.train_config()
+        forked = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=forked), cpu_threads(self.params["cpu_threads"], device):
+            torch.manual_seed(seed)
+            model = make_head(head, tensors[0].shape[1], n_classes, self.params).to(device)
+            model, log = train_mil(model, tensors, y, roles["train"], roles["val"], config, seed)
+            logits, attention = predict_bags(model, [tensors[i] for i in roles["test"]], config.eval_batch)
+        if not torch.isfinite(logits).all():
+            raise HemabenchError(f"aml-mil {head} run {run}: training diverged (non-finite logits); "
+                                 "embeddings on a large scale may need a smaller lr")
+        return torch.softmax(logits.double(), dim=1).cpu().numpy(), attention, log
+
+PARAMS = {
+    "heads": list(HEAD_NAMES),  # the first is the main head (and the one whose attention is stored)
+    "attention_hidden": 128, "scorer_hidden": 64, "abmil_hidden": 128, "abmil_dropout": 0.25,
+    "optimizer": "SGD", "lr": 1e-3, "momentum": 0.9, "nesterov": True,
+    "scheduler": "cosine annealing stepped per epoch, T_max = max_epochs",
+    "max_epochs": 150, "patience": 20, "early_stopping": "mean cross-entropy over validation bags; best epoch restored",
+    "sampling": "class-balanced, with replacement, as many draws per epoch as training bags",
+    "bags_per_step": 1, "cpu_threads": 1, "seeds": 3, "top_k": 8, "blast_filter": None, "keep_labels": ["control"],
+}
+DESCRIPTION = ("Patient-level AML subtype (4 genetic subtypes + control) by attention MIL on cell embeddings: "
+               "class-wise multi-head attention (AMiL, main) and gated ABMIL; 5 rotations x 3 seeds")
+PROTOCOL = "protocols.md section 5 (Hehr AMiL / DinoBloom ABMIL); docs/protocols-aml-mil.md"
+
+TASKS.add("aml-mil", AmlMil(
+    name="aml-mil", version=1, datasets=AML_DATASETS, protocol=PROTOCOL, description=DESCRIPTION,
+    main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params=PARAMS, citation=CITATION,
+))
+TASKS.add("aml-mil-blast20", AmlMil(
+    name="aml-mil-blast20", version=1, datasets=AML_DATASETS, protocol=PROTOCOL,
+    description=DESCRIPTION + "; AML patients with < 20% blood myeloblasts + promyelocytes + myelocytes excluded",
+    main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params={**PARAMS, "blast_filter": 20},
+    citation=CITATION,
+))
