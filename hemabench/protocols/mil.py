@@ -10,8 +10,7 @@ the best validation epoch restored from a copy (not a reference to the live tens
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,19 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@contextmanager
-def cpu_threads(n: int | None, device: torch.device) -> Iterator[None]:
-    """Run CPU work with ``n`` intra-op threads, restored afterwards. One bag's matrices are
-    too small to gain from more threads, which lose badly when the cores are shared, and a
-    fixed count keeps thread scheduling out of the numbers."""
-    before = torch.get_num_threads()
-    if n and device.type == "cpu":
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+from hemabench.protocols.threads import cpu_threads  # noqa: F401  (re-exported for tasks)
 
 
 def pad_bags(bags: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,6 +31,8 @@ import warnings
 import numpy as np
 import torch
 
+from hemabench.protocols.threads import cpu_threads
+
 MAX_ITER = 1000
 TOL = 1e-4  # scikit-learn's default: stop when max |gradient| <= tol
 EPS64 = float(np.finfo(np.float64).eps)
@@ -279,6 +281,9 @@ def _objective(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, l2: float, bin
     return loss, grad
 
 
+SMALL_PROBLEM = 5_000_000  # samples x features x classes below which the CPU fit runs on one thread
+
+
 class TorchLogisticRegression:
     """Multinomial (binomial for K=2) L2 logistic regression: sklearn's objective and L-BFGS, in torch.
 
@@ -323,7 +328,9 @@ class TorchLogisticRegression:
             return loss.item(), grad.view(-1)
 
         w0 = torch.zeros(math.prod(shape), dtype=torch.float64, device=device)
-        w, self.n_iter_, self.status_ = lbfgs(fg, w0, max_iter=self.max_iter, gtol=self.tol)
+        small = n * m * shape[1] < SMALL_PROBLEM  # threads only add overhead (and lose badly on shared cores)
+        with cpu_threads(1 if small else None, device):
+            w, self.n_iter_, self.status_ = lbfgs(fg, w0, max_iter=self.max_iter, gtol=self.tol)
         if not self.status_.startswith("converged"):
             warnings.warn(f"L-BFGS stopped without converging ({self.status_}, {self.n_iter_} iterations)",
                           RuntimeWarning, stacklevel=2)  # fmt: skip
