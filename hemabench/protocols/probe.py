@@ -377,17 +377,21 @@ def fit_probe(
     """
     n_features, n_classes = np.shape(train_X)[1], len(np.unique(np.asarray(train_y)))
     C = probe_C(n_features, n_classes) if C is None else C
-    if solver == "torch":
-        model = TorchLogisticRegression(C=C, max_iter=max_iter, device=device)
-        model.fit(train_X, train_y)
-    elif solver == "sklearn":
-        from sklearn.linear_model import LogisticRegression
-
-        model = LogisticRegression(C=C, max_iter=max_iter, solver="lbfgs")
-        model.fit(np.asarray(train_X, dtype=np.float64), np.asarray(train_y))
-        test_X = np.asarray(test_X, dtype=np.float64)
-    else:
+    if solver not in ("torch", "sklearn"):
         raise ValueError(f"unknown solver {solver!r}; use 'torch' or 'sklearn'")
+    with warnings.catch_warnings():
+        if info is not None:  # the caller records the stopping status: no warning needed
+            warnings.filterwarnings("ignore", message="L-BFGS stopped without converging")
+            warnings.filterwarnings("ignore", message="lbfgs failed to converge")
+        if solver == "torch":
+            model = TorchLogisticRegression(C=C, max_iter=max_iter, device=device)
+            model.fit(train_X, train_y)
+        else:
+            from sklearn.linear_model import LogisticRegression
+
+            model = LogisticRegression(C=C, max_iter=max_iter, solver="lbfgs")
+            model.fit(np.asarray(train_X, dtype=np.float64), np.asarray(train_y))
+            test_X = np.asarray(test_X, dtype=np.float64)
     if info is not None:
         n_iter = int(np.max(model.n_iter_))
         info.update(C=C, n_iter=n_iter, status=getattr(model, "status_", "converged" if n_iter < max_iter else "max_iter"))
