@@ -158,7 +158,7 @@ def _run_task(session: _Session, task_name: str, dataset: str) -> Outcome:
     split = MaterialisedSplit.build(dataset, get_rule(dataset, task.split_for(dataset)), records)
     source_split = MaterialisedSplit.build(source[0], get_rule(*source), session.dataset(source[0])["discovery"].records) \
         if source else None
-    path = result_path(options.out, session.encoder_name, task_name, dataset)
+    path = result_path(options.out, encoder.spec.name, task_name, dataset)  # `local:DIR` -> its safe name
     existing = read_result(path)
     fingerprints = [split.fingerprint] + ([source_split.fingerprint] if source_split else [])
     if not options.overwrite and is_current(existing, task, fingerprints, encoder.weights_sha256):

@@ -11,14 +11,14 @@ from hemabench.registry import UnknownName
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hemabench.cli import cache, data, listing, run
+    from hemabench.cli import cache, data, leaderboard, listing, pretrain, run, submissions
 
     parser = argparse.ArgumentParser(
         prog="hemabench", description="Benchmark image encoders for hematology under fixed protocols."
     )
     parser.add_argument("--version", action="version", version=f"hemabench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run, listing, data, cache):
+    for module in (run, listing, data, cache, pretrain, leaderboard, submissions):
         module.add_parser(commands)
     return parser
 

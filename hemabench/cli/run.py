@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from hemabench.cli.common import add_data_options, print_table
@@ -45,6 +46,8 @@ def run_run(args) -> int:
     from hemabench.suites import load_suite
 
     suite = load_suite(args.suite or ("full" if args.encoder else "demo"))
+    if args.suite is None and args.dataset:  # datasets named explicitly are run whichever suite lists them
+        suite = dataclasses.replace(suite, datasets=tuple(args.dataset))
     encoders = args.encoder or list(suite.encoders)
     if not encoders:
         raise HemabenchError(f"suite {suite.name!r} names no encoders: give one with --encoder NAME")

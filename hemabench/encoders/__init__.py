@@ -6,9 +6,11 @@ in the weights folder (``weights_dir=``, else ``$HEMABENCH_WEIGHTS``, else
 (``.pt``/``.bin`` too, or the file's original name such as ``DinoBloom-B.pth`` or
 ``ctranspath.pth``); in the Hugging Face cache; and finally on the hub, unless
 ``HF_HUB_OFFLINE=1``. Random baselines and the handcrafted encoder need no download.
+A name ``local:DIR`` loads the folder DIR written by ``hemabench pretrain`` (see local.py).
 """
 
-from hemabench.encoders.build import LoadedEncoder, load_encoder, state_dict_sha256
+from hemabench.encoders.build import LoadedEncoder, state_dict_sha256
+from hemabench.encoders.local import load_encoder  # the registry's, plus local:DIR folders
 from hemabench.encoders.spec import (
     ENCODERS,
     EncoderSpec,
