@@ -168,3 +168,16 @@ def test_extraction_killed_mid_way_resumes_to_identical_embeddings(tmp_path):
     resumed, clean = np.load(tmp_path / "resumed.npz"), np.load(tmp_path / "clean.npz")
     np.testing.assert_array_equal(resumed["features"], clean["features"])
     assert list(resumed["paths"]) == list(clean["paths"])
+
+
+def test_cache_ls_and_rm_commands(tmp_path, cli, cli_json, monkeypatch):
+    monkeypatch.setenv("HEMABENCH_CACHE", str(tmp_path / "cache"))
+    acevedo_tree(tmp_path / "data", per_class=3)
+    assert cli("extract", "--encoder", "handcrafted", "--dataset", "acevedo", "--root", tmp_path / "data",
+               "--no-progress")[0] == 0
+    code, listing = cli_json("cache", "ls")
+    (entry,) = listing["entries"]
+    assert code == 0 and entry["encoder"] == "handcrafted" and entry["dataset"] == "acevedo" and entry["n"] == 24
+    assert cli("cache", "rm")[0] == 2  # says what to remove rather than guessing
+    code, out, _ = cli("cache", "rm", "--encoder", "handcrafted")
+    assert code == 0 and "removed 1 entry" in out and cli_json("cache", "ls")[1]["entries"] == []
