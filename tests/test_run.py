@@ -137,12 +137,16 @@ def test_demo_end_to_end_then_cached(tmp_path):
     command = [sys.executable, "-m", "hemabench", "run", "--out", str(tmp_path / "results"), "--no-progress"]
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert first.returncode == 0, first.stderr
+    from hemabench.suites import load_suite
+
+    demo = load_suite("demo")
+    expected = len(demo.encoders) * len(demo.plan())
     rows = [line for line in first.stdout.splitlines() if "computed" in line]
-    assert len(rows) == 8  # 2 encoders x 2 tasks x 2 datasets
+    assert len(rows) == expected == 24  # 2 encoders x 12 task/dataset pairs
     score = {(r.split()[0], r.split()[1], r.split()[2]): float(r.split()[4]) for r in rows}
     assert score[("handcrafted", "cell-probe", "synth-bm")] != score[("resnet18-random", "cell-probe", "synth-bm")]
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert second.returncode == 0 and "0 images embedded" in second.stdout and second.stdout.count("reused") == 8
+    assert second.returncode == 0 and "0 images embedded" in second.stdout and second.stdout.count("reused") == expected
 
 
 @pytest.mark.slow
