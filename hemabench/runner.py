@@ -112,16 +112,15 @@ class _Session:
             prepared["seconds"]["extract"] = time.perf_counter() - tick
         return prepared["embeddings"]
 
-    def task_input(self, name: str, split_rule: str | None, device: str) -> tuple[TaskInput, MaterialisedSplit]:
+    def task_input(self, name: str, split: MaterialisedSplit, device: str) -> TaskInput:
         prepared = self.dataset(name)
         records = prepared["discovery"].records
-        split = MaterialisedSplit.build(name, get_rule(name, split_rule), records)
         embeddings = self.embeddings(name)
         data = TaskInput(features=np.asarray(embeddings.features, dtype=np.float32), records=records,
                          parts=split.assignment["part"].to_numpy(), rotations=split.rule.rotations(),
                          valid=embeddings.valid, device=device, seed=self.options.seed, dataset=name,
                          patients=prepared["spec"].patient_metadata(prepared["discovery"].root))
-        return data, split
+        return data
 
 
 def run_plan(encoders: list[str], plan: list[tuple[str, str]], options: RunOptions) -> RunReport:
@@ -164,9 +163,9 @@ def _run_task(session: _Session, task_name: str, dataset: str) -> Outcome:
     if not options.overwrite and is_current(existing, task, fingerprints, encoder.weights_sha256):
         return outcome("reused", result=existing, path=path)
     device = str(resolve_device(options.device))
-    data, split = session.task_input(dataset, task.split_for(dataset), device)
+    data = session.task_input(dataset, split, device)
     if source:
-        data.source, source_split = session.task_input(source[0], source[1], device)
+        data.source = session.task_input(source[0], source_split, device)
     phases = dict(prepared["seconds"])
     tick = time.perf_counter()
     preds = task.evaluate(data)
