@@ -93,6 +93,7 @@ class _Session:
             try:
                 discovery = spec.discover(find_root(spec, data_root=self.options.data_root))
                 self._prepared[name] = {"spec": spec, "discovery": discovery, "embeddings": None,
+                                        "patients": spec.patient_metadata(discovery.root),
                                         "seconds": {"discover": time.perf_counter() - tick}}
             except DatasetNotFound as exc:
                 self._prepared[name] = exc
@@ -119,7 +120,7 @@ class _Session:
         data = TaskInput(features=np.asarray(embeddings.features, dtype=np.float32), records=records,
                          parts=split.assignment["part"].to_numpy(), rotations=split.rule.rotations(),
                          valid=embeddings.valid, device=device, seed=self.options.seed, dataset=name,
-                         patients=prepared["spec"].patient_metadata(prepared["discovery"].root))
+                         patients=prepared["patients"])
         return data
 
 

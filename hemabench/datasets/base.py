@@ -134,19 +134,6 @@ class DatasetSpec:
             return mapping[folder]
         raise Skip(f"unknown class folder {folder!r} (expected one of: {', '.join(sorted(mapping))})")
 
-    def describe(self) -> dict:
-        return {
-            "name": self.name,
-            "title": self.title,
-            "folder": self.folder,
-            "domain": self.domain,
-            "synthetic": self.synthetic,
-            "classes": dict(self.classes),
-            "layout": self.layout,
-            "source": self.source,
-            "license": self.license,
-        }
-
 
 def _walk_files(base: Path):
     """Every regular file below base in a fixed order; symlinked folders are not followed."""

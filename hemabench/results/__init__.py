@@ -5,7 +5,6 @@ from hemabench.results.files import (
     SCHEMA_VERSION,
     build_result,
     is_current,
-    main_score,
     predictions_payload,
     read_result,
     result_path,
@@ -13,5 +12,5 @@ from hemabench.results.files import (
 )
 from hemabench.results.scoring import score_predictions
 
-__all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "build_result", "is_current", "main_score", "predictions_payload",
+__all__ = ["SCHEMA_PATH", "SCHEMA_VERSION", "build_result", "is_current", "predictions_payload",
            "read_result", "result_path", "score_predictions", "write_result"]

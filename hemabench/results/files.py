@@ -82,7 +82,3 @@ def is_current(result: dict | None, task, fingerprints: list[str], weights_sha25
     return result.get("task_version") == task.version and stored == fingerprints and \
         result.get("task_metadata", {}).get("params") == json.loads(json.dumps(task.params)) and \
         result.get("encoder", {}).get("weights_sha256") == weights_sha256
-
-
-def main_score(result: dict) -> dict:
-    return result["metrics"][result["main_metric"]]

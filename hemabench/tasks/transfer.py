@@ -11,7 +11,7 @@ import yaml
 from hemabench.errors import HemabenchError
 from hemabench.metrics import aggregate
 from hemabench.paths import benchmarks_dir
-from hemabench.protocols.fewshot import saturation_n, support_hash, support_permutations, sweep
+from hemabench.protocols.fewshot import N_GRID, saturation_n, support_hash, support_permutations, sweep
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
 from hemabench.tasks.label_efficiency import CITATION, PARAMS, curve_auc_metrics, sweep_variants
 
@@ -120,7 +120,7 @@ TASKS.add("bm-to-blood", BoneMarrowToBlood(
     name="bm-to-blood", version=1, datasets=tuple(TARGETS), protocol="protocols.md section 4 (Wenderoth transfer)",
     description="SVM fitted on 250 bone-marrow cells per class, scored on blood datasets through a versioned "
                 "class mapping (direct transfer), and fitted on n target cells per class (domain adaptation)",
-    main_metric="direct/balanced_accuracy", detail_variant="direct", variants=("direct", "adapt/n=<n>"),
+    main_metric="direct/balanced_accuracy", detail_variant="direct", variants=("direct", *(f"adapt/n={n}" for n in N_GRID)),
     splits={t: "holdout-70-30" for t in TARGETS if t != "raabin"},
     sources={t: (s, "holdout-70-30") for t, s in TARGETS.items()},
     params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn")}, "classifiers": ["svm"],
