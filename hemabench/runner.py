@@ -19,6 +19,7 @@ import numpy as np
 from hemabench.datasets import DATASETS
 from hemabench.datasets.roots import find_root
 from hemabench.embeddings import extract_embeddings, resolve_device
+from hemabench.embeddings.distributed import Ranks, launched, ranks_from_env
 from hemabench.encoders import EncoderWeightsMissing, load_encoder
 from hemabench.errors import DatasetNotFound
 from hemabench.provenance import now, provenance
@@ -40,8 +41,10 @@ class RunOptions:
     out: Path = Path("results")
     data_root: str | None = None
     device: str = "auto"
-    batch_size: int = 64
+    batch_size: int | str = "auto"  # auto: the largest that fits on a GPU, 64 on CPU
     workers: int | None = None
+    compile: bool = False  # torch.compile the encoder (pays off on large datasets on a GPU)
+    pixel_cache: bool = False  # keep a pre-resized uint8 copy of each dataset, shared by encoders
     weights: str | None = None
     overwrite: bool = False
     progress: bool = True
@@ -74,6 +77,7 @@ class _Session:
         self.encoder_name, self.options, self.report = encoder_name, options, report
         self._encoder = None
         self._prepared: dict[str, dict | Exception] = {}
+        self._splits: dict[tuple[str, str], MaterialisedSplit] = {}
 
     def encoder(self):
         if self._encoder is None:
@@ -108,10 +112,18 @@ class _Session:
             discovery, o = prepared["discovery"], self.options
             prepared["embeddings"], stats = extract_embeddings(
                 self.encoder(), discovery.root, discovery.records, dataset=name, batch_size=o.batch_size,
-                workers=o.workers, device=o.device, progress=o.progress)
+                workers=o.workers, device=o.device, progress=o.progress, compile=o.compile,
+                pixel_cache=o.pixel_cache)
             self.report.images_forwarded += stats.images_forwarded
             prepared["seconds"]["extract"] = time.perf_counter() - tick
         return prepared["embeddings"]
+
+    def split(self, dataset: str, rule: str) -> MaterialisedSplit:
+        """Each split built once per session (the currency check's split is the one evaluated)."""
+        if (dataset, rule) not in self._splits:
+            records = self.dataset(dataset)["discovery"].records
+            self._splits[dataset, rule] = MaterialisedSplit.build(dataset, get_rule(dataset, rule), records)
+        return self._splits[dataset, rule]
 
     def task_input(self, name: str, split: MaterialisedSplit, device: str) -> TaskInput:
         prepared = self.dataset(name)
@@ -125,48 +137,83 @@ class _Session:
 
 
 def run_plan(encoders: list[str], plan: list[tuple[str, str]], options: RunOptions) -> RunReport:
+    """Every (task, dataset) of ``plan`` for every encoder. Under torchrun all ranks share the
+    extraction of each needed dataset; rank 0 alone then runs the protocols and writes results."""
     report = RunReport()
     start = time.perf_counter()
     by_dataset: dict[str, list[str]] = defaultdict(list)
     for task, dataset in plan:
         by_dataset[dataset].append(task)
+    ranks = ranks_from_env(resolve_device(options.device).type == "cuda") if launched() else Ranks()
     for encoder_name in encoders:
         session = _Session(encoder_name, options, report)
+        if ranks.world > 1:
+            _extract_together(session, by_dataset)
+            if not ranks.is_main:
+                continue
         for dataset, tasks in by_dataset.items():
             for task_name in tasks:
-                report.outcomes.append(_run_task(session, task_name, dataset))
+                step = _prepare(session, task_name, dataset)
+                report.outcomes.append(step if isinstance(step, Outcome) else _evaluate(session, step))
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _run_task(session: _Session, task_name: str, dataset: str) -> Outcome:
+def _extract_together(session: _Session, by_dataset: dict[str, list[str]]) -> None:
+    """The embeddings every not-yet-current result needs, computed by all ranks in the same order."""
+    for dataset, tasks in by_dataset.items():
+        for task_name in tasks:
+            step = _prepare(session, task_name, dataset)
+            if isinstance(step, _Pending):
+                session.embeddings(dataset)
+                if step.source_split is not None:
+                    session.embeddings(step.source_split.dataset)
+
+
+@dataclass
+class _Pending:
+    """A result that must be computed, with everything decided before the protocol runs."""
+
+    task: object
+    dataset: str
+    split: MaterialisedSplit
+    source_split: MaterialisedSplit | None
+    path: Path
+    started: str
+
+
+def _prepare(session: _Session, task_name: str, dataset: str) -> Outcome | _Pending:
+    """Skipped (no data, no weights), reused (current result on disk), or pending."""
     options = session.options
     task = TASKS.get(task_name).with_params(**options.task_params.get(task_name, {}))
-    outcome = lambda status, **kw: Outcome(session.encoder_name, task_name, dataset, status, **kw)  # noqa: E731
     started = now()
     try:
-        prepared = session.dataset(dataset)
+        session.dataset(dataset)
         source = task.source_for(dataset)
         if source:
             session.dataset(source[0])
         encoder = session.encoder()
     except DatasetNotFound as exc:
-        return outcome("skipped", reason=f"data not found: {exc}")
+        return Outcome(session.encoder_name, task_name, dataset, "skipped", reason=f"data not found: {exc}")
     except EncoderWeightsMissing as exc:
-        return outcome("skipped", reason=f"weights missing: {exc}")
-    records = prepared["discovery"].records
-    split = MaterialisedSplit.build(dataset, get_rule(dataset, task.split_for(dataset)), records)
-    source_split = MaterialisedSplit.build(source[0], get_rule(*source), session.dataset(source[0])["discovery"].records) \
-        if source else None
+        return Outcome(session.encoder_name, task_name, dataset, "skipped", reason=f"weights missing: {exc}")
+    split = session.split(dataset, task.split_for(dataset))
+    source_split = session.split(*source) if source else None
     path = result_path(options.out, encoder.spec.name, task_name, dataset)  # `local:DIR` -> its safe name
     existing = read_result(path)
     fingerprints = [split.fingerprint] + ([source_split.fingerprint] if source_split else [])
     if not options.overwrite and is_current(existing, task, fingerprints, encoder.weights_sha256):
-        return outcome("reused", result=existing, path=path)
+        return Outcome(session.encoder_name, task_name, dataset, "reused", result=existing, path=path)
+    return _Pending(task, dataset, split, source_split, path, started)
+
+
+def _evaluate(session: _Session, step: _Pending) -> Outcome:
+    options, task, dataset = session.options, step.task, step.dataset
+    prepared, encoder = session.dataset(dataset), session.encoder()
     device = str(resolve_device(options.device))
-    data = session.task_input(dataset, split, device)
-    if source:
-        data.source = session.task_input(source[0], source_split, device)
+    data = session.task_input(dataset, step.split, device)
+    if step.source_split is not None:
+        data.source = session.task_input(step.source_split.dataset, step.source_split, device)
     phases = dict(prepared["seconds"])
     tick = time.perf_counter()
     preds = task.evaluate(data)
@@ -178,9 +225,10 @@ def _run_task(session: _Session, task_name: str, dataset: str) -> Outcome:
     scores["metrics"].update(task.summarise(payload, labels, preds.extra))
     phases["score"] = time.perf_counter() - tick
     result = build_result(
-        task=task, dataset_spec=prepared["spec"], split=split, encoder=encoder, labels=labels, predictions=payload,
-        scores=scores, extra=preds.extra, excluded=session.embeddings(dataset).failed, source_split=source_split,
-        provenance=provenance(device, {"split": split.rule.seed, "protocol": options.seed, "bootstrap": options.seed},
-                              started, phases))
-    write_result(path, result)
-    return outcome("computed", result=result, path=path)
+        task=task, dataset_spec=prepared["spec"], split=step.split, encoder=encoder, labels=labels,
+        predictions=payload, scores=scores, extra=preds.extra, excluded=session.embeddings(dataset).failed,
+        source_split=step.source_split,
+        provenance=provenance(device, {"split": step.split.rule.seed, "protocol": options.seed,
+                                       "bootstrap": options.seed}, step.started, phases))
+    write_result(step.path, result)
+    return Outcome(session.encoder_name, task.name, dataset, "computed", result=result, path=step.path)

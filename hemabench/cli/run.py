@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 
@@ -9,10 +10,22 @@ from hemabench.cli.common import add_data_options, print_table
 from hemabench.errors import HemabenchError
 
 
+def batch_size(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}")
+    return int(text)
+
+
 def add_device_options(parser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA with bf16 autocast when present), cpu or cuda")
-    parser.add_argument("--batch-size", type=int, default=64, metavar="N")
+    parser.add_argument("--batch-size", type=batch_size, default="auto", metavar="N",
+                        help="images per forward pass; auto (default): the largest that fits on the GPU, 64 on CPU")
     parser.add_argument("--workers", type=int, default=None, metavar="N", help="DataLoader workers (default: by device)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the encoder (worth it on large datasets)")
+    parser.add_argument("--pixel-cache", action="store_true",
+                        help="keep a pre-resized copy of each dataset in the cache, so later encoders decode nothing")
     parser.add_argument("--weights", metavar="PATH", help="a local weight file for the encoder (checked first)")
 
 
@@ -42,6 +55,7 @@ def add_parser(commands) -> None:
 
 
 def run_run(args) -> int:
+    from hemabench.embeddings.distributed import is_main_process
     from hemabench.runner import RunOptions, run_plan
     from hemabench.suites import load_suite
 
@@ -56,10 +70,14 @@ def run_run(args) -> int:
         raise HemabenchError(f"nothing to run: suite {suite.name!r} has no task/dataset pair matching "
                              f"--task {args.task} --dataset {args.dataset}")
     options = RunOptions(out=Path(args.out), data_root=args.data_root, device=args.device, batch_size=args.batch_size,
-                         workers=args.workers, weights=args.weights, overwrite=args.overwrite,
+                         workers=args.workers, compile=args.compile, pixel_cache=args.pixel_cache,
+                         weights=args.weights, overwrite=args.overwrite,
                          progress=not args.no_progress, task_params=suite.task_params)
-    print(f"suite {suite.name}: {len(encoders)} encoder(s) x {len(plan)} task/dataset pair(s) -> {options.out}/")
+    if is_main_process():
+        print(f"suite {suite.name}: {len(encoders)} encoder(s) x {len(plan)} task/dataset pair(s) -> {options.out}/")
     report = run_plan(encoders, plan, options)
+    if not is_main_process():  # other torchrun ranks only helped with the extraction
+        return 0
     print_summary(report)
     done = [o for o in report.outcomes if o.status != "skipped"]
     if not done:
@@ -104,6 +122,7 @@ def run_extract(args) -> int:
     from hemabench.atomic import atomic_path
     from hemabench.datasets import DATASETS, load_dataset
     from hemabench.embeddings import extract_embeddings
+    from hemabench.embeddings.distributed import is_main_process
     from hemabench.encoders import load_encoder
     from hemabench.splits import MaterialisedSplit, get_rule
 
@@ -112,8 +131,14 @@ def run_extract(args) -> int:
     encoder = load_encoder(args.encoder, weights=args.weights)
     embeddings, stats = extract_embeddings(encoder, discovery.root, discovery.records, dataset=spec.name,
                                            batch_size=args.batch_size, workers=args.workers, device=args.device,
-                                           progress=not args.no_progress)
-    source = "cache" if stats.from_cache else f"{stats.images_forwarded} images embedded on {stats.device}"
+                                           progress=not args.no_progress, compile=args.compile,
+                                           pixel_cache=args.pixel_cache)
+    if not is_main_process():  # under torchrun, rank 0 reports and exports
+        return 0
+    ranks = stats.settings.get("ranks", 1)
+    by = f" by {ranks} ranks" if ranks > 1 else ""
+    source = "cache" if stats.from_cache else \
+        f"{stats.images_forwarded} images embedded{by} on {stats.device}, batch size {stats.batch_size}"
     print(f"{spec.name} x {encoder.spec.name}: {len(embeddings.paths)} x {embeddings.features.shape[1]} "
           f"({source}, cache key {stats.key})")
     if embeddings.failed:

@@ -3,15 +3,21 @@
 One DataLoader serves every chunk still missing; batches never straddle a chunk, so a
 resumed run forwards exactly the batches an uninterrupted one would, and ends with
 identical embeddings. Images that fail to decode are marked invalid and listed, not fatal.
+
+The GPU is kept busy: workers decode to uint8 pixels (pinned), normalisation runs on the
+device, outputs come back by non-blocking copies collected a batch later, and chunks are
+written by a background thread. Under ``torchrun`` the missing chunks are shared out
+between ranks (see ``distributed``).
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,40 +27,41 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from hemabench.embeddings.accel import choose_batch_size, default_workers, prepare_model, resolve_device
 from hemabench.embeddings.cache import CHUNK_SIZE, CacheEntry, Embeddings, cache_key, records_digest
+from hemabench.embeddings.distributed import Ranks, ranks_from_env
+from hemabench.embeddings.pixels import PixelCache, SplitTransform, split_transform
+from hemabench.errors import HemabenchError
+
+__all__ = ["ExtractionStats", "RecordImages", "default_workers", "encoder_identity", "extract_embeddings",
+           "resolve_device"]
 
 
 class RecordImages(Dataset):
-    """Decoded, preprocessed images of the records; a broken file yields zeros and its reason."""
+    """The records' images, preprocessed; a broken file yields a blank image and its reason.
 
-    def __init__(self, root: Path, paths: list[str], transform: Callable) -> None:
-        self.root, self.paths, self.transform = root, paths, transform
-        self.blank = torch.zeros_like(transform(Image.new("RGB", (64, 64))))
+    With a split transform items are uint8 pixels (normalised later, on the device), read from
+    the pixel cache for chunks it holds."""
+
+    def __init__(self, root: Path, paths: list[str], transform: Callable, split: SplitTransform | None = None,
+                 pixels: PixelCache | None = None) -> None:
+        self.root, self.paths, self.pixels = root, paths, pixels
+        self.convert = split.pixels if split is not None else transform
+        self.blank = torch.zeros_like(self.convert(Image.new("RGB", (64, 64))))
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
+        chunk, row = divmod(i, CHUNK_SIZE)
+        if self.pixels is not None and self.pixels.has_chunk(chunk):
+            image, error = self.pixels.read(chunk, row)
+            return image, i, error
         try:
             with Image.open(self.root / self.paths[i]) as image:
-                return self.transform(image.convert("RGB")), i, ""
+                return self.convert(image.convert("RGB")), i, ""
         except Exception as exc:  # noqa: BLE001 - any decoder failure is reported per file
             return self.blank, i, f"failed to decode: {exc}"
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from hemabench.errors import HemabenchError
-
-        raise HemabenchError("--device cuda was asked for, but PyTorch sees no CUDA device on this machine")
-    return torch.device(device)
-
-
-def default_workers(device: torch.device) -> int:
-    cores = os.cpu_count() or 1
-    return min(8, cores) if device.type == "cuda" else max(0, min(4, cores - 1))
 
 
 def encoder_identity(encoder) -> dict:
@@ -71,6 +78,8 @@ class ExtractionStats:
     from_cache: bool
     seconds: float
     device: str
+    batch_size: int = 0
+    settings: dict = field(default_factory=dict)  # device, autocast, channels-last, compiled, ranks
 
 
 def _chunk_batches(chunks: list[int], n: int, batch_size: int) -> list[list[int]]:
@@ -81,50 +90,153 @@ def _chunk_batches(chunks: list[int], n: int, batch_size: int) -> list[list[int]
     return batches
 
 
-def extract_embeddings(encoder, root: Path, records: pd.DataFrame, *, dataset: str = "", batch_size: int = 64,
-                       workers: int | None = None, device: str = "auto", dtype: str = "float16",
-                       cache_base: Path | None = None, progress: bool = True,
-                       on_chunk: Callable[[int], None] | None = None) -> tuple[Embeddings, ExtractionStats]:
-    """Embeddings for ``records`` from the cache, computing only the chunks that are missing."""
+class _ChunkSink:
+    """Collects per-row outputs until a chunk is whole, then writes it on a background thread.
+
+    ``on_chunk`` runs in the caller's thread once a chunk is safely on disk."""
+
+    def __init__(self, entry: CacheEntry, pixels: PixelCache | None, paths: list[str], dtype: str,
+                 on_chunk: Callable[[int], None] | None) -> None:
+        self.entry, self.pixels, self.paths, self.dtype, self.on_chunk = entry, pixels, paths, dtype, on_chunk
+        self.rows: dict[int, tuple] = {}
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hemabench-cache-writer")
+        self.last: tuple[int, Future] | None = None
+
+    def add(self, features: np.ndarray, indices: list[int], errors: list[str], images: torch.Tensor | None) -> None:
+        for j, i in enumerate(indices):
+            self.rows[i] = (features[j], errors[j], None if images is None else images[j])
+        chunk = indices[0] // CHUNK_SIZE
+        span = range(chunk * CHUNK_SIZE, min(len(self.paths), (chunk + 1) * CHUNK_SIZE))
+        if all(i in self.rows for i in span):
+            self._flush(chunk, [self.rows.pop(i) for i in span])
+
+    def _flush(self, chunk: int, rows: list[tuple]) -> None:
+        self._wait()
+        self.last = (chunk, self.pool.submit(self._write, chunk, rows))
+
+    def _write(self, chunk: int, rows: list[tuple]) -> None:
+        errors = [err for _, err, _ in rows]
+        if self.pixels is not None and not self.pixels.has_chunk(chunk):
+            self.pixels.write_chunk(chunk, torch.stack([img for _, _, img in rows]).numpy(), errors)
+        failed = {self.paths[chunk * CHUNK_SIZE + j]: err for j, err in enumerate(errors) if err}
+        self.entry.write_chunk(chunk, np.stack([f for f, _, _ in rows]).astype(self.dtype),
+                               np.array([not err for err in errors]), failed)
+
+    def _wait(self) -> None:
+        if self.last is not None:
+            chunk, future = self.last
+            self.last = None
+            future.result()
+            if self.on_chunk is not None:
+                self.on_chunk(chunk)
+
+    def close(self) -> None:
+        try:
+            self._wait()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+def _forward_chunks(encoder, root: Path, paths: list[str], chunks: list[int], sink: _ChunkSink, *,
+                    split: SplitTransform | None, runner, batch_size: int | str, workers: int | None,
+                    desc: str, progress: bool) -> tuple[int, int]:
+    """Embed the given chunks; returns (images forwarded, batch size used)."""
+    dataset = RecordImages(root, paths, encoder.transform, split, sink.pixels)
+    size = choose_batch_size(batch_size, runner, _as_input(split, dataset.blank.unsqueeze(0))[0], CHUNK_SIZE)
+    batches = _chunk_batches(chunks, len(paths), size)
+    workers = default_workers(runner.device) if workers is None else workers
+    cuda = runner.device.type == "cuda"
+    loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=cuda,
+                        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+    keep_pixels = sink.pixels is not None
+    in_flight: deque = deque()  # outputs whose device-to-host copies may still be running
+    bar = tqdm(total=sum(len(b) for b in batches), unit="img", desc=desc, disable=not progress, leave=False)
+
+    def collect(item) -> None:
+        host, event, indices, errors, images = item
+        if event is not None:
+            event.synchronize()
+        sink.add(host.numpy(), indices, list(errors), images)
+        bar.update(len(indices))
+
+    forwarded = 0
+    with torch.inference_mode(), runner.autocast:
+        for images, indices, errors in loader:
+            batch = _as_input(split, images.to(runner.device, non_blocking=True))
+            out = runner(batch)
+            if out.ndim != 2 or out.shape[1] != encoder.spec.embed_dim:
+                raise ValueError(f"encoder {encoder.spec.name} returned shape {tuple(out.shape)}, "
+                                 f"its spec says embed_dim {encoder.spec.embed_dim}")
+            host = out.float().to("cpu", non_blocking=cuda)
+            event = torch.cuda.Event() if cuda else None
+            if event is not None:
+                event.record()
+            in_flight.append((host, event, indices.tolist(), errors, images if keep_pixels else None))
+            forwarded += len(indices)
+            while len(in_flight) > 2 or (in_flight and (in_flight[0][1] is None or in_flight[0][1].query())):
+                collect(in_flight.popleft())
+        while in_flight:
+            collect(in_flight.popleft())
+    bar.close()
+    return forwarded, size
+
+
+def _as_input(split: SplitTransform | None, images: torch.Tensor) -> torch.Tensor:
+    """A batch as the model takes it: uint8 pixels are normalised here, on the batch's device."""
+    return images if split is None else split.normalise(images)
+
+
+def extract_embeddings(encoder, root: Path, records: pd.DataFrame, *, dataset: str = "",
+                       batch_size: int | str = "auto", workers: int | None = None, device: str = "auto",
+                       dtype: str = "float16", cache_base: Path | None = None, progress: bool = True,
+                       on_chunk: Callable[[int], None] | None = None, compile: bool = False,
+                       pixel_cache: bool = False, pixel_base: Path | None = None) -> tuple[Embeddings, ExtractionStats]:
+    """Embeddings for ``records`` from the cache, computing only the chunks that are missing.
+
+    ``pixel_cache`` keeps (and reuses) a pre-resized uint8 copy of the images, so a second
+    encoder with the same geometry decodes nothing; it never changes the numbers."""
     start = time.perf_counter()
     root = Path(root)
     paths = list(records["path"])
-    key = cache_key(encoder_identity(encoder), records_digest(root, records["path"]), dtype)
+    digest = records_digest(root, records["path"])
+    key = cache_key(encoder_identity(encoder), digest, dtype)
     entry = CacheEntry(key, cache_base)
     if entry.complete:
         return entry.load(), ExtractionStats(key, 0, True, time.perf_counter() - start, "none")
     torch_device = resolve_device(device)
+    ranks = ranks_from_env(torch_device.type == "cuda")
+    torch_device = resolve_device(device, ranks.local_rank)
     n_chunks = math.ceil(len(paths) / CHUNK_SIZE)
-    todo = [c for c in range(n_chunks) if not entry.has_chunk(c)]
-    batches = _chunk_batches(todo, len(paths), batch_size)
-    workers = default_workers(torch_device) if workers is None else workers
-    loader = DataLoader(RecordImages(root, paths, encoder.transform), batch_sampler=batches, num_workers=workers,
-                        pin_memory=torch_device.type == "cuda", persistent_workers=False)
-    model = encoder.model.to(torch_device).eval()
-    forwarded, pending = 0, {}
-    bar = tqdm(total=len(paths), initial=len(paths) - sum(len(b) for b in batches), unit="img",
-               desc=f"{encoder.spec.name} on {dataset or root.name}", disable=not progress, leave=False)
-    with torch.inference_mode(), torch.autocast(torch_device.type, dtype=torch.bfloat16,
-                                                enabled=torch_device.type == "cuda"):
-        for images, indices, errors in loader:
-            out = model(images.to(torch_device, non_blocking=True)).float().cpu().numpy().astype(dtype)
-            if out.ndim != 2 or out.shape[1] != encoder.spec.embed_dim:
-                raise ValueError(f"encoder {encoder.spec.name} returned shape {tuple(out.shape)}, "
-                                 f"its spec says embed_dim {encoder.spec.embed_dim}")
-            forwarded += len(indices)
-            bar.update(len(indices))
-            for row, i, err in zip(out, indices.tolist(), errors):
-                pending[i] = (row, err)
-            chunk = indices[0].item() // CHUNK_SIZE
-            stop = min(len(paths), (chunk + 1) * CHUNK_SIZE)
-            if all(i in pending for i in range(chunk * CHUNK_SIZE, stop)):
-                rows = [pending.pop(i) for i in range(chunk * CHUNK_SIZE, stop)]
-                failed = {paths[chunk * CHUNK_SIZE + j]: err for j, (_, err) in enumerate(rows) if err}
-                entry.write_chunk(chunk, np.stack([r for r, _ in rows]), np.array([not e for _, e in rows]), failed)
-                if on_chunk is not None:
-                    on_chunk(chunk)
-    bar.close()
-    dim = int(encoder.spec.embed_dim)
-    entry.assemble(paths, n_chunks, dim, dtype, {"encoder": encoder.spec.name, "dataset": dataset,
-                                                 "weights_sha256": encoder.weights_sha256, "root": str(root)})
-    return entry.load(), ExtractionStats(key, forwarded, False, time.perf_counter() - start, str(torch_device))
+    mine = ranks.shard([c for c in range(n_chunks) if not entry.has_chunk(c)])
+    split = split_transform(encoder.transform)
+    pixels = PixelCache(digest, split.identity(), pixel_base) if pixel_cache and split is not None else None
+    runner = prepare_model(encoder.model, torch_device, compile=compile)
+    sink = _ChunkSink(entry, pixels, paths, dtype, on_chunk)
+    forwarded, size = 0, 0
+    try:
+        if mine:
+            desc = f"{encoder.spec.name} on {dataset or root.name}" + (f" [rank {ranks.rank}]" if ranks.world > 1 else "")
+            forwarded, size = _forward_chunks(encoder, root, paths, mine, sink, split=split, runner=runner,
+                                              batch_size=batch_size, workers=workers, desc=desc, progress=progress)
+    finally:
+        sink.close()
+    _assemble(entry, ranks, paths, n_chunks, int(encoder.spec.embed_dim), dtype,
+              {"encoder": encoder.spec.name, "dataset": dataset, "weights_sha256": encoder.weights_sha256,
+               "root": str(root)})
+    settings = {**runner.describe(), "ranks": ranks.world, "pixel_cache": pixels is not None}
+    return entry.load(), ExtractionStats(key, ranks.total(forwarded), False, time.perf_counter() - start,
+                                         str(torch_device), size, settings)
+
+
+def _assemble(entry: CacheEntry, ranks: Ranks, paths: list[str], n_chunks: int, dim: int, dtype: str,
+              meta: dict) -> None:
+    """Rank 0 assembles once every rank's chunks are on disk; every rank returns when it is done."""
+    ranks.barrier()
+    missing = [] if not ranks.is_main else [c for c in range(n_chunks) if not entry.has_chunk(c)]
+    if not ranks.all_agree(not missing):
+        raise HemabenchError(
+            f"rank 0 cannot see {len(missing) or 'some'} chunk file(s) of cache entry {entry.dir}: under torchrun "
+            "every rank writes its chunks there, so HEMABENCH_CACHE must be a folder all nodes share")
+    if ranks.is_main:
+        entry.assemble(paths, n_chunks, dim, dtype, meta)
+    ranks.barrier()
