@@ -156,3 +156,15 @@ def test_cuda_path_matches_cpu(cells, tmp_path):  # pragma: no cover - runs wher
     cos = (np.asarray(cpu.features, np.float32) * np.asarray(gpu.features, np.float32)).sum(1) / (
         np.linalg.norm(np.asarray(cpu.features, np.float32), axis=1) * np.linalg.norm(np.asarray(gpu.features, np.float32), axis=1))
     assert cos.min() > 0.99
+
+
+@pytest.mark.slow
+def test_compiled_encoder_gives_the_embeddings_of_the_eager_one(cells, tmp_path):
+    """``--compile`` (inductor, here on CPU) changes speed, not the features beyond float noise."""
+    from test_embeddings import TinyEncoder
+
+    eager, _ = embed(cells, TinyEncoder(), tmp_path / "eager", batch_size=32)
+    compiled, stats = embed(cells, TinyEncoder(), tmp_path / "compiled", batch_size=32, compile=True)
+    assert stats.settings["compiled"]
+    np.testing.assert_allclose(np.asarray(compiled.features, np.float32), np.asarray(eager.features, np.float32),
+                               rtol=2e-3, atol=2e-3)

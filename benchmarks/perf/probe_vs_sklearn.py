@@ -6,24 +6,26 @@ both fit times (median over repeats; data transfer included, prediction excluded
 the speed-up, prediction agreement and the metric differences.
 
     python benchmarks/perf/probe_vs_sklearn.py [--n 50000] [--dim 1024] [--classes 21] [--repeats 3]
+        [--sklearn-repeats R] [--device auto|cpu|cuda] [--json probe.json]
 
-The full default size takes minutes per scikit-learn fit on a small CPU; use smaller
---n/--dim there, or --sklearn-repeats 1.
+The default size is the issue's (50,000 x 1,024 x 21 classes). It takes minutes per
+scikit-learn fit on a small CPU; use smaller --n/--dim there, or --sklearn-repeats 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parents[1]), str(HERE)]  # run from a checkout without installing; _common beside
+
+from _common import add_json_option, finish, machine, machine_line, median_seconds  # noqa: E402
 
 from hemabench.metrics import METRICS, classification_metrics  # noqa: E402
 from hemabench.protocols.probe import TorchLogisticRegression, probe_C, resolve_device  # noqa: E402
@@ -44,17 +46,17 @@ def synthetic_embeddings(n_train: int, n_test: int, dim: int, n_classes: int, cl
 
 
 def timed_fits(label: str, make_model, X, y, repeats: int):
-    """Fit ``repeats`` times, printing progress; returns (last model, list of seconds)."""
-    seconds, model = [], None
-    for i in range(repeats):
-        model = make_model()
-        start = time.perf_counter()
+    """Fit ``repeats`` times, printing progress; returns (last model, median seconds, list of seconds)."""
+    fitted = {}
+
+    def fit():
+        fitted["model"] = make_model()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # non-convergence is reported through n_iter below
-            model.fit(X, y)
-        seconds.append(time.perf_counter() - start)
-        print(f"  {label} fit {i + 1}/{repeats}: {seconds[-1]:.2f} s", flush=True)
-    return model, seconds
+            fitted["model"].fit(X, y)
+
+    median, seconds = median_seconds(fit, repeats, label=f"{label} fit")
+    return fitted["model"], median, seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,10 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64", help="our GEMM precision")
     parser.add_argument("--class-sep", type=float, default=2.0, help="class separation (lower = harder)")
     parser.add_argument("--seed", type=int, default=0)
+    add_json_option(parser)
     args = parser.parse_args(argv)
     n_test = args.n_test or max(1, args.n // 4)
     device, dtype = resolve_device(args.device), getattr(torch, args.dtype)
 
+    info = machine()
+    print(machine_line(info), flush=True)
     Xtr, ytr, Xte, yte = synthetic_embeddings(args.n, n_test, args.dim, args.classes, args.class_sep, args.seed)
     C = probe_C(args.dim, args.classes)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
@@ -86,25 +91,31 @@ def main(argv: list[str] | None = None) -> int:
         ours().fit(Xtr[:512], ytr[:512])
     from sklearn.linear_model import LogisticRegression
 
-    model_t, secs_t = timed_fits("ours", ours, Xtr, ytr, args.repeats)
-    model_s, secs_s = timed_fits(
+    model_t, t_ours, secs_t = timed_fits("ours", ours, Xtr, ytr, args.repeats)
+    model_s, t_sk, secs_s = timed_fits(
         "sklearn",
         lambda: LogisticRegression(C=C, max_iter=1000, solver="lbfgs"),
         Xtr.astype(np.float64), ytr, args.sklearn_repeats or args.repeats,
     )  # fmt: skip
-    t_ours, t_sk = statistics.median(secs_t), statistics.median(secs_s)
     pred_t, pred_s = model_t.predict(Xte), model_s.predict(Xte.astype(np.float64))
     labels = [str(c) for c in model_s.classes_]
     m_t = classification_metrics(yte.astype(str), pred_t.astype(str), labels)
     m_s = classification_metrics(yte.astype(str), pred_s.astype(str), labels)
 
-    print(f"ours    : {t_ours:8.2f} s median of {[round(s, 2) for s in secs_t]}, {model_t.n_iter_} iterations")
-    print(f"sklearn : {t_sk:8.2f} s median of {[round(s, 2) for s in secs_s]}, {int(model_s.n_iter_[0])} iterations")
-    print(f"speed-up: {t_sk / t_ours:8.2f} x")
-    print(f"agree   : {(pred_t == pred_s).mean():.4f} of test predictions")
-    for metric in METRICS:
-        diff = 100 * (m_t[metric] - m_s[metric])
-        print(f"{metric:17s}: ours {m_t[metric]:.4f}  sklearn {m_s[metric]:.4f}  diff {diff:+.2f} points")
+    agree = float((pred_t == pred_s).mean())
+    m_t, m_s = ({k: float(m[k]) for k in METRICS} for m in (m_t, m_s))
+    rows = [
+        {"figure": "fit seconds, ours (median)", "value": t_ours, "detail": [round(t, 3) for t in secs_t]},
+        {"figure": "fit seconds, scikit-learn (median)", "value": t_sk, "detail": [round(t, 3) for t in secs_s]},
+        {"figure": "speed-up (x)", "value": t_sk / t_ours, "detail": ""},
+        {"figure": "iterations, ours", "value": int(model_t.n_iter_), "detail": ""},
+        {"figure": "iterations, scikit-learn", "value": int(model_s.n_iter_[0]), "detail": ""},
+        {"figure": "test predictions agreeing (fraction)", "value": agree, "detail": ""},
+    ] + [{"figure": f"{metric} diff (points, ours - sklearn)", "value": 100 * (m_t[metric] - m_s[metric]),
+          "detail": f"ours {m_t[metric]:.4f}, sklearn {m_s[metric]:.4f}"} for metric in METRICS]
+    finish(args, "probe_vs_sklearn", f"probe vs scikit-learn: {args.n} x {args.dim} x {args.classes} classes, "
+           f"ours on {device}", rows, info, speedup=t_sk / t_ours, seconds_ours=t_ours, seconds_sklearn=t_sk,
+           agreement=agree, metrics_ours=m_t, metrics_sklearn=m_s)
     return 0
 
 
