@@ -122,3 +122,19 @@ def test_cache_ls_and_rm(dataset):
     assert entry["n"] == len(dataset[1]) and entry["dim"] == 8 and entry["encoder"] == "tiny"
     assert remove_entries(encoder="tiny", base=dataset[2]) == [entry["key"]]
     assert list_entries(dataset[2]) == []
+
+
+def test_a_second_process_finishing_the_same_entry_stands_down(dataset):
+    """Two extractions of one entry at once: whoever assembles second finds the chunks gone and the
+    entry complete, and returns it instead of failing."""
+    from hemabench.embeddings.cache import CacheEntry
+
+    first, stats = extract(dataset)
+    entry = CacheEntry(stats.key, dataset[2])
+    features = np.asarray(first.features).copy()
+    entry.assemble(first.paths, 3, 8, "float16", {})  # chunks already removed by the first process
+    np.testing.assert_array_equal(np.asarray(entry.load().features), features)
+    assert not (entry.dir / "chunks").exists()
+    entry.dir.joinpath("meta.json").unlink()
+    with pytest.raises(FileNotFoundError):  # an incomplete entry with its chunks missing is still an error
+        entry.assemble(first.paths, 3, 8, "float16", {})

@@ -11,14 +11,14 @@ from hemabench.registry import UnknownName
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hemabench.cli import cache, data, leaderboard, listing, pretrain, run, submissions
+    from hemabench.cli import cache, data, leaderboard, listing, pretrain, run, submissions, sweep
 
     parser = argparse.ArgumentParser(
         prog="hemabench", description="Benchmark image encoders for hematology under fixed protocols."
     )
     parser.add_argument("--version", action="version", version=f"hemabench {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run, listing, data, cache, pretrain, leaderboard, submissions):
+    for module in (run, sweep, listing, data, cache, pretrain, leaderboard, submissions):
         module.add_parser(commands)
     return parser
 
@@ -37,3 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hemabench: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)
         return 130
+    finally:
+        from hemabench.embeddings.distributed import leave_process_group
+
+        leave_process_group()

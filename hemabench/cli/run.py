@@ -54,9 +54,9 @@ def add_parser(commands) -> None:
     extract.set_defaults(handler=run_extract)
 
 
-def run_run(args) -> int:
-    from hemabench.embeddings.distributed import is_main_process
-    from hemabench.runner import RunOptions, run_plan
+def build_run(args):
+    """Suite, encoders, plan and RunOptions from `run`-style arguments (shared with `hemabench sweep`)."""
+    from hemabench.runner import RunOptions
     from hemabench.suites import load_suite
 
     suite = load_suite(args.suite or ("full" if args.encoder else "demo"))
@@ -73,18 +73,30 @@ def run_run(args) -> int:
                          workers=args.workers, compile=args.compile, pixel_cache=args.pixel_cache,
                          weights=args.weights, overwrite=args.overwrite,
                          progress=not args.no_progress, task_params=suite.task_params)
+    return suite, encoders, plan, options
+
+
+def run_run(args) -> int:
+    from hemabench.embeddings.distributed import is_main_process
+    from hemabench.runner import run_plan
+
+    suite, encoders, plan, options = build_run(args)
     if is_main_process():
         print(f"suite {suite.name}: {len(encoders)} encoder(s) x {len(plan)} task/dataset pair(s) -> {options.out}/")
     report = run_plan(encoders, plan, options)
     if not is_main_process():  # other torchrun ranks only helped with the extraction
         return 0
     print_summary(report)
-    done = [o for o in report.outcomes if o.status != "skipped"]
-    if not done:
-        no_data = all(o.reason.startswith("data not found") for o in report.outcomes)
-        hint = " (no data found: try `hemabench run --suite demo`, or set --data-root)" if no_data else ""
-        raise HemabenchError(f"nothing was evaluated{hint}")
+    require_results(report, "run")
     return 0
+
+
+def require_results(report, command: str) -> None:
+    """A run that evaluated nothing is an error, with a hint when no data was found."""
+    if not any(o.status != "skipped" for o in report.outcomes):
+        no_data = all(o.reason.startswith("data not found") for o in report.outcomes)
+        hint = f" (no data found: try `hemabench {command} --suite demo`, or set --data-root)" if no_data else ""
+        raise HemabenchError(f"nothing was evaluated{hint}")
 
 
 def print_summary(report) -> None:

@@ -2,7 +2,9 @@
 
 Each twin writes files in its real counterpart's layout and is read by the same parsing
 rules, so the demo also exercises the adapters. Generation goes to a temporary folder
-that is renamed into place when complete: an interrupted generation leaves nothing behind.
+that is renamed into place when complete: an interrupted generation leaves nothing behind,
+and processes racing to generate the same dataset (the jobs of a sweep) all end up reading
+the one copy that was renamed first.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from hemabench import synthetic
+from hemabench.atomic import _umask
 from hemabench.datasets.aml_hehr import PatientBagDataset
 from hemabench.datasets.base import register_dataset
 from hemabench.datasets.breakhis import BreakHisLayout
@@ -42,9 +45,10 @@ class SyntheticDataset:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
             synthetic.generate(self.name, staging, size=size, seed=seed)
+            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp is owner-only; a shared cache follows the umask
             try:
                 os.replace(staging, target)
-            except OSError:  # another process finished first: keep its copy
+            except OSError:  # another process (a sweep's other job) finished first: use its copy, drop ours
                 if not target.is_dir():
                     raise
         finally:

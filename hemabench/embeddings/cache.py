@@ -75,7 +75,19 @@ class CacheEntry:
                 np.savez(handle, features=features, valid=valid, failed=json.dumps(failed))
 
     def assemble(self, paths: list[str], n_chunks: int, dim: int, dtype: str, meta: dict) -> None:
-        """Stream the chunks into one memory-mapped array; memory does not grow with N."""
+        """Stream the chunks into one memory-mapped array; memory does not grow with N.
+
+        Another process extracting the same entry (a second sweep, a requeued job) may finish
+        first and remove the chunks: its entry is identical, so this one then stands down."""
+        try:
+            if not self.complete:
+                self._assemble(paths, n_chunks, dim, dtype, meta)
+        except FileNotFoundError:
+            if not self.complete:
+                raise
+        shutil.rmtree(self.dir / "chunks", ignore_errors=True)
+
+    def _assemble(self, paths: list[str], n_chunks: int, dim: int, dtype: str, meta: dict) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         valid = np.zeros(len(paths), dtype=bool)
         failed: dict[str, str] = {}
@@ -92,7 +104,6 @@ class CacheEntry:
         atomic_write_text(self.dir / "index.json", json.dumps({"paths": paths, "valid": valid.tolist(), "failed": failed}))
         atomic_write_text(self.dir / "meta.json", json.dumps({**meta, "n": len(paths), "dim": dim, "dtype": dtype,
                                                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
-        shutil.rmtree(self.dir / "chunks", ignore_errors=True)
 
     def load(self) -> Embeddings:
         index = json.loads((self.dir / "index.json").read_text())

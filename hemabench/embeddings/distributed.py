@@ -80,3 +80,9 @@ def ranks_from_env(use_cuda: bool) -> Ranks:
             torch.cuda.set_device(local_rank % torch.cuda.device_count())
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=BARRIER_TIMEOUT)
     return Ranks(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def leave_process_group() -> None:
+    """End this process's part in a torchrun group, if it joined one (avoids NCCL's leak warning)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
