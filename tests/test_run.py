@@ -178,7 +178,9 @@ def test_cache_ls_and_rm_commands(tmp_path, cli, cli_json, monkeypatch):
     monkeypatch.setenv("HEMABENCH_CACHE", str(tmp_path / "cache"))
     acevedo_tree(tmp_path / "data", per_class=3)
     assert cli("extract", "--encoder", "handcrafted", "--dataset", "acevedo", "--root", tmp_path / "data",
-               "--no-progress")[0] == 0
+               "--no-progress", "--pixel-cache")[0] == 0
+    assert "pixel cache: " in cli("cache", "ls")[1] and list((tmp_path / "cache" / "pixels").rglob("*.npy"))
+    assert cli("cache", "rm", "--pixels")[0] == 0 and not (tmp_path / "cache" / "pixels").exists()
     code, listing = cli_json("cache", "ls")
     (entry,) = listing["entries"]
     assert code == 0 and entry["encoder"] == "handcrafted" and entry["dataset"] == "acevedo" and entry["n"] == 24

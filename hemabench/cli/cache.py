@@ -17,6 +17,7 @@ def add_parser(commands) -> None:
     rm.add_argument("--encoder")
     rm.add_argument("--dataset")
     rm.add_argument("--all", action="store_true", help="remove every entry")
+    rm.add_argument("--pixels", action="store_true", help="remove the pixel cache (pre-resized images, --pixel-cache)")
     rm.set_defaults(handler=run_rm)
 
 
@@ -29,6 +30,11 @@ def run_ls(args) -> int:
         print_json({"cache": str(cache_dir() / "embeddings"), "entries": rows})
         return 0
     print(f"embedding cache: {cache_dir() / 'embeddings'}")
+    pixels = list((cache_dir() / "pixels").rglob("*.npy"))
+    if pixels:
+        size = sum(f.stat().st_size for f in pixels) / 2**30
+        print(f"pixel cache: {cache_dir() / 'pixels'} ({len(pixels)} chunks, {size:.2f} GB; "
+              "`hemabench cache rm --pixels` removes it)")
     print_table([{"key": r["key"][:12], "encoder": r.get("encoder", "?"), "dataset": r.get("dataset", "?"),
                   "n": r.get("n", ""), "dim": r.get("dim", ""), "MB": round(r["bytes"] / 2**20, 2),
                   "state": r.get("state", "complete")} for r in rows])
@@ -36,11 +42,18 @@ def run_ls(args) -> int:
 
 
 def run_rm(args) -> int:
-    from hemabench.embeddings import list_entries, remove_entries
+    import shutil
 
-    if not (args.keys or args.encoder or args.dataset or args.all):
-        raise HemabenchError("say what to remove: key prefixes, --encoder, --dataset or --all")
-    keys = [r["key"] for r in list_entries()] if args.all else args.keys
-    removed = remove_entries(keys, args.encoder, args.dataset)
-    print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}")
+    from hemabench.embeddings import list_entries, remove_entries
+    from hemabench.paths import cache_dir
+
+    if not (args.keys or args.encoder or args.dataset or args.all or args.pixels):
+        raise HemabenchError("say what to remove: key prefixes, --encoder, --dataset, --all or --pixels")
+    if args.pixels:
+        shutil.rmtree(cache_dir() / "pixels", ignore_errors=True)
+        print("removed the pixel cache")
+    if args.keys or args.encoder or args.dataset or args.all:
+        keys = [r["key"] for r in list_entries()] if args.all else args.keys
+        removed = remove_entries(keys, args.encoder, args.dataset)
+        print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}")
     return 0
