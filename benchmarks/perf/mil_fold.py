@@ -2,7 +2,7 @@
 
 Why: aml-mil trains 5 rotations x 3 seeds = 15 runs per head, so the time of one run sets
 the cost of the task (and whether the demo can afford it). One run is exactly what the
-task does per rotation and seed: ``AmlMil._fit_predict`` (seeded head, SGD with early
+task does per rotation and seed: ``AmlMil.fit_predict`` (seeded head, SGD with early
 stopping on the validation fold, best epoch restored, test-fold prediction, with the task's
 ``cpu_threads`` on CPU), on seeded synthetic bags:
 
@@ -68,12 +68,12 @@ def synthetic_bags(patients: int, cells: int, dim: int, seed: int, signal: float
 
 
 def time_fold(task, head: str, tensors, y, roles, seed: int, device: torch.device, repeats: int, label: str):
-    """Median seconds of one run (``AmlMil._fit_predict``), every time, and the last run's
+    """Median seconds of one run (``AmlMil.fit_predict``), every time, and the last run's
     test probabilities and training log."""
     out = {}
 
     def fold():
-        out["proba"], _, out["log"] = task._fit_predict(head, "bench", tensors, y, roles, seed, N_CLASSES, device)
+        out["proba"], _, out["log"] = task.fit_predict(head, "bench", tensors, y, roles, seed, N_CLASSES, device)
         if device.type == "cuda":
             torch.cuda.synchronize()
 

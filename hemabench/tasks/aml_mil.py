@@ -142,7 +142,7 @@ class AmlMil(Task):
             for s in range(p["seeds"]):
                 run = f"{rotation['test'][0]}/s{s}"
                 for head in p["heads"]:
-                    proba, attention, log = self._fit_predict(head, run, tensors, y, roles, data.seed + s,
+                    proba, attention, log = self.fit_predict(head, run, tensors, y, roles, data.seed + s,
                                                               len(labels), device)
                     test, pred = roles["test"], proba.argmax(axis=1)
                     for key, value in (("id", bags.patients[test]), ("fold", np.full(len(test), run, dtype=object)),
@@ -160,7 +160,7 @@ class AmlMil(Task):
                            for k, v in cols.items()} for head, cols in columns.items()}
         return Predictions(variants, extra)
 
-    def _fit_predict(self, head, run, tensors, y, roles, seed, n_classes, device):
+    def fit_predict(self, head, run, tensors, y, roles, seed, n_classes, device):
         """One run of one head: seeded init and sampling, training, then test probabilities
         (float64, n x C) and attention maps."""
         config = self.train_config()
