@@ -8,10 +8,8 @@ import stat
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
 import submitit
-from PIL import Image
 
 from hemabench.runner import RunOptions, run_plan
 from hemabench.sweep import (
@@ -32,18 +30,9 @@ PAIR = ["--task", "cell-knn", "--dataset", "acevedo", "--device", "cpu"]
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     """A small Acevedo tree (8 classes x 14 images, class-dependent colours): quick to embed."""
-    root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    for c, (folder, prefix) in enumerate({"basophil": "BA", "eosinophil": "EO", "erythroblast": "ERB", "ig": "MY",
-                                          "lymphocyte": "LY", "monocyte": "MO", "neutrophil": "SNE",
-                                          "platelet": "PLATELET"}.items()):
-        for i in range(14):
-            base = np.array([30 * c % 255, 90 + 15 * c, 200 - 20 * c], dtype=float)
-            pixels = np.clip(base + rng.normal(0, 40, (24, 24, 3)), 0, 255).astype(np.uint8)
-            path = root / "PBC_dataset_normal_DIB" / folder / f"{prefix}_{1000 + i}.jpg"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels).save(path, quality=95)
-    return root
+    from test_run import acevedo_tree
+
+    return acevedo_tree(tmp_path_factory.mktemp("data"))
 
 
 def _result(out: Path, encoder: str, dataset: str = "acevedo") -> dict:

@@ -29,17 +29,21 @@ def add_device_options(parser) -> None:
     parser.add_argument("--weights", metavar="PATH", help="a local weight file for the encoder (checked first)")
 
 
+def add_run_arguments(parser, encoder_help: str) -> None:
+    """The options `run` and `sweep` share: what to evaluate, where data and results are, the device."""
+    parser.add_argument("--encoder", action="append", metavar="NAME", help=encoder_help)
+    parser.add_argument("--suite", help="demo or full (default: demo without --encoder, full with it)")
+    parser.add_argument("--task", action="append", metavar="T", help="only these tasks (repeatable)")
+    parser.add_argument("--dataset", action="append", metavar="D", help="only these datasets (repeatable)")
+    add_data_options(parser, per_dataset_root=False)
+    parser.add_argument("--out", default="results", help="folder for result JSON files (default: ./results)")
+    add_device_options(parser)
+    parser.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
+
+
 def add_parser(commands) -> None:
     run = commands.add_parser("run", help="evaluate encoders on a suite of tasks (default: the demo)")
-    run.add_argument("--encoder", action="append", metavar="NAME",
-                     help="encoder to evaluate (repeatable; default: the suite's offline baselines)")
-    run.add_argument("--suite", help="demo or full (default: demo without --encoder, full with it)")
-    run.add_argument("--task", action="append", metavar="T", help="only these tasks (repeatable)")
-    run.add_argument("--dataset", action="append", metavar="D", help="only these datasets (repeatable)")
-    add_data_options(run, per_dataset_root=False)
-    run.add_argument("--out", default="results", help="folder for result JSON files (default: ./results)")
-    add_device_options(run)
-    run.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
+    add_run_arguments(run, "encoder to evaluate (repeatable; default: the suite's offline baselines)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(handler=run_run)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from hemabench.cli.common import add_data_options, print_table
-from hemabench.cli.run import add_device_options, build_run, print_summary, require_results
+from hemabench.cli.common import print_table
+from hemabench.cli.run import add_run_arguments, build_run, print_summary, require_results
 from hemabench.errors import HemabenchError
 
 
@@ -15,15 +15,7 @@ def add_parser(commands) -> None:
                                 description="Submit `hemabench run` as one job array, one element per encoder. "
                                 "Re-running the same command resumes: current results and cached embeddings are "
                                 "reused. See docs/cluster.md.")
-    sweep.add_argument("--encoder", action="append", metavar="NAME",
-                       help="encoder to evaluate, one job each (repeatable; default: the suite's encoders)")
-    sweep.add_argument("--suite", help="demo or full (default: demo without --encoder, full with it)")
-    sweep.add_argument("--task", action="append", metavar="T", help="only these tasks (repeatable)")
-    sweep.add_argument("--dataset", action="append", metavar="D", help="only these datasets (repeatable)")
-    add_data_options(sweep, per_dataset_root=False)
-    sweep.add_argument("--out", default="results", help="folder for result JSON files (default: ./results)")
-    add_device_options(sweep)
-    sweep.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
+    add_run_arguments(sweep, "encoder to evaluate, one job each (repeatable; default: the suite's encoders)")
 
     jobs = sweep.add_argument_group("jobs")
     jobs.add_argument("--executor", choices=("slurm", "local", "debug"),
