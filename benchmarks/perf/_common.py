@@ -139,6 +139,20 @@ def finish(args: argparse.Namespace, benchmark: str, title: str, rows: Sequence[
         print(f"figures written to {args.json}")
 
 
+def start_script(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+          child: Callable[[argparse.Namespace], None] | None = None) -> tuple[argparse.Namespace, dict | None]:
+    """Parse the arguments (adding ``--json``). In a child phase (``--child`` set) run ``child``
+    and return (args, None); otherwise print the machine line and return (args, machine)."""
+    add_json_option(parser)
+    args = parser.parse_args(argv)
+    if child is not None and getattr(args, "child", None):
+        child(args)
+        return args, None
+    info = machine()
+    print(machine_line(info), flush=True)
+    return args, info
+
+
 def run_child(script: str | os.PathLike, argv: Sequence[str], env: dict | None = None) -> dict:
     """Run ``python script *argv`` in a fresh process (with ``env`` added to the environment)
     and return the dict it passed to :func:`child_result`; the child's other output is shown.

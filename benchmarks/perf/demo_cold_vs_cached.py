@@ -33,7 +33,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parents[1]), str(HERE)]  # run from a checkout without installing; _common beside
 
-from _common import add_json_option, child_result, finish, machine, machine_line, run_child  # noqa: E402
+from _common import child_result, finish, run_child, start_script  # noqa: E402
 
 STATUSES = ("computed", "reused", "skipped")
 
@@ -114,13 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="cached re-runs")
     parser.add_argument("--child", choices=["run", "generate"], help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
-    add_json_option(parser)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(args)
+    args, info = start_script(parser, argv, child)
+    if info is None:  # a child phase
         return 0
-    info = machine()
-    print(machine_line(info), flush=True)
     encoders, plan, _ = plan_of(args)
     print(f"suite {args.suite}: {len(encoders)} encoders ({', '.join(encoders)}) x {len(plan)} (task, dataset) "
           f"= {len(encoders) * len(plan)} results", flush=True)

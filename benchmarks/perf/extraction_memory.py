@@ -33,7 +33,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parents[1]), str(HERE)]  # run from a checkout without installing; _common beside
 
-from _common import add_json_option, child_result, finish, machine, machine_line, run_child  # noqa: E402
+from _common import child_result, finish, run_child, start_script  # noqa: E402
+
+from hemabench.cli.run import batch_size as parse_batch_size  # noqa: E402
 
 
 def write_images(folder: Path, n: int, seed: int, side: int = 96) -> None:
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000], help="images per extraction")
     parser.add_argument("--encoder", default="resnet18-random")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (0: all in the measured process)")
-    parser.add_argument("--batch-size", type=lambda v: v if v == "auto" else int(v), default=64,
+    parser.add_argument("--batch-size", type=parse_batch_size, default=64,
                         help="images per batch, or auto (64 by default so CPU and GPU figures compare)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=1, help="children per size (medians reported)")
@@ -125,13 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
-    add_json_option(parser)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(args)
+    args, info = start_script(parser, argv, child)
+    if info is None:  # a child phase
         return 0
-    info = machine()
-    print(machine_line(info), flush=True)
     sizes = sorted(set(args.sizes))
     rows = []
     with tempfile.TemporaryDirectory(prefix="hemabench-perf-images-") as tmp:

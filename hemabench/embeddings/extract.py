@@ -48,13 +48,16 @@ class RecordImages(Dataset):
         self.root, self.paths, self.pixels = root, paths, pixels
         self.convert = split.pixels if split is not None else transform
         self.blank = torch.zeros_like(self.convert(Image.new("RGB", (64, 64))))
+        self._cached: dict[int, bool] = {}  # chunk -> in the pixel cache (one stat per chunk, not per image)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
         chunk, row = divmod(i, CHUNK_SIZE)
-        if self.pixels is not None and self.pixels.has_chunk(chunk):
+        if self.pixels is not None and chunk not in self._cached:
+            self._cached[chunk] = self.pixels.has_chunk(chunk)
+        if self.pixels is not None and self._cached[chunk]:
             image, error = self.pixels.read(chunk, row)
             return image, i, error
         try:
