@@ -50,6 +50,7 @@ class RunOptions:
     progress: bool = True
     seed: int = 0
     task_params: dict[str, dict] = field(default_factory=dict)  # task -> parameter overrides (from the suite)
+    dataset_task_params: dict[str, dict] = field(default_factory=dict)  # dataset -> task -> overrides (suite)
 
 
 @dataclass
@@ -185,7 +186,9 @@ class _Pending:
 def _prepare(session: _Session, task_name: str, dataset: str) -> Outcome | _Pending:
     """Skipped (no data, no weights), reused (current result on disk), or pending."""
     options = session.options
-    task = TASKS.get(task_name).with_params(**options.task_params.get(task_name, {}))
+    overrides = {**options.task_params.get(task_name, {}),  # the dataset's overrides win (a small sample's grid)
+                 **options.dataset_task_params.get(dataset, {}).get(task_name, {})}
+    task = TASKS.get(task_name).with_params(**overrides)
     started = now()
     try:
         session.dataset(dataset)

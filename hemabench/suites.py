@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import yaml
 
@@ -18,6 +18,7 @@ class Suite:
     datasets: tuple[str, ...]
     encoders: tuple[str, ...]
     task_params: dict  # task -> parameter overrides (e.g. fewer repetitions for the demo)
+    dataset_task_params: dict = field(default_factory=dict)  # dataset -> task -> overrides, on top of task_params
 
     def plan(self, tasks=None, datasets=None) -> list[tuple[str, str]]:
         """(task, dataset) pairs of this suite, narrowed by --task / --dataset."""
@@ -38,13 +39,19 @@ def load_suite(name: str) -> Suite:
     tasks = TASKS.names() if raw["tasks"] == "all" else raw["tasks"]
     datasets = raw["datasets"]
     if datasets in ("real", "synthetic", "all"):
-        datasets = [s.name for s in DATASETS if datasets == "all" or s.synthetic == (datasets == "synthetic")]
+        # real: those found under a data root; the embedded ones (synthetic twins, bundled samples) are the demo's
+        chosen = {"all": lambda s: True, "synthetic": lambda s: s.synthetic, "real": lambda s: not s.embedded}[datasets]
+        datasets = [s.name for s in DATASETS if chosen(s)]
     for task in tasks:
         TASKS.get(task)
     for dataset in datasets:
         DATASETS.get(dataset)
+    for dataset, by_task in raw.get("dataset_task_params", {}).items():
+        DATASETS.get(dataset)
+        for task in by_task:
+            TASKS.get(task)
     return Suite(raw["name"], raw.get("description", ""), tuple(tasks), tuple(datasets), tuple(raw.get("encoders", ())),
-                 dict(raw.get("task_params", {})))
+                 dict(raw.get("task_params", {})), dict(raw.get("dataset_task_params", {})))
 
 
 def suite_names() -> list[str]:

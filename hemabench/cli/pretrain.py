@@ -53,7 +53,7 @@ def run_pretrain(args) -> int:
         first, last = result.history[0], result.history[-1]
         print(f"loss: epoch 1 mean {first['loss']:.4f} (first batch {first['first_batch']:.4f}) -> "
               f"epoch {last['epoch']} mean {last['loss']:.4f}")
-    suite = " --suite demo" if DATASETS.get(args.dataset).synthetic else ""  # `full` holds only real datasets
+    suite = " --suite demo" if DATASETS.get(args.dataset).embedded else ""  # `full` holds only data-root datasets
     print(f"encoder {result.encoder_name} ({result.epochs_done}/{args.epochs} epochs) in {result.out}/; evaluate it "
           f"with:\n  hemabench run --encoder local:{result.out}{suite}")
     return 0

@@ -76,7 +76,8 @@ def build_run(args):
     options = RunOptions(out=Path(args.out), data_root=args.data_root, device=args.device, batch_size=args.batch_size,
                          workers=args.workers, compile=args.compile, pixel_cache=args.pixel_cache,
                          weights=args.weights, overwrite=args.overwrite,
-                         progress=not args.no_progress, task_params=suite.task_params)
+                         progress=not args.no_progress, task_params=suite.task_params,
+                         dataset_task_params=suite.dataset_task_params)
     return suite, encoders, plan, options
 
 

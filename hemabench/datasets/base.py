@@ -58,7 +58,17 @@ class DatasetSpec:
     counted_splits: ClassVar[tuple[str, ...] | None] = None  # official parts the published counts cover
     counts_are_exact: ClassVar[bool] = True  # False: copies in the wild differ, report only
     synthetic: ClassVar[bool] = False
+    bundled: ClassVar[str] = ""  # folder under hemabench/data/ shipped inside the package (always available)
     ignored_files: ClassVar[frozenset[str]] = frozenset()  # documented sidecar files, not listed as skipped
+
+    @property
+    def embedded(self) -> bool:
+        """Available with no data root: generated (synthetic) or shipped inside the package."""
+        return self.synthetic or bool(self.bundled)
+
+    def bundled_folder(self) -> Path:
+        """Where the package data of a bundled dataset lies (in a clone, an editable or a wheel install)."""
+        return Path(__file__).resolve().parent.parent / "data" / self.bundled
 
     def parse(self, rel: PurePosixPath) -> dict:
         """Turn a path relative to the root into record fields, or raise Skip(reason)."""

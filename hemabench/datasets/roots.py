@@ -1,4 +1,5 @@
-"""Finding a dataset: --root, then --data-root, then HEMABENCH_DATA; synthetic ones are generated."""
+"""Finding a dataset: --root, then --data-root, then HEMABENCH_DATA; synthetic ones are generated,
+bundled ones (a sample shipped inside the package) are always there."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def find_root(spec: DatasetSpec, root=None, data_root=None) -> Path:
         return spec.locate(root)
     if spec.synthetic:
         return spec.ensure()
+    if spec.bundled:
+        return spec.locate(spec.bundled_folder())
     looked = [base / spec.folder for base in data_roots(data_root)]
     for candidate in looked:
         if candidate.is_dir():
@@ -35,6 +38,8 @@ def where_looked(spec: DatasetSpec, data_root=None) -> tuple[str, bool]:
     if spec.synthetic:
         folder = spec.generated_folder()
         return (str(folder) if folder.is_dir() else "generated on first use"), True
+    if spec.bundled:
+        return str(spec.bundled_folder()), spec.bundled_folder().is_dir()
     looked = [base / spec.folder for base in data_roots(data_root)]
     for candidate in looked:
         if candidate.is_dir():

@@ -6,6 +6,10 @@ assignment does not depend on file-system order, and adding or removing files ne
 another file between parts. Stratification holds in expectation for every class; for
 classes so small that a part would be empty, the group nearest that part's interval is
 moved into it (only such tiny classes can see a file move when others are added).
+
+A ``balanced`` rule is for small fixed samples instead: within each class the groups are
+ranked by that number and dealt out by rank, so every part gets its exact share of every
+class (25 cells per class in 5 folds: 5 per fold); the seed still decides which go where.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class SplitRule:
     roles: tuple[str, ...] = ("train", "test")  # kfold: ('train','val','test') rotates a validation fold
     official: dict[str, str] = field(default_factory=dict)  # official: official_split value -> part
     stratify: str = "label"
+    balanced: bool = False  # exact per-class shares by rank (small fixed samples), not in expectation
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -107,7 +112,11 @@ class SplitRule:
         strata = records[self.stratify].astype(str).groupby(groups).agg(lambda s: s.value_counts().sort_index().idxmax())
         table = pd.DataFrame({"stratum": strata})
         table["u"] = [unit_hash(self.seed, self.name, key) for key in table.index]
-        table["part"] = [self._part_of(u) for u in table["u"]]
+        position = table["u"]
+        if self.balanced:  # rank within the class, centred in [0, 1): exact shares per part
+            by_stratum = table.groupby("stratum")["u"]
+            position = (by_stratum.rank(method="first") - 0.5) / by_stratum.transform("size")
+        table["part"] = [self._part_of(u) for u in position]
         for _, members in table.groupby("stratum"):
             table.loc[members.index, "part"] = self._fill_empty_parts(members)
         return groups.map(table["part"]).rename("part")

@@ -46,8 +46,8 @@ def reproducible(result: dict) -> str:
     name, dataset = result["encoder"]["name"], result["dataset"]
     if name not in ENCODERS or not ENCODERS.get(name).is_offline:
         return "encoder needs downloaded weights"
-    if dataset not in DATASETS or not DATASETS.get(dataset).synthetic:
-        return "dataset is not synthetic (not available in CI)"
+    if dataset not in DATASETS or not DATASETS.get(dataset).embedded:
+        return "dataset is not embedded (synthetic or bundled; others are not available in CI)"
     return ""
 
 
@@ -72,8 +72,10 @@ def rerun(submissions: Path, epsilon: float = EPSILON, encoders: list[str] | Non
             plans.setdefault(result["encoder"]["name"], []).append((path, result))
     with tempfile.TemporaryDirectory(prefix="hemabench-check-") as tmp:
         for encoder, items in plans.items():
-            options = RunOptions(out=Path(tmp), progress=progress, device="cpu",
-                                 task_params={r["task"]: task_params(r) for _, r in items})
+            recorded: dict[str, dict] = {}  # dataset -> task -> the parameters the reference recorded
+            for _, r in items:
+                recorded.setdefault(r["dataset"], {})[r["task"]] = task_params(r)
+            options = RunOptions(out=Path(tmp), progress=progress, device="cpu", dataset_task_params=recorded)
             outcomes = {(o.task, o.dataset): o for o in run_plan([encoder], [(r["task"], r["dataset"]) for _, r in items],
                                                                   options).outcomes}
             for path, old in items:

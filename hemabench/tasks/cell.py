@@ -9,7 +9,7 @@ import numpy as np
 from hemabench.protocols import fit_probe, knn_predict
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, per_fold
 
-CELL_DATASETS = ("matek-bm", "matek-blood", "acevedo", "raabin", "synth-bm", "synth-blood")
+CELL_DATASETS = ("matek-bm", "matek-blood", "acevedo", "raabin", "synth-bm", "synth-blood", "acevedo-mini")
 CITATION = "Koch et al., DinoBloom, MICCAI 2024"
 
 
