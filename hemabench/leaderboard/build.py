@@ -77,8 +77,10 @@ class Site:
 
     def thumbnail(self, dataset: str, rel: str) -> str | None:
         """A downscaled copy of a dataset image, only for a plain relative path inside the root."""
-        if self.data_root is None:
-            return None
+        from hemabench.datasets import DATASETS
+
+        if self.data_root is None and not (dataset in DATASETS and DATASETS.get(dataset).bundled):
+            return None  # a bundled sample ships with the package: its cells are shown without --data-root
         pure = PurePosixPath(rel)
         if not rel or "\\" in rel or pure.is_absolute() or any(p in ("..", "") for p in pure.parts):
             return None

@@ -26,6 +26,13 @@ def board_title(board: Board) -> str:
     return f"{board.task} / {board.dataset}"
 
 
+def dataset_title(dataset: str) -> str:
+    """What the board's data is, from the registered dataset spec (a bundled sample says it is one)."""
+    from hemabench.datasets import DATASETS
+
+    return DATASETS.get(dataset).title if dataset in DATASETS else ""
+
+
 def board_href(board: Board, prefix: str = "") -> str:
     return f"{prefix}tasks/{board.slug}.html"
 
@@ -129,7 +136,8 @@ def board_context(board: Board, site, models) -> dict:
     scores = {e: board.entries[e].result["metrics"] for e in board.sorted_encoders()}
     all_keys = sorted({k for s in scores.values() for k in s})
     return {
-        "board": board, "title": board_title(board), "meta": meta, "detail_variant": detail_variant(first),
+        "board": board, "title": board_title(board), "dataset_title": dataset_title(board.dataset), "meta": meta,
+        "detail_variant": detail_variant(first),
         "params_json": json.dumps(task_params(first), indent=1, sort_keys=True),
         "split": split_text(first.get("split")), "source_split": split_text(first.get("source_split")),
         "ranking": _ranking(board, clinical), "comparisons": _comparisons(board), "variants": _variants(board),
@@ -147,7 +155,8 @@ def index_context(boards: list[Board], encoders: dict[str, dict]) -> dict:
     """Encoders x boards with the main metric; mean significance rank over the boards present."""
     rows, heads = [], []
     columns = [{"text": board_title(b), "href": board_href(b), "sub": f"v{b.version} · params {b.params_digest}",
-                "title": f"{b.main_metric}; split {split_text(b.first.get('split'))}"} for b in boards]
+                "title": f"{dataset_title(b.dataset)}; {b.main_metric}; split {split_text(b.first.get('split'))}"}
+               for b in boards]
     for encoder in sorted(encoders):
         ranks = [b.ranks[encoder] for b in boards if encoder in b.entries]
         row = [plain(f"{sum(ranks) / len(ranks):.2f}", sum(ranks) / len(ranks)) if ranks else plain("–")]
@@ -163,7 +172,8 @@ def index_context(boards: list[Board], encoders: dict[str, dict]) -> dict:
              "columns": [{"text": "encoder"}, {"text": "mean rank"}] + columns,
              "rows": [{"id": f"row-{anchor(e)}", "head": h, "cells": r} for e, h, r in zip(sorted(encoders), heads, rows)]}
     board_rows = {board_title(b) + f" (v{b.version}, params {b.params_digest})": {
-        "main metric": b.main_metric, "task version": b.version, "params": b.params_digest,
+        "dataset": dataset_title(b.dataset), "main metric": b.main_metric, "task version": b.version,
+        "params": b.params_digest,
         "split": split_text(b.first.get("split")), "source split": split_text(b.first.get("source_split")),
         "encoders": len(b.entries)} for b in boards}
     return {"leaderboard": table, "boards": as_table(pd.DataFrame.from_dict(board_rows, orient="index"), "boards",
