@@ -55,14 +55,15 @@ def child(args: argparse.Namespace) -> None:
         from hemabench.datasets import DATASETS
 
         start = time.perf_counter()
-        names = sorted({d for _, d in plan})
+        names = sorted({d for _, d in plan if DATASETS.get(d).synthetic})  # bundled ones ship ready
         for name in names:
             DATASETS.get(name).ensure()
         child_result({"seconds": time.perf_counter() - start, "datasets": names, "cache": str(cache_dir())})
         return
     from hemabench.runner import RunOptions, run_plan
 
-    options = RunOptions(out=Path(args.out), device=args.device, progress=False, task_params=suite.task_params)
+    options = RunOptions(out=Path(args.out), device=args.device, progress=False, task_params=suite.task_params,
+                         dataset_task_params=suite.dataset_task_params)
     start = time.perf_counter()
     report = run_plan(encoders, plan, options)
     seconds = time.perf_counter() - start
