@@ -8,8 +8,9 @@ import numpy as np
 
 from hemabench.protocols import fit_probe, knn_predict
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, per_fold
+from hemabench.tasks.needs import Needs
 
-CELL_DATASETS = ("matek-bm", "matek-blood", "acevedo", "raabin", "synth-bm", "synth-blood")
+CELL_NEEDS = Needs(frozenset({"cell-labels"}))
 CITATION = "Koch et al., DinoBloom, MICCAI 2024"
 
 
@@ -48,14 +49,14 @@ class CellKnn(Task):
 
 
 TASKS.add("cell-probe", CellProbe(
-    name="cell-probe", version=1, datasets=CELL_DATASETS, protocol="protocols.md section 1 (DinoBloom linear probe)",
+    name="cell-probe", version=1, datasets=CELL_NEEDS.registered(), needs=CELL_NEEDS, protocol="protocols.md section 1 (DinoBloom linear probe)",
     description="Multinomial logistic regression (lbfgs, max_iter 1000, C = M*K/100) on raw embeddings",
     main_metric="probe/balanced_accuracy", variants=("probe",),
     params={"solver": "torch", "C": "M*K/100", "max_iter": 1000, "penalty": "l2", "standardise": False},
     citation=CITATION,
 ))
 TASKS.add("cell-knn", CellKnn(
-    name="cell-knn", version=1, datasets=CELL_DATASETS, protocol="protocols.md section 2 (DinoBloom kNN)",
+    name="cell-knn", version=1, datasets=CELL_NEEDS.registered(), needs=CELL_NEEDS, protocol="protocols.md section 2 (DinoBloom kNN)",
     description="k-nearest neighbours (k = 1 and 20, Euclidean, uniform weights) on raw embeddings",
     main_metric="k20/balanced_accuracy", variants=("k1", "k20"),
     params={"ks": [1, 20], "metric": "euclidean", "weights": "uniform"}, citation=CITATION,
