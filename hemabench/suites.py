@@ -21,9 +21,10 @@ class Suite:
 
     def plan(self, tasks=None, datasets=None) -> list[tuple[str, str]]:
         """(task, dataset) pairs of this suite, narrowed by --task / --dataset."""
+        from hemabench.datasets import get_dataset
         from hemabench.tasks import TASKS
 
-        pairs = [(t, d) for t in self.tasks for d in TASKS.get(t).datasets if d in self.datasets]
+        pairs = [(t, d) for t in self.tasks for d in self.datasets if TASKS.get(t).serves(get_dataset(d))]
         return [(t, d) for t, d in pairs if (not tasks or t in tasks) and (not datasets or d in datasets)]
 
 

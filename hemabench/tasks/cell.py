@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hemabench.errors import HemabenchError
 from hemabench.protocols import fit_probe, knn_predict
-from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, per_fold
+from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices, per_fold
 from hemabench.tasks.needs import Needs
 
 CELL_NEEDS = Needs(frozenset({"cell-labels"}))
@@ -40,6 +41,10 @@ class CellKnn(Task):
         labels = data.records[self.label_column].to_numpy()
         features = np.asarray(data.features, dtype=np.float32)
         ks = tuple(self.params["ks"])
+        fewest = min((len(fold_indices(data, r, "train")) for r in data.rotations), default=0)
+        if fewest < max(ks):  # a small dataset of one's own: say so instead of failing inside the protocol
+            raise HemabenchError(f"{self.name}: k={max(ks)} needs at least {max(ks)} training images per fold; "
+                                 f"{data.dataset or 'this dataset'} has {fewest}")
 
         def fit_predict(train, test):
             preds = knn_predict(features[train], labels[train], features[test], ks=ks, device=data.device)
