@@ -72,6 +72,9 @@ def build_run(args):
     args.dataset = resolve_names(args, args.dataset)  # folder:/hf: text -> custom-<name>
     if args.suite is None and args.dataset:  # datasets named explicitly are run whichever suite lists them
         suite = dataclasses.replace(suite, datasets=tuple(args.dataset))
+    elif args.dataset:  # one's own data joins any suite (its tasks and parameters)
+        own = tuple(d for d in args.dataset if d.startswith("custom-") and d not in suite.datasets)
+        suite = dataclasses.replace(suite, datasets=suite.datasets + own)
     encoders = args.encoder or list(suite.encoders)
     if not encoders:
         raise HemabenchError(f"suite {suite.name!r} names no encoders: give one with --encoder NAME")

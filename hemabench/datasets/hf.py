@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -43,7 +44,8 @@ def load_splits(kind: str, location: str, text: str) -> dict[str, object]:
             loaded = datasets.load_from_disk(str(Path(location).expanduser()))
         else:
             path, revision, config = parse_hub_name(location)
-            loaded = datasets.load_dataset(path, name=config, revision=revision)
+            with _quiet_hub():  # its retry warnings would bury the one line said below
+                loaded = datasets.load_dataset(path, name=config, revision=revision)
     except DatasetNotFound:
         raise
     except Exception as exc:  # noqa: BLE001 - hub, network and format errors all end in one line
@@ -54,6 +56,21 @@ def load_splits(kind: str, location: str, text: str) -> dict[str, object]:
     if isinstance(loaded, datasets.Dataset):
         return {"": loaded}
     return dict(loaded)
+
+
+@contextmanager
+def _quiet_hub():
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("huggingface_hub", "datasets")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _labels(ds, column: str) -> list:
@@ -110,7 +127,7 @@ def discover_hf(kind: str, location: str, columns, full_check: bool, text: str) 
             key = f"{split}/{Path(cache['filename']).stem}" if split else Path(cache["filename"]).stem
             files[key] = cache["filename"]
             source = ArrowImages({key: cache["filename"]}, image_column, "")
-            column = source.column(key)
+            column = source.column_of(key)
             for row in range(len(column)):
                 rel, index = f"{key}/{row:06d}", offset + row
                 problem = _check(column[row].as_py(), full_check)

@@ -60,7 +60,7 @@ class ArrowImages:
             raise ValueError(f"{rel!r} is not a row of this dataset's arrow files")
         return self.files[key], int(row)
 
-    def column(self, key: str):
+    def column_of(self, key: str):
         """The image column of one arrow file, memory-mapped (opened once per process)."""
         from datasets.table import MemoryMappedTable
 
@@ -73,7 +73,7 @@ class ArrowImages:
         """The stored value of the image column for one record (bytes, or {bytes, path})."""
         self.locate(rel)
         key, _, row = str(rel).rpartition("/")
-        return self.column(key)[int(row)].as_py()
+        return self.column_of(key)[int(row)].as_py()
 
     def open(self, rel: str) -> Image.Image:
         return Image.open(io.BytesIO(image_bytes(self.cell(rel))))
