@@ -17,11 +17,14 @@ def get_dataset(name: str, columns: Columns | None = None, split: str | None = N
     """The dataset called ``name``; UnknownName (listing the registered ones) otherwise."""
     if name in DATASETS:
         return DATASETS.get(name)
-    if name in _CUSTOM:
-        return _CUSTOM[name]
+    known = _CUSTOM.get(name)
+    if known is not None and (columns is None or columns == known.columns):
+        if split is not None:  # a later command line's --split
+            known.chosen_split = split
+        return known
     if not is_custom(name):
         return DATASETS.get(name)
-    spec = CustomDataset(name, columns, split)
+    spec = CustomDataset(name, columns, split)  # new, or read again with other column names
     other = _CUSTOM.get(spec.name)
     if other is not None and other.text != spec.text:
         raise HemabenchError(f"{name} and {other.text} would both be named {spec.name}: rename one folder")
