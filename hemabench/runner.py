@@ -51,6 +51,7 @@ class RunOptions:
     progress: bool = True
     seed: int = 0
     task_params: dict[str, dict] = field(default_factory=dict)  # task -> parameter overrides (from the suite)
+    custom: tuple = ()  # (text, Columns, split) of each folder:/hf: dataset, so sweep jobs resolve custom-<name> too
 
 
 @dataclass
@@ -145,6 +146,8 @@ def run_plan(encoders: list[str], plan: list[tuple[str, str]], options: RunOptio
     extraction of each needed dataset; rank 0 alone then runs the protocols and writes results."""
     report = RunReport()
     start = time.perf_counter()
+    for text, columns, split in options.custom:
+        get_dataset(text, columns, split)
     by_dataset: dict[str, list[str]] = defaultdict(list)
     for task, dataset in plan:
         by_dataset[dataset].append(task)

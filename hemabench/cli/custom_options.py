@@ -29,6 +29,14 @@ def columns_from(args):
                    bag_label=getattr(args, "bag_label_column", "bag_label"))
 
 
+def custom_sources(args, names: list[str] | None) -> tuple:
+    """(text, Columns, split) of each folder:/hf:/hf-disk: dataset named, with absolute folders (for sweep jobs)."""
+    from hemabench.datasets.custom import absolute_text, is_custom
+
+    split = getattr(args, "split", None)
+    return tuple((absolute_text(n), columns_from(args), split) for n in names or [] if is_custom(n))
+
+
 def resolve_names(args, names: list[str] | None) -> list[str] | None:
     """Dataset names as results use them: ``folder:``/``hf:`` text becomes ``custom-<name>``."""
     from hemabench.datasets import dataset_name

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from hemabench.cli.common import add_data_options, print_table
-from hemabench.cli.custom_options import CUSTOM_HELP, add_custom_options, resolve_names
+from hemabench.cli.custom_options import CUSTOM_HELP, add_custom_options, custom_sources, resolve_names
 from hemabench.errors import HemabenchError
 
 
@@ -69,6 +69,7 @@ def build_run(args):
     from hemabench.suites import load_suite
 
     suite = load_suite(args.suite or ("full" if args.encoder else "demo"))
+    custom = custom_sources(args, args.dataset)
     args.dataset = resolve_names(args, args.dataset)  # folder:/hf: text -> custom-<name>
     if args.suite is None and args.dataset:  # datasets named explicitly are run whichever suite lists them
         suite = dataclasses.replace(suite, datasets=tuple(args.dataset))
@@ -85,7 +86,7 @@ def build_run(args):
     options = RunOptions(out=Path(args.out), data_root=args.data_root, device=args.device, batch_size=args.batch_size,
                          workers=args.workers, compile=args.compile, pixel_cache=args.pixel_cache,
                          weights=args.weights, overwrite=args.overwrite,
-                         progress=not args.no_progress, task_params=suite.task_params)
+                         progress=not args.no_progress, task_params=suite.task_params, custom=custom)
     return suite, encoders, plan, options
 
 

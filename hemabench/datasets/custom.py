@@ -40,6 +40,15 @@ def is_custom(text: str) -> bool:
     return any(str(text).startswith(f"{kind}:") for kind in KINDS)
 
 
+def absolute_text(text: str) -> str:
+    """The same dataset text with an absolute folder (a hub name stays as it is)."""
+    kind, _, location = text.partition(":")
+    path = Path(location).expanduser()
+    if kind == "hf" and not path.exists():
+        return text
+    return f"{kind}:{path.absolute()}"
+
+
 def custom_name(text: str) -> str:
     """``custom-<name>``: the folder's name, or the Hugging Face dataset's name (and config)."""
     kind, _, location = text.partition(":")
@@ -62,6 +71,8 @@ class CustomDataset(DatasetSpec):
         kind, _, location = text.partition(":")
         if kind not in KINDS or not location:
             raise HemabenchError(f"{text!r}: expected folder:PATH, hf:OWNER/NAME[@REVISION][:CONFIG] or hf-disk:PATH")
+        text = absolute_text(text)
+        location = text.partition(":")[2]
         self.text, self.kind, self.location = text, kind, location
         self.name = custom_name(text)
         self.title = f"your data ({text})"

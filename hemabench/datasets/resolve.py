@@ -7,7 +7,7 @@ and its ``custom-<name>``, so a run, its splits and its result files all agree o
 from __future__ import annotations
 
 from hemabench.datasets.base import DATASETS, DatasetSpec
-from hemabench.datasets.custom import Columns, CustomDataset, is_custom
+from hemabench.datasets.custom import Columns, CustomDataset, absolute_text, is_custom
 from hemabench.errors import HemabenchError
 
 _CUSTOM: dict[str, CustomDataset] = {}
@@ -17,7 +17,7 @@ def get_dataset(name: str, columns: Columns | None = None, split: str | None = N
     """The dataset called ``name``; UnknownName (listing the registered ones) otherwise."""
     if name in DATASETS:
         return DATASETS.get(name)
-    known = _CUSTOM.get(name)
+    known = _CUSTOM.get(name) or (_CUSTOM.get(absolute_text(name)) if is_custom(name) else None)
     if known is not None and (columns is None or columns == known.columns):
         if split is not None:  # a later command line's --split
             known.chosen_split = split
@@ -28,7 +28,7 @@ def get_dataset(name: str, columns: Columns | None = None, split: str | None = N
     other = _CUSTOM.get(spec.name)
     if other is not None and other.text != spec.text:
         raise HemabenchError(f"{name} and {other.text} would both be named {spec.name}: rename one folder")
-    _CUSTOM[name] = _CUSTOM[spec.name] = spec
+    _CUSTOM[name] = _CUSTOM[spec.text] = _CUSTOM[spec.name] = spec
     return spec
 
 
