@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hemabench.datasets.base import DATASETS, DatasetSpec, Discovery
+from hemabench.datasets.base import DatasetSpec, Discovery
 from hemabench.errors import DatasetNotFound
 
 

@@ -27,8 +27,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from hemabench.embeddings.accel import choose_batch_size, default_workers, prepare_model, resolve_device
 from hemabench.datasets.sources import FolderImages
+from hemabench.embeddings.accel import choose_batch_size, default_workers, prepare_model, resolve_device
 from hemabench.embeddings.cache import CHUNK_SIZE, CacheEntry, Embeddings, cache_key
 from hemabench.embeddings.distributed import Ranks, ranks_from_env
 from hemabench.embeddings.pixels import PixelCache, SplitTransform, split_transform
