@@ -328,6 +328,14 @@ def test_tasks_follow_what_datasets_provide(tmp_path):
     assert TASKS.get("bm-to-blood").needs.missing(plain) == ["a source dataset and class mapping"]
 
 
+def test_a_task_the_data_cannot_serve_says_what_is_missing(tmp_path, cli):
+    root = class_folder_tree(tmp_path / "plain", per_class=2)
+    code, _, err = cli("run", "--encoder", "handcrafted", "--task", "aml-mil", "--dataset", f"folder:{root}",
+                       "--out", tmp_path / "results")
+    assert code == 2 and err.count("\n") == 1
+    assert "custom-plain lacks bag-labels, patients for aml-mil" in err
+
+
 @pytest.mark.slow
 def test_demo_suite_on_own_data_runs_bag_and_label_efficiency_tasks(tmp_path, cli):
     root = metadata_tree(tmp_path / "ward")

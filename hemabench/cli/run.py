@@ -82,12 +82,23 @@ def build_run(args):
     plan = suite.plan(args.task, args.dataset)
     if not plan:
         raise HemabenchError(f"nothing to run: suite {suite.name!r} has no task/dataset pair matching "
-                             f"--task {args.task} --dataset {args.dataset}")
+                             f"--task {args.task} --dataset {args.dataset}{unmet_needs(suite, args)}")
     options = RunOptions(out=Path(args.out), data_root=args.data_root, device=args.device, batch_size=args.batch_size,
                          workers=args.workers, compile=args.compile, pixel_cache=args.pixel_cache,
                          weights=args.weights, overwrite=args.overwrite,
                          progress=not args.no_progress, task_params=suite.task_params, custom=custom)
     return suite, encoders, plan, options
+
+
+def unmet_needs(suite, args) -> str:
+    """Why one's own data gets no task: what each requested task needs that the data lacks."""
+    from hemabench.datasets import get_dataset
+    from hemabench.tasks import TASKS
+
+    lacks = [f"{d} lacks {', '.join(TASKS.get(t).needs.missing(get_dataset(d)))} for {t}"
+             for d in args.dataset or [] if d.startswith("custom-") for t in args.task or suite.tasks
+             if TASKS.get(t).needs.missing(get_dataset(d))]
+    return f"; {'; '.join(lacks)}" if lacks else ""
 
 
 def run_run(args) -> int:
