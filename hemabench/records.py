@@ -2,7 +2,8 @@
 
 Columns are fixed so that splits, caches and result files can rely on them:
 ``path`` is relative to the dataset root (POSIX separators), ``label`` is the
-canonical class code, the other columns are null where a dataset lacks them.
+canonical class code, ``bag_label`` the label of the record's patient (bag tasks),
+the other columns are null where a dataset lacks them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-RECORD_COLUMNS = ("path", "label", "fine_label", "patient", "domain", "magnification", "official_split")
+RECORD_COLUMNS = ("path", "label", "fine_label", "patient", "bag_label", "domain", "magnification", "official_split")
 
 
 def make_records(rows: Iterable[Mapping[str, object]]) -> pd.DataFrame:

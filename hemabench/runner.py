@@ -9,6 +9,7 @@ and the rest still runs.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -16,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from hemabench.datasets import DATASETS
+from hemabench.datasets import get_dataset
 from hemabench.datasets.roots import find_root
 from hemabench.embeddings import extract_embeddings, resolve_device
 from hemabench.embeddings.distributed import Ranks, launched, ranks_from_env
 from hemabench.encoders import EncoderWeightsMissing, load_encoder
-from hemabench.errors import DatasetNotFound
+from hemabench.errors import DatasetNotFound, HemabenchError
 from hemabench.provenance import now, provenance
 from hemabench.results import (
     build_result,
@@ -51,6 +52,7 @@ class RunOptions:
     seed: int = 0
     task_params: dict[str, dict] = field(default_factory=dict)  # task -> parameter overrides (from the suite)
     dataset_task_params: dict[str, dict] = field(default_factory=dict)  # dataset -> task -> overrides (suite)
+    custom: tuple = ()  # (text, Columns, split) of each folder:/hf: dataset, so sweep jobs resolve custom-<name> too
 
 
 @dataclass
@@ -93,7 +95,7 @@ class _Session:
     def dataset(self, name: str) -> dict:
         """Records and root of a dataset (embeddings are added on first need)."""
         if name not in self._prepared:
-            spec = DATASETS.get(name)
+            spec = get_dataset(name)  # registered, or a user's own (custom-<name>)
             tick = time.perf_counter()
             try:
                 discovery = spec.discover(find_root(spec, data_root=self.options.data_root))
@@ -112,7 +114,7 @@ class _Session:
             tick = time.perf_counter()
             discovery, o = prepared["discovery"], self.options
             prepared["embeddings"], stats = extract_embeddings(
-                self.encoder(), discovery.root, discovery.records, dataset=name, batch_size=o.batch_size,
+                self.encoder(), discovery.image_source(), discovery.records, dataset=name, batch_size=o.batch_size,
                 workers=o.workers, device=o.device, progress=o.progress, compile=o.compile,
                 pixel_cache=o.pixel_cache)
             self.report.images_forwarded += stats.images_forwarded
@@ -124,6 +126,9 @@ class _Session:
         if (dataset, rule) not in self._splits:
             records = self.dataset(dataset)["discovery"].records
             self._splits[dataset, rule] = MaterialisedSplit.build(dataset, get_rule(dataset, rule), records)
+            spec = self.dataset(dataset)["spec"]
+            for note in spec.note_split(self._splits[dataset, rule]) if spec.custom else []:
+                print(f"note: {dataset}: {note}", file=sys.stderr)  # also recorded in the result's dataset_info
         return self._splits[dataset, rule]
 
     def task_input(self, name: str, split: MaterialisedSplit, device: str) -> TaskInput:
@@ -142,6 +147,8 @@ def run_plan(encoders: list[str], plan: list[tuple[str, str]], options: RunOptio
     extraction of each needed dataset; rank 0 alone then runs the protocols and writes results."""
     report = RunReport()
     start = time.perf_counter()
+    for text, columns, split in options.custom:
+        get_dataset(text, columns, split)
     by_dataset: dict[str, list[str]] = defaultdict(list)
     for task, dataset in plan:
         by_dataset[dataset].append(task)
@@ -219,7 +226,12 @@ def _evaluate(session: _Session, step: _Pending) -> Outcome:
         data.source = session.task_input(step.source_split.dataset, step.source_split, device)
     phases = dict(prepared["seconds"])
     tick = time.perf_counter()
-    preds = task.evaluate(data)
+    try:
+        preds = task.evaluate(data)
+    except HemabenchError as exc:  # a user's own data may not suit every task: skip it, say why, run the rest
+        if not prepared["spec"].custom:
+            raise
+        return Outcome(session.encoder_name, task.name, dataset, "skipped", reason=f"cannot run: {exc}")
     phases["protocol"] = time.perf_counter() - tick
     tick = time.perf_counter()
     labels = task.result_labels(data)

@@ -22,9 +22,14 @@ class Suite:
 
     def plan(self, tasks=None, datasets=None) -> list[tuple[str, str]]:
         """(task, dataset) pairs of this suite, narrowed by --task / --dataset."""
+        from hemabench.datasets import get_dataset
         from hemabench.tasks import TASKS
 
-        pairs = [(t, d) for t in self.tasks for d in TASKS.get(t).datasets if d in self.datasets]
+        def runs(task, dataset) -> bool:  # served, and a cross-dataset task's source is in the suite too
+            source = task.source_for(dataset) if task.serves(get_dataset(dataset)) else ("", "")
+            return source is None or source[0] in self.datasets
+
+        pairs = [(t, d) for t in self.tasks for d in self.datasets if runs(TASKS.get(t), d)]
         return [(t, d) for t, d in pairs if (not tasks or t in tasks) and (not datasets or d in datasets)]
 
 

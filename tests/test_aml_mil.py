@@ -44,7 +44,8 @@ def synthetic_bags(per_label: int = 12, dim: int = 16, seed: int = 0) -> TaskInp
             for n, kind in enumerate(kinds):
                 centre = signal[li] if kind == "sig" else normal[int(kind[1])]
                 features.append(centre + rng.normal(0, 1, dim))
-                rows.append({"path": f"{label}/P{li}{p:02d}/{kind}_{n:03d}.png", "label": label, "patient": f"P{li}{p:02d}"})
+                rows.append({"path": f"{label}/P{li}{p:02d}/{kind}_{n:03d}.png", "label": label, "bag_label": label,
+                             "patient": f"P{li}{p:02d}"})
     records = pd.DataFrame(rows)
     rule = SplitRule(name="patient-cv5", kind="kfold", k=5, roles=("train", "val", "test"))
     return TaskInput(features=np.asarray(features, dtype=np.float32), records=records,

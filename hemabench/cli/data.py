@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from hemabench.cli.common import add_data_options, print_json, print_table
+from hemabench.cli.custom_options import CUSTOM_HELP, add_custom_options, columns_from
 from hemabench.errors import DatasetNotFound, HemabenchError
 
 
@@ -13,15 +14,17 @@ def add_parser(commands) -> None:
     sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     verify = sub.add_parser("verify", help="count what is on disk against the published counts")
-    verify.add_argument("name", help="dataset name (see `hemabench list datasets`)")
+    verify.add_argument("name", help=f"dataset name (see `hemabench list datasets`), {CUSTOM_HELP}")
     add_data_options(verify)
+    add_custom_options(verify, split=False)
     verify.add_argument("--full-check", action="store_true", help="decode every image instead of a header check")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.set_defaults(handler=run_verify)
 
     splits = sub.add_parser("splits", help="materialise a split: parts, counts per class, fingerprint")
-    splits.add_argument("name", help="dataset name")
+    splits.add_argument("name", help=f"dataset name, {CUSTOM_HELP}")
     add_data_options(splits)
+    add_custom_options(splits, split=False)
     splits.add_argument("--split", help="split rule name (default: the dataset's default rule)")
     splits.add_argument("--json", action="store_true", help="print one JSON object")
     splits.add_argument("--write-manifest", metavar="FILE", help="freeze the assignment to a JSON manifest")
@@ -34,12 +37,12 @@ def add_parser(commands) -> None:
 
 
 def run_verify(args) -> int:
-    from hemabench.datasets import DATASETS, load_dataset
+    from hemabench.datasets import get_dataset, load_dataset
     from hemabench.datasets.verify import verify_report
 
-    spec = DATASETS.get(args.name)
+    spec = get_dataset(args.name, columns_from(args))
     try:
-        discovery = load_dataset(args.name, args.root, args.data_root, full_check=args.full_check)
+        discovery = load_dataset(spec.name, args.root, args.data_root, full_check=args.full_check)
     except DatasetNotFound as exc:
         if not args.json:
             raise
@@ -79,21 +82,25 @@ def _print_verify(report: dict) -> None:
 
 
 def run_splits(args) -> int:
-    from hemabench.datasets import load_dataset
+    from hemabench.datasets import get_dataset, load_dataset
     from hemabench.splits import MaterialisedSplit, get_rule
 
-    rule = get_rule(args.name, args.split)
-    discovery = load_dataset(args.name, args.root, args.data_root)
-    split = MaterialisedSplit.build(args.name, rule, discovery.records)
+    spec = get_dataset(args.name, columns_from(args))
+    name = spec.name  # folder:/hf: text -> custom-<name>
+    rule = get_rule(name, args.split)
+    discovery = load_dataset(name, args.root, args.data_root)
+    split = MaterialisedSplit.build(name, rule, discovery.records)
+    notes = spec.note_split(split) if spec.custom else []
     if split.patient_overlap():  # a rule defect, never expected: refuse rather than leak
         raise HemabenchError(f"split {rule.id} puts patients in two parts: {list(split.patient_overlap())[:5]}")
     problems = split.check_manifest(args.check_manifest) if args.check_manifest else []
     if args.write_manifest:
         split.write_manifest(args.write_manifest)
     if args.json:
-        print_json({**split.summary(), **({"manifest_differences": problems} if args.check_manifest else {})})
+        print_json({**split.summary(), **({"manifest_differences": problems} if args.check_manifest else {}),
+                    **({"notes": notes} if notes else {})})
     else:
-        print(f"{args.name} split {rule.id} ({rule.kind}, seed {rule.seed}): {rule.description}")
+        print(f"{name} split {rule.id} ({rule.kind}, seed {rule.seed}): {rule.description}")
         print(f"fingerprint {split.fingerprint}")
         column = rule.stratify
         print(f"images per {column} and part:")
@@ -105,6 +112,8 @@ def run_splits(args) -> int:
             print(f"manifest written to {args.write_manifest}")
         if args.check_manifest:
             print("\n".join(problems[:50]) if problems else f"matches manifest {args.check_manifest}")
+        for note in notes:
+            print(f"note: {note}")
     return 1 if problems else 0
 
 

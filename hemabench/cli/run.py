@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from hemabench.cli.common import add_data_options, print_table
+from hemabench.cli.custom_options import CUSTOM_HELP, add_custom_options, custom_sources, resolve_names
 from hemabench.errors import HemabenchError
 
 
@@ -34,8 +35,9 @@ def add_run_arguments(parser, encoder_help: str) -> None:
     parser.add_argument("--encoder", action="append", metavar="NAME", help=encoder_help)
     parser.add_argument("--suite", help="demo or full (default: demo without --encoder, full with it)")
     parser.add_argument("--task", action="append", metavar="T", help="only these tasks (repeatable)")
-    parser.add_argument("--dataset", action="append", metavar="D", help="only these datasets (repeatable)")
+    parser.add_argument("--dataset", action="append", metavar="D", help=f"only these datasets (repeatable); {CUSTOM_HELP}")
     add_data_options(parser, per_dataset_root=False)
+    add_custom_options(parser)
     parser.add_argument("--out", default="results", help="folder for result JSON files (default: ./results)")
     add_device_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
@@ -49,10 +51,13 @@ def add_parser(commands) -> None:
 
     extract = commands.add_parser("extract", help="compute (or fetch from the cache) and export embeddings")
     extract.add_argument("--encoder", required=True, metavar="NAME")
-    extract.add_argument("--dataset", required=True, metavar="D")
+    extract.add_argument("--dataset", required=True, metavar="D", help=f"a registered dataset, {CUSTOM_HELP}")
     add_data_options(extract)
+    add_custom_options(extract, split=False)
     extract.add_argument("--split", help="also export the part of each record under this split rule")
-    extract.add_argument("--export", metavar="FILE.npz", help="write features, labels, paths, split to this file")
+    extract.add_argument("--export", metavar="FILE.npz|FILE.parquet|DIR",
+                         help="write the embeddings: .npz (features, labels, paths, split), .parquet or a folder "
+                              "(a datasets.Dataset: id, label, patient, part, embedding; provenance in its metadata)")
     add_device_options(extract)
     extract.add_argument("--no-progress", action="store_true")
     extract.set_defaults(handler=run_extract)
@@ -64,21 +69,37 @@ def build_run(args):
     from hemabench.suites import load_suite
 
     suite = load_suite(args.suite or ("full" if args.encoder else "demo"))
+    custom = custom_sources(args, args.dataset)
+    args.dataset = resolve_names(args, args.dataset)  # folder:/hf: text -> custom-<name>
     if args.suite is None and args.dataset:  # datasets named explicitly are run whichever suite lists them
         suite = dataclasses.replace(suite, datasets=tuple(args.dataset))
+    elif args.dataset:  # one's own data joins any suite (its tasks and parameters)
+        own = tuple(d for d in args.dataset if d.startswith("custom-") and d not in suite.datasets)
+        suite = dataclasses.replace(suite, datasets=suite.datasets + own)
     encoders = args.encoder or list(suite.encoders)
     if not encoders:
         raise HemabenchError(f"suite {suite.name!r} names no encoders: give one with --encoder NAME")
     plan = suite.plan(args.task, args.dataset)
     if not plan:
         raise HemabenchError(f"nothing to run: suite {suite.name!r} has no task/dataset pair matching "
-                             f"--task {args.task} --dataset {args.dataset}")
+                             f"--task {args.task} --dataset {args.dataset}{unmet_needs(suite, args)}")
     options = RunOptions(out=Path(args.out), data_root=args.data_root, device=args.device, batch_size=args.batch_size,
                          workers=args.workers, compile=args.compile, pixel_cache=args.pixel_cache,
                          weights=args.weights, overwrite=args.overwrite,
                          progress=not args.no_progress, task_params=suite.task_params,
-                         dataset_task_params=suite.dataset_task_params)
+                         dataset_task_params=suite.dataset_task_params, custom=custom)
     return suite, encoders, plan, options
+
+
+def unmet_needs(suite, args) -> str:
+    """Why one's own data gets no task: what each requested task needs that the data lacks."""
+    from hemabench.datasets import get_dataset
+    from hemabench.tasks import TASKS
+
+    lacks = [f"{d} lacks {', '.join(TASKS.get(t).needs.missing(get_dataset(d)))} for {t}"
+             for d in args.dataset or [] if d.startswith("custom-") for t in args.task or suite.tasks
+             if TASKS.get(t).needs.missing(get_dataset(d))]
+    return f"; {'; '.join(lacks)}" if lacks else ""
 
 
 def run_run(args) -> int:
@@ -134,19 +155,20 @@ def print_summary(report) -> None:
 
 
 def run_extract(args) -> int:
-    import numpy as np
-
-    from hemabench.atomic import atomic_path
-    from hemabench.datasets import DATASETS, load_dataset
+    import hemabench
+    from hemabench.cli.custom_options import columns_from
+    from hemabench.datasets import get_dataset, load_dataset
     from hemabench.embeddings import extract_embeddings
     from hemabench.embeddings.distributed import is_main_process
+    from hemabench.embeddings.export import export_embeddings
     from hemabench.encoders import load_encoder
+    from hemabench.provenance import git_commit
     from hemabench.splits import MaterialisedSplit, get_rule
 
-    spec = DATASETS.get(args.dataset)
+    spec = get_dataset(args.dataset, columns_from(args), args.split)
     discovery = load_dataset(spec.name, args.root, args.data_root)
     encoder = load_encoder(args.encoder, weights=args.weights)
-    embeddings, stats = extract_embeddings(encoder, discovery.root, discovery.records, dataset=spec.name,
+    embeddings, stats = extract_embeddings(encoder, discovery.image_source(), discovery.records, dataset=spec.name,
                                            batch_size=args.batch_size, workers=args.workers, device=args.device,
                                            progress=not args.no_progress, compile=args.compile,
                                            pixel_cache=args.pixel_cache)
@@ -161,14 +183,13 @@ def run_extract(args) -> int:
     if embeddings.failed:
         print(f"{len(embeddings.failed)} images failed to decode and are marked invalid")
     if args.export:
-        arrays = {"features": np.asarray(embeddings.features), "labels": discovery.records["label"].to_numpy(str),
-                  "paths": np.asarray(embeddings.paths, dtype=str), "valid": embeddings.valid}
-        if args.split:
-            split = MaterialisedSplit.build(spec.name, get_rule(spec.name, args.split), discovery.records)
-            arrays["split"] = split.assignment["part"].to_numpy(str)
-            arrays["split_fingerprint"] = np.asarray(split.fingerprint)
-        with atomic_path(args.export) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez(handle, **arrays)
-        print(f"exported {', '.join(arrays)} to {args.export}")
+        split = MaterialisedSplit.build(spec.name, get_rule(spec.name, args.split), discovery.records) \
+            if args.split else None
+        made_by = {"encoder": encoder.spec.name, "weights_sha256": encoder.weights_sha256, "cache_key": stats.key,
+                   "dataset": spec.name, "dataset_info": spec.info(), "n_records": int(len(discovery.records)),
+                   "split": None if split is None else {"name": split.rule.name, "version": split.rule.version,
+                                                        "seed": split.rule.seed, "fingerprint": split.fingerprint},
+                   "hemabench_version": hemabench.__version__, "git_commit": git_commit()}
+        fields = export_embeddings(args.export, embeddings, discovery.records, split, made_by)
+        print(f"exported {', '.join(fields)} to {args.export}")
     return 0

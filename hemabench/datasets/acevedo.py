@@ -21,6 +21,8 @@ PREFIX_FOLDER = {
 @register_dataset
 class Acevedo(DatasetSpec):
     name = "acevedo"
+    provides = frozenset({"cell-labels"})
+    transfer_source = "matek-bm"
     title = "Acevedo normal peripheral blood cells (PBC_dataset_normal_DIB)"
     folder = "PBC_dataset_normal_DIB"
     domain = "blood-acevedo"

@@ -16,11 +16,13 @@ BLAST_COLUMNS = ("pb_myeloblast", "pb_promyelocyte", "pb_myelocyte")
 class PatientBagDataset(DatasetSpec):
     """Layout ``<bag label>/<patient id>/<cell image>``; copies may nest it deeper."""
 
+    provides = frozenset({"patients", "bag-labels"})
+
     def parse(self, rel: PurePosixPath) -> dict:
         if len(rel.parts) < 3:
             raise Skip("expected <bag label>/<patient id>/<image>")
         label = self.class_from_folder(rel.parts[-3])
-        return {"label": label, "patient": rel.parts[-2]}
+        return {"label": label, "bag_label": label, "patient": rel.parts[-2]}
 
     def patient_metadata(self, root: Path) -> pd.DataFrame | None:
         """The sheet beside the bags (``patient_id, bag_label, pb_myeloblast, ...``), indexed by patient."""

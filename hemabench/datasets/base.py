@@ -38,6 +38,14 @@ class Discovery:
     root: Path
     records: pd.DataFrame
     skipped: list[Skipped] = field(default_factory=list)
+    images: object = None  # where the pixels are (hemabench.datasets.sources); None: files under ``root``
+    notes: list[str] = field(default_factory=list)  # what was done about odd data (small classes, ...)
+
+    def image_source(self):
+        """The records' images: files under the root, or rows of arrow files."""
+        from hemabench.datasets.sources import FolderImages
+
+        return self.images if self.images is not None else FolderImages(self.root)
 
 
 class DatasetSpec:
@@ -60,6 +68,11 @@ class DatasetSpec:
     synthetic: ClassVar[bool] = False
     bundled: ClassVar[str] = ""  # folder under hemabench/data/ shipped inside the package (always available)
     ignored_files: ClassVar[frozenset[str]] = frozenset()  # documented sidecar files, not listed as skipped
+    # What the records carry, so tasks can say what they need (hemabench.tasks.needs) instead of
+    # naming datasets: cell-labels, patients, bag-labels, magnifications, tissue-labels, tumour-subtypes.
+    provides: ClassVar[frozenset[str]] = frozenset()
+    transfer_source: ClassVar[str | None] = None  # the bone-marrow dataset a blood dataset is paired with
+    custom: ClassVar[bool] = False  # a user's own data (folder:, hf:, hf-disk:), never ranked with registered ones
 
     @property
     def embedded(self) -> bool:
@@ -131,6 +144,10 @@ class DatasetSpec:
                 self.missing_message([base], why=f"has no usable image under {base} ({len(skipped)} files skipped)")
             )
         return Discovery(root=base, records=make_records(rows), skipped=skipped)
+
+    def info(self) -> dict:
+        """What a result file records about the dataset."""
+        return {"title": self.title, "domain": self.domain, "synthetic": self.synthetic}
 
     def patient_metadata(self, root: Path) -> pd.DataFrame | None:
         """Per-patient clinical metadata shipped beside the images, if the dataset has any."""

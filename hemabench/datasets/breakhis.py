@@ -38,6 +38,7 @@ class BreakHisLayout(DatasetSpec):
     """Parses everything from the file name and cross-checks it against the folders."""
 
     anchor = "histology_slides/breast"
+    provides = frozenset({"tissue-labels", "tumour-subtypes", "patients", "magnifications"})
 
     def parse(self, rel: PurePosixPath) -> dict:
         if len(rel.parts) < 6:

@@ -9,6 +9,7 @@ from hemabench.datasets.matek_bm import ClassFolderDataset
 @register_dataset
 class MatekBlood(ClassFolderDataset):
     name = "matek-blood"
+    transfer_source = "matek-bm"
     title = "Matek peripheral blood (AML-Cytomorphology_LMU)"
     folder = "AML-Cytomorphology_LMU"
     domain = "blood-matek"

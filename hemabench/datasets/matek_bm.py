@@ -14,6 +14,8 @@ class ClassFolderDataset(DatasetSpec):
     accepted; a file-name prefix that names another known class is a data error.
     """
 
+    provides = frozenset({"cell-labels"})
+
     def parse(self, rel: PurePosixPath) -> dict:
         if len(rel.parts) < 2:
             raise Skip("file directly under the root; expected <CLASS>/<file>")

@@ -13,6 +13,8 @@ OFFICIAL_SPLITS = ("Train", "TestA", "TestB")
 @register_dataset
 class Raabin(DatasetSpec):
     name = "raabin"
+    provides = frozenset({"cell-labels"})
+    transfer_source = "matek-bm"
     title = "Raabin-WBC"
     folder = "Raabin-WBC"
     domain = "blood-raabin"

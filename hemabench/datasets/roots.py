@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hemabench.datasets.base import DATASETS, DatasetSpec, Discovery
+from hemabench.datasets.base import DatasetSpec, Discovery
 from hemabench.errors import DatasetNotFound
 
 
@@ -20,6 +20,8 @@ def data_roots(data_root: str | os.PathLike | None = None) -> list[Path]:
 
 def find_root(spec: DatasetSpec, root=None, data_root=None) -> Path:
     """The records root of a dataset, or DatasetNotFound saying where we looked."""
+    if spec.custom:  # its location is part of its name
+        return spec.locate()
     if root is not None:
         return spec.locate(root)
     if spec.synthetic:
@@ -48,5 +50,7 @@ def where_looked(spec: DatasetSpec, data_root=None) -> tuple[str, bool]:
 
 
 def load_dataset(name: str, root=None, data_root=None, full_check: bool = False) -> Discovery:
-    spec = DATASETS.get(name)
+    from hemabench.datasets.resolve import get_dataset
+
+    spec = get_dataset(name)
     return spec.discover(find_root(spec, root, data_root), full_check=full_check)

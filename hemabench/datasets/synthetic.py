@@ -69,6 +69,7 @@ class SyntheticBoneMarrow(SyntheticDataset, ClassFolderDataset):
 @register_dataset
 class SyntheticBlood(SyntheticDataset, ClassFolderDataset):
     name = "synth-blood"
+    transfer_source = "synth-bm"
     title = "Synthetic peripheral blood (demo twin of matek-blood / acevedo)"
     folder = "synth-blood"
     domain = "synthetic-blood"

@@ -36,6 +36,7 @@ def verify_report(spec: DatasetSpec, discovery: Discovery) -> dict:
         + (f" ({d['difference']:+d})" if d["difference"] is not None else " (not in the publication)")
         for d in differences + fine_differences
     ]
+    warnings += discovery.notes  # what was done about odd data (a user's own datasets)
     if discovery.skipped:
         warnings.append(f"{len(discovery.skipped)} files skipped (see 'skipped')")
     report = {

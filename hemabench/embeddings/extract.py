@@ -27,8 +27,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from hemabench.datasets.sources import FolderImages
 from hemabench.embeddings.accel import choose_batch_size, default_workers, prepare_model, resolve_device
-from hemabench.embeddings.cache import CHUNK_SIZE, CacheEntry, Embeddings, cache_key, records_digest
+from hemabench.embeddings.cache import CHUNK_SIZE, CacheEntry, Embeddings, cache_key
 from hemabench.embeddings.distributed import Ranks, ranks_from_env
 from hemabench.embeddings.pixels import PixelCache, SplitTransform, split_transform
 from hemabench.errors import HemabenchError
@@ -41,11 +42,12 @@ class RecordImages(Dataset):
     """The records' images, preprocessed; a broken file yields a blank image and its reason.
 
     With a split transform items are uint8 pixels (normalised later, on the device), read from
-    the pixel cache for chunks it holds."""
+    the pixel cache for chunks it holds. ``images`` is a folder or an image source (files, or
+    rows of arrow files, decoded here, in the worker)."""
 
-    def __init__(self, root: Path, paths: list[str], transform: Callable, split: SplitTransform | None = None,
+    def __init__(self, images, paths: list[str], transform: Callable, split: SplitTransform | None = None,
                  pixels: PixelCache | None = None) -> None:
-        self.root, self.paths, self.pixels = root, paths, pixels
+        self.images, self.paths, self.pixels = image_source(images), paths, pixels
         self.convert = split.pixels if split is not None else transform
         self.blank = torch.zeros_like(self.convert(Image.new("RGB", (64, 64))))
         self._cached: dict[int, bool] = {}  # chunk -> in the pixel cache (one stat per chunk, not per image)
@@ -61,10 +63,15 @@ class RecordImages(Dataset):
             image, error = self.pixels.read(chunk, row)
             return image, i, error
         try:
-            with Image.open(self.root / self.paths[i]) as image:
+            with self.images.open(self.paths[i]) as image:
                 return self.convert(image.convert("RGB")), i, ""
         except Exception as exc:  # noqa: BLE001 - any decoder failure is reported per file
             return self.blank, i, f"failed to decode: {exc}"
+
+
+def image_source(images):
+    """A folder path becomes a FolderImages source; a source (FolderImages, ArrowImages) stays itself."""
+    return FolderImages(Path(images)) if isinstance(images, str | Path) else images
 
 
 def encoder_identity(encoder) -> dict:
@@ -140,7 +147,7 @@ class _ChunkSink:
             self.pool.shutdown(wait=True)
 
 
-def _forward_chunks(encoder, root: Path, paths: list[str], chunks: list[int], sink: _ChunkSink, *,
+def _forward_chunks(encoder, root, paths: list[str], chunks: list[int], sink: _ChunkSink, *,
                     split: SplitTransform | None, runner, batch_size: int | str, workers: int | None,
                     desc: str, progress: bool) -> tuple[int, int]:
     """Embed the given chunks; returns (images forwarded, batch size used)."""
@@ -189,7 +196,7 @@ def _as_input(split: SplitTransform | None, images: torch.Tensor) -> torch.Tenso
     return images if split is None else split.normalise(images)
 
 
-def extract_embeddings(encoder, root: Path, records: pd.DataFrame, *, dataset: str = "",
+def extract_embeddings(encoder, root, records: pd.DataFrame, *, dataset: str = "",
                        batch_size: int | str = "auto", workers: int | None = None, device: str = "auto",
                        dtype: str = "float16", cache_base: Path | None = None, progress: bool = True,
                        on_chunk: Callable[[int], None] | None = None, compile: bool = False,
@@ -199,9 +206,9 @@ def extract_embeddings(encoder, root: Path, records: pd.DataFrame, *, dataset: s
     ``pixel_cache`` keeps (and reuses) a pre-resized uint8 copy of the images, so a second
     encoder with the same geometry decodes nothing; it never changes the numbers."""
     start = time.perf_counter()
-    root = Path(root)
+    root = image_source(root)  # a folder, or the records' image source (files or arrow rows)
     paths = list(records["path"])
-    digest = records_digest(root, records["path"])
+    digest = root.digest(records["path"])
     key = cache_key(encoder_identity(encoder), digest, dtype)
     entry = CacheEntry(key, cache_base)
     if entry.complete:
@@ -218,14 +225,14 @@ def extract_embeddings(encoder, root: Path, records: pd.DataFrame, *, dataset: s
     forwarded, size = 0, 0
     try:
         if mine:
-            desc = f"{encoder.spec.name} on {dataset or root.name}" + (f" [rank {ranks.rank}]" if ranks.world > 1 else "")
+            desc = f"{encoder.spec.name} on {dataset or root.describe()}" + (f" [rank {ranks.rank}]" if ranks.world > 1 else "")
             forwarded, size = _forward_chunks(encoder, root, paths, mine, sink, split=split, runner=runner,
                                               batch_size=batch_size, workers=workers, desc=desc, progress=progress)
     finally:
         sink.close()
     _assemble(entry, ranks, paths, n_chunks, int(encoder.spec.embed_dim), dtype,
               {"encoder": encoder.spec.name, "dataset": dataset, "weights_sha256": encoder.weights_sha256,
-               "root": str(root)})
+               "root": root.describe()})
     settings = {**runner.describe(), "ranks": ranks.world, "pixel_cache": pixels is not None}
     return entry.load(), ExtractionStats(key, ranks.total(forwarded), False, time.perf_counter() - start,
                                          str(torch_device), size, settings)

@@ -47,6 +47,8 @@ class Site:
     def __init__(self, out: Path, data_root: str | None, report: BuildReport, figures: bool = True) -> None:
         self.out, self.data_root, self.report, self.figures = out, data_root, report, figures
         self._roots: dict[str, Path | None] = {}
+        self.custom_sources: dict[str, str] = {}  # custom-<name> -> folder:/hf-disk: text, from local runs only
+        self._custom: dict[str, object] = {}
 
     def figure(self, name: str, draw, *args) -> str | None:
         if not self.figures:
@@ -75,6 +77,24 @@ class Site:
                 self.report.warnings.append(f"no thumbnails for {dataset}: {exc}".splitlines()[0])
         return self._roots[dataset]
 
+    def _custom_images(self, dataset: str):
+        """A user dataset's images (files or arrow rows), only where it lies inside --data-root."""
+        if dataset not in self._custom:
+            self._custom[dataset] = None
+            text = self.custom_sources[dataset]
+            kind, _, location = text.partition(":")
+            inside = Path(location).expanduser().resolve()
+            if kind not in ("folder", "hf-disk") or Path(self.data_root).resolve() not in (inside, *inside.parents):
+                self.report.warnings.append(f"no thumbnails for {dataset}: {text} is not inside --data-root")
+                return None
+            try:
+                from hemabench.datasets import get_dataset
+
+                self._custom[dataset] = get_dataset(text).discover().image_source()
+            except Exception as exc:  # missing or changed data: paths are shown instead
+                self.report.warnings.append(f"no thumbnails for {dataset}: {exc}".splitlines()[0])
+        return self._custom[dataset]
+
     def thumbnail(self, dataset: str, rel: str) -> str | None:
         """A downscaled copy of a dataset image, only for a plain relative path inside the root."""
         from hemabench.datasets import DATASETS
@@ -84,24 +104,28 @@ class Site:
         pure = PurePosixPath(rel)
         if not rel or "\\" in rel or pure.is_absolute() or any(p in ("..", "") for p in pure.parts):
             return None
-        root = self._root(dataset)
-        if root is None:
-            return None
-        source = (root / pure).resolve()
-        if root not in source.parents or not source.is_file():
-            return None
+        images = self._custom_images(dataset) if dataset in self.custom_sources else None
+        if images is not None:
+            source = None
+        else:
+            root = None if dataset in self.custom_sources else self._root(dataset)
+            if root is None:
+                return None
+            source = (root / pure).resolve()
+            if root not in source.parents or not source.is_file():
+                return None
         name = hashlib.sha256(f"{dataset}\0{rel}".encode()).hexdigest()[:20] + ".png"
         target = self.out / "thumbs" / name
         if not target.exists():
             from PIL import Image
 
             try:
-                with Image.open(source) as image:
+                with (images.open(rel) if source is None else Image.open(source)) as image:
                     image = image.convert("RGB")
                     image.thumbnail((THUMB_SIZE, THUMB_SIZE))
                     target.parent.mkdir(parents=True, exist_ok=True)
                     image.save(target, format="PNG", optimize=True)
-            except OSError as exc:
+            except (OSError, ValueError, IndexError) as exc:  # IndexError: a row the arrow files lack
                 self.report.warnings.append(f"thumbnail of {dataset}:{rel} failed: {exc}")
                 return None
             self.report.thumbnails += 1
@@ -149,6 +173,8 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
     out.mkdir(parents=True, exist_ok=True)
     _clean(out)
     site, env, models = Site(out, data_root, report, figures), environment(), load_cost_models()
+    site.custom_sources = {e.result["dataset"]: str(info["source"]) for e in entries if e.origin == "local run"
+                           and (info := e.result.get("dataset_info") or {}).get("custom") and info.get("source")}
     encoders = sorted({e.encoder for e in entries})
 
     def write(rel: str, template: str, page_entries: list[Entry], **context) -> None:

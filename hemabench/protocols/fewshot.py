@@ -28,14 +28,17 @@ N_GRID = (1, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1500, 2000)
 CLASSIFIERS = ("svm", "lr", "knn")
 
 
-def make_classifier(name: str, seed: int):
-    """The reference settings; SVC's internal Platt-scaling CV is seeded with the task seed."""
+def make_classifier(name: str, seed: int, n_train: int | None = None):
+    """The reference settings; SVC's internal Platt-scaling CV is seeded with the task seed.
+
+    kNN uses k = 3, or every training cell when there are fewer (n = 1 on a two-class dataset
+    of one's own; never the case on the registered datasets)."""
     if name == "svm":
         return SVC(C=1.0, kernel="rbf", gamma="scale", class_weight="balanced", probability=True, random_state=seed)
     if name == "lr":
         return LogisticRegression(C=2.5, class_weight="balanced", max_iter=10000)
     if name == "knn":
-        return KNeighborsClassifier(n_neighbors=3, weights="distance")
+        return KNeighborsClassifier(n_neighbors=min(3, n_train or 3), weights="distance")
     raise ValueError(f"unknown classifier {name!r}; one of {CLASSIFIERS}")
 
 
@@ -79,7 +82,7 @@ def fit_predict(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0
     for name in classifiers:
         with warnings.catch_warnings():  # SVC(probability=True) is the reference; deprecated in scikit-learn 1.9
             warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
-            model = make_classifier(name, seed).fit(z_train, train_y)
+            model = make_classifier(name, seed, len(train_x)).fit(z_train, train_y)
         out[name] = model.classes_[np.argmax(model.predict_proba(z_test), axis=1)]
     return out
 

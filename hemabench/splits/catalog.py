@@ -29,13 +29,23 @@ def _catalog() -> dict[str, dict]:
     return catalog
 
 
+CUSTOM_PREFIX = "custom-"  # a user's own dataset: the catalog's shared "custom" entry
+
+
+def _entry(dataset: str) -> dict | None:
+    entry = _catalog().get(dataset)
+    if entry is None and dataset.startswith(CUSTOM_PREFIX):
+        entry = _catalog().get("custom")
+    return entry
+
+
 def split_names(dataset: str) -> list[str]:
-    return list(_catalog().get(dataset, {}).get("rules", {}))
+    return list((_entry(dataset) or {}).get("rules", {}))
 
 
 def get_rule(dataset: str, name: str | None = None) -> SplitRule:
     """The named rule of a dataset, or its default; a clear error for unknown names."""
-    entry = _catalog().get(dataset)
+    entry = _entry(dataset)
     if entry is None:
         raise HemabenchError(f"no split rules are defined for dataset {dataset!r} in benchmarks/splits.yaml")
     name = name or entry["default"]

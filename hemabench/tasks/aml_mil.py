@@ -21,8 +21,9 @@ from hemabench.errors import HemabenchError
 from hemabench.protocols.mil import HEAD_NAMES, TrainConfig, cpu_threads, make_head, predict_bags, train_mil
 from hemabench.protocols.probe import resolve_device
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput
+from hemabench.tasks.needs import Needs
 
-AML_DATASETS = ("aml-hehr", "synth-aml")
+NEEDS = Needs(frozenset({"patients", "bag-labels"}), split="patient-cv5", validation=True)
 ROLES = ("train", "val", "test")
 CITATION = ("Hehr et al., PLOS Digital Health 2023; Kazeminia et al., 2023 (SSL for MIL); "
             "Koch et al., DinoBloom, MICCAI 2024")
@@ -189,11 +190,13 @@ DESCRIPTION = ("Patient-level AML subtype (4 genetic subtypes + control) by atte
 PROTOCOL = "protocols.md section 5 (Hehr AMiL / DinoBloom ABMIL); docs/protocols-aml-mil.md"
 
 TASKS.add("aml-mil", AmlMil(
-    name="aml-mil", version=1, datasets=AML_DATASETS, protocol=PROTOCOL, description=DESCRIPTION,
+    name="aml-mil", version=1, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label", protocol=PROTOCOL,
+    description=DESCRIPTION,
     main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params=PARAMS, citation=CITATION,
 ))
 TASKS.add("aml-mil-blast20", AmlMil(
-    name="aml-mil-blast20", version=1, datasets=AML_DATASETS, protocol=PROTOCOL,
+    name="aml-mil-blast20", version=1, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label",
+    protocol=PROTOCOL,
     description=DESCRIPTION + "; AML patients with < 20% blood myeloblasts + promyelocytes + myelocytes excluded",
     main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params={**PARAMS, "blast_filter": 20},
     citation=CITATION,

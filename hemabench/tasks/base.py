@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hemabench.registry import Registry
+from hemabench.tasks.needs import Needs
 
 
 @dataclass
@@ -62,13 +63,18 @@ class Task:
     citation: str = ""
     detail_variant: str = ""  # variant whose per-class numbers and confusion matrix are reported (default: main's)
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)  # target -> (source dataset, its split rule)
+    needs: Needs = field(default_factory=Needs)  # what a dataset must provide (see tasks/needs.py)
+
+    def serves(self, spec) -> bool:
+        """Whether the task can run on a dataset (registered or a user's own)."""
+        return self.needs.serves(spec)
 
     def split_for(self, dataset: str) -> str | None:
-        return self.splits.get(dataset)
+        return self.splits.get(dataset) or self.needs.split_for(dataset)
 
     def source_for(self, dataset: str) -> tuple[str, str] | None:
         """A second dataset the task trains on (bone marrow for blood targets), or None."""
-        return self.sources.get(dataset)
+        return self.sources.get(dataset) or self.needs.source_for(dataset)
 
     @property
     def main_variant(self) -> str:
@@ -93,7 +99,7 @@ class Task:
         return {"name": self.name, "version": self.version, "description": self.description,
                 "datasets": list(self.datasets), "protocol": self.protocol, "main_metric": self.main_metric,
                 "variants": list(self.variants), "label_column": self.label_column, "params": self.params,
-                "detail_variant": self.main_variant, "sources": {k: list(v) for k, v in self.sources.items()},
+                "detail_variant": self.main_variant, "needs": self.needs.describe(), "sources": {k: list(v) for k, v in self.sources.items()},
                 "citation": self.citation}
 
 

@@ -19,11 +19,12 @@ from hemabench.errors import HemabenchError
 from hemabench.protocols import fit_probe
 from hemabench.results.scoring import patient_accuracy
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
+from hemabench.tasks.needs import Needs
 
 MAGNIFICATIONS = (40, 100, 200, 400)
 FRACTIONS = (5, 10, 20, 40, 60, 80, 100)  # percent of the training labels (breakhis-limited)
 MAIN_FRACTION = 20  # MPCS's limited-label headline (its Table 5)
-DATASETS = ("breakhis", "synth-breakhis")
+NEEDS = Needs(frozenset({"tissue-labels", "tumour-subtypes", "patients", "magnifications"}))
 PROTOCOL = "protocols.md section 6 (BreakHis magnification); docs/protocols-breakhis.md"
 CITATION = "Chhipa et al., Magnification Prior (MPCS), WACV 2023; Spanhol et al., IEEE TBME 2016"
 PROBE = {"solver": "torch", "C": "M*K/100", "max_iter": 1000, "penalty": "l2", "standardise": False,
@@ -217,7 +218,7 @@ class CrossMagnification(BreakHisTask):
 
 
 def _register(cls, name: str, description: str, main_metric: str, variants, **kwargs) -> None:
-    TASKS.add(name, cls(name=name, version=1, description=description, datasets=DATASETS, protocol=PROTOCOL,
+    TASKS.add(name, cls(name=name, version=1, description=description, datasets=NEEDS.registered(), needs=NEEDS, protocol=PROTOCOL,
                         main_metric=main_metric, variants=tuple(variants), citation=CITATION, **kwargs))
 
 

@@ -19,7 +19,7 @@ from hemabench.protocols.fewshot import (
 )
 from hemabench.results.scoring import expand_confusion
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
-from hemabench.tasks.cell import CELL_DATASETS
+from hemabench.tasks.needs import Needs
 
 CITATION = "Wenderoth et al., transferable hematological cell classification"
 VARIANT = re.compile(r"^(?P<clf>[^/]+)/n=(?P<n>\d+)$")
@@ -92,14 +92,13 @@ PARAMS = {
     "auc": "normalised area under balanced accuracy over log2(n), n up to the first n that uses every training item",
 }
 
+NEEDS = Needs(frozenset({"cell-labels"}), split="holdout-70-30")
 TASKS.add("label-efficiency", LabelEfficiency(
-    name="label-efficiency", version=1, datasets=CELL_DATASETS,
+    name="label-efficiency", version=1, datasets=NEEDS.registered(), needs=NEEDS,
     protocol="protocols.md section 3 (Wenderoth label efficiency)",
     description="Balanced accuracy against n labelled cells per class (1 to 2000), SVM / LR / kNN on "
                 "power-transformed, PCA-rotated embeddings, 100 seeded support sets per n",
     main_metric="svm/balanced_accuracy_auc", detail_variant="svm/n=50",
     variants=tuple(f"{c}/n={n}" for c in CLASSIFIERS for n in N_GRID),
-    # raabin: its official split; acevedo-mini: fold 0 of its cv5 (20 training cells per class)
-    splits={d: "holdout-70-30" for d in CELL_DATASETS if d not in ("raabin", "acevedo-mini")}, params=PARAMS,
-    citation=CITATION,
+    splits=NEEDS.registered_splits(), params=PARAMS, citation=CITATION,
 ))

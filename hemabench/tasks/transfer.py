@@ -14,6 +14,7 @@ from hemabench.paths import benchmarks_dir
 from hemabench.protocols.fewshot import N_GRID, saturation_n, support_hash, support_permutations, sweep
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
 from hemabench.tasks.label_efficiency import CITATION, PARAMS, curve_auc_metrics, sweep_variants
+from hemabench.tasks.needs import Needs
 
 
 @cache
@@ -115,14 +116,14 @@ class BoneMarrowToBlood(Task):
         return {**curve, **superclass_metrics(predictions, labels, extra.get("superclasses", {}))}
 
 
-TARGETS = {"matek-blood": "matek-bm", "acevedo": "matek-bm", "raabin": "matek-bm", "synth-blood": "synth-bm"}
+# Targets: datasets with cell labels and a ``transfer_source`` (and rules in the class mapping).
+NEEDS = Needs(frozenset({"cell-labels"}), split="holdout-70-30", source_split="holdout-70-30")
 TASKS.add("bm-to-blood", BoneMarrowToBlood(
-    name="bm-to-blood", version=1, datasets=tuple(TARGETS), protocol="protocols.md section 4 (Wenderoth transfer)",
+    name="bm-to-blood", version=1, datasets=NEEDS.registered(), needs=NEEDS, protocol="protocols.md section 4 (Wenderoth transfer)",
     description="SVM fitted on 250 bone-marrow cells per class, scored on blood datasets through a versioned "
                 "class mapping (direct transfer), and fitted on n target cells per class (domain adaptation)",
     main_metric="direct/balanced_accuracy", detail_variant="direct", variants=("direct", *(f"adapt/n={n}" for n in N_GRID)),
-    splits={t: "holdout-70-30" for t in TARGETS if t != "raabin"},
-    sources={t: (s, "holdout-70-30") for t, s in TARGETS.items()},
+    splits=NEEDS.registered_splits(), sources=NEEDS.registered_sources(),
     params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn")}, "classifiers": ["svm"],
             "source_per_class": 250, "mapping": "bm-to-blood"},
     citation=CITATION,
