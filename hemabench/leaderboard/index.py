@@ -74,7 +74,7 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
             heads.append({"text": board_title(b), "href": board_href(b), "sub": f"v{b.version} · {words}",
                           "title": f"{b.main_metric}; {title}; split {split_text(b.first.get('split'))}"})
         else:
-            heads.append({"text": board_title(b), "href": f"tasks/{b.slug}.html", "sub": f"v{b.version} · papers only",
+            heads.append({"text": board_title(b), "href": f"tasks/{b.slug}.html", "sub": f"v{b.version} · papers only · {b.main_metric}",
                           "title": f"{b.main_metric}; no hemabench run yet: published numbers only"})
         family = task_family(b.task)
         if groups and groups[-1]["text"] == family:
@@ -111,8 +111,8 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
         href = None if encoder.startswith("external:") else encoder_href(encoder)
         rows.append(_row(f"paper-{anchor(encoder)}", encoder_head(encoder, href, mine[0].encoder_description),
                          cells, facts, "paper"))
-    table = {"id": "leaderboard", "sortable": True, "groups": groups, "rows": rows,
-             "caption": "main metric per task and dataset, % (mean ± std, 95% interval); the badge is the significance "
+    table = {"id": "leaderboard", "sortable": True, "groups": groups, "rows": rows, "caption": "",
+             "note": "main metric per task and dataset, % (mean ± std, 95% interval); the badge is the significance "
                         "rank within that column (equal ranks: not separable). Rows marked paper are published numbers "
                         "(hover for the table and protocol differences): never ranked. † = the encoder was trained on "
                         "(part of) that dataset.",

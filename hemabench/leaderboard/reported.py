@@ -115,6 +115,10 @@ def paper_boards(boards: list[Board], values: list[Reported]) -> list[PaperBoard
         if (r.task, r.dataset) not in covered:
             task = TASKS.get(r.task)
             out.setdefault((r.task, r.dataset), PaperBoard(r.task, r.dataset, task.version, task.main_metric)).values.append(r)
+    for board in out.values():  # the task's main metric where papers report it, else their most common one
+        metrics = [r.metric for r in board.values]
+        if board.main_metric not in metrics:
+            board.main_metric = max(dict.fromkeys(metrics), key=metrics.count)
     return sorted(out.values(), key=lambda b: (b.task, b.dataset))
 
 
