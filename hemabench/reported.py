@@ -197,7 +197,7 @@ def _superclasses(dataset: str) -> set[str]:
     names = set()
     for path in sorted((benchmarks_dir() / "mappings").glob("*.yaml")):
         targets = (yaml.safe_load(path.read_text()) or {}).get("targets") or {}
-        names |= set(((targets.get(dataset) or {}).get("superclasses") or {}))
+        names |= set((targets.get(dataset) or {}).get("superclasses") or {})
     return names
 
 

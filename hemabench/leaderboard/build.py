@@ -26,7 +26,7 @@ from hemabench.leaderboard.downloads import Downloads, board_json, reported_json
 from hemabench.leaderboard.index import index_context
 from hemabench.leaderboard.pages import board_context, board_href, encoder_context, encoder_href
 from hemabench.leaderboard.ranking import tie_ranks
-from hemabench.leaderboard.reported import paper_boards, pairs
+from hemabench.leaderboard.reported import pairs, paper_boards
 from hemabench.reported import load_reported
 
 HERE = Path(__file__).resolve().parent

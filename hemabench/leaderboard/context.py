@@ -7,17 +7,33 @@ every run (the "paper" tier) and take no part in the pairwise comparisons.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.collect import Board, anchor, slug
-from hemabench.leaderboard.reported import PaperBoard, Pair, by_encoder, encoder_head, reported_cell
+from hemabench.leaderboard.reported import Pair, PaperBoard, by_encoder, encoder_head, reported_cell
 from hemabench.leaderboard.tables import as_table, pct, plain
 from hemabench.metrics import METRICS
 from hemabench.reported import EXTRA_METRICS, Reported
 
 COST_COLUMNS = ("GFLOPs / image", "forward images/s", "extraction images/s")
 DELTA = "reproduced − reported"
+
+
+def protocol_words(task: str, params: dict, params_digest: str) -> tuple[str, str]:
+    """("full protocol" | "demo settings: k v, ..." , tooltip with the hash) for a board's parameters."""
+    from hemabench.tasks import TASKS
+
+    try:
+        defaults = TASKS.get(task).params
+    except Exception:  # an unregistered task: only the hash can be shown
+        return f"parameters {params_digest}", f"task parameters {params_digest}"
+    changed = {k: v for k, v in params.items() if json.dumps(defaults.get(k), sort_keys=True) != json.dumps(v, sort_keys=True)}
+    text = "full protocol" if not changed else "demo settings: " + ", ".join(
+        f"{k.replace('_', ' ')} {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in sorted(changed.items()))
+    return text, f"task parameters {params_digest}" + (f" (registered defaults changed: {sorted(changed)})" if changed else "")
 
 
 def cost_cells(result: dict) -> dict[str, dict]:

@@ -112,6 +112,10 @@ def pareto_figure(path: Path, frame: pd.DataFrame, title: str, metric: str) -> s
                     ax.plot(front[x], 100 * front["score"], color="grey", linestyle="--", linewidth=1, zorder=2)
             if len(data):
                 ax.set_xscale("log")
+            missing = sorted(set(frame["encoder"]) - set(data["encoder"]))
+            if missing:
+                ax.text(0.01, 0.01, "not measured: " + ", ".join(missing), transform=ax.transAxes, fontsize=7,
+                        color="grey", va="bottom")
             note = "" if x == "gflops" or len(devices) < 2 else "\n(different devices: speeds not comparable)"
             ax.set(xlabel=label, ylabel=f"{metric} (%)", title=f"{title}{note}")
             ax.grid(alpha=0.3)

@@ -9,30 +9,16 @@ the parameter hash in the tooltip.
 
 from __future__ import annotations
 
-import json
 import statistics
 
 import pandas as pd
 
 from hemabench.leaderboard.collect import Board, anchor, task_params
+from hemabench.leaderboard.context import protocol_words
 from hemabench.leaderboard.pages import board_href, board_title, encoder_href, split_text
 from hemabench.leaderboard.reported import PaperBoard, encoder_head, reported_cell, task_family, trained_on
 from hemabench.leaderboard.tables import as_table, plain, score_cell
 from hemabench.reported import Reported
-
-
-def protocol_words(task: str, params: dict, params_digest: str) -> tuple[str, str]:
-    """("full protocol" | "demo settings: k v, ..." , tooltip with the hash) for a board's parameters."""
-    from hemabench.tasks import TASKS
-
-    try:
-        defaults = TASKS.get(task).params
-    except Exception:  # an unregistered task: only the hash can be shown
-        return f"parameters {params_digest}", f"task parameters {params_digest}"
-    changed = {k: v for k, v in params.items() if json.dumps(defaults.get(k), sort_keys=True) != json.dumps(v, sort_keys=True)}
-    text = "full protocol" if not changed else "demo settings: " + ", ".join(
-        f"{k.replace('_', ' ')} {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in sorted(changed.items()))
-    return text, f"task parameters {params_digest}" + (f" (registered defaults changed: {sorted(changed)})" if changed else "")
 
 
 def encoder_facts(name: str, entries: list) -> dict:

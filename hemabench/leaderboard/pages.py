@@ -10,7 +10,14 @@ import pandas as pd
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.clinical import clinical_scores, model_for
 from hemabench.leaderboard.collect import Board, Entry, anchor, detail_variant, slug, task_params
-from hemabench.leaderboard.context import encoder_costs, extend_ranking, pairs_table, pareto, published_table
+from hemabench.leaderboard.context import (
+    encoder_costs,
+    extend_ranking,
+    pairs_table,
+    pareto,
+    protocol_words,
+    published_table,
+)
 from hemabench.leaderboard.reported import pairs, reported_cell
 from hemabench.leaderboard.sections import CURVE_VARIANT, attention, crossmag, curves, superclass_rows
 from hemabench.leaderboard.tables import (
@@ -135,6 +142,7 @@ def board_context(board: Board, site, models, values: list[Reported] = ()) -> di
     return {
         "board": board, "title": board_title(board), "meta": meta, "detail_variant": detail_variant(first),
         "params_json": json.dumps(task_params(first), indent=1, sort_keys=True),
+        "protocol_words": protocol_words(board.task, task_params(first), board.params_digest),
         "split": split_text(first.get("split")), "source_split": split_text(first.get("source_split")),
         "ranking": extend_ranking(_ranking(board, clinical), board, list(values), paired),
         "published": published_table(board.task, board.dataset, list(values)), "pairs": pairs_table(paired),
