@@ -81,7 +81,7 @@ def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: lis
             elif text == "source":
                 cells.append(plain(source, source, title=f"{first.citation}. Protocol: {first.note}"))
             else:
-                cells.append(reported_cell(metrics.get(metric)) if metric else plain("–"))
+                cells.append(reported_cell(metrics.get(metric), source=False) if metric else plain("–"))
         href = None if first.external else f"../encoders/{slug(encoder)}.html"
         table["rows"].append({"id": f"paper-{anchor(encoder)}-{anchor(source)}", "cls": "tier-paper",
                               "head": encoder_head(encoder, href, first.encoder_description), "cells": cells,
@@ -90,20 +90,28 @@ def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: lis
 
 
 def published_table(task: str, dataset: str, values: list[Reported]) -> dict | None:
-    """Every published number on this task and dataset: rows = encoder and paper table, columns = metrics."""
+    """Every published number on this task and dataset: one row per encoder and paper table, one column
+    per metric; transposed (metrics as rows) when there are many more metrics than rows, e.g. per-class
+    sensitivities."""
     mine = [r for r in values if (r.task, r.dataset) == (task, dataset)]
     if not mine:
         return None
     metrics = list(dict.fromkeys(r.metric for r in mine))
     rows = by_encoder(mine)
-    frame = pd.DataFrame([{m: reported_cell(cells.get(m)) for m in metrics} for cells in rows.values()], columns=metrics)
+    caption = ("published numbers, % (± sd where the paper prints one); hover a value for the paper's protocol and "
+               "how it differs from hemabench's. Never ranked with runs.")
+    if len(metrics) > 10 and len(metrics) > 2 * len(rows):
+        frame = pd.DataFrame({f"{e.removeprefix('external:')} ({source})": {m: reported_cell(cells.get(m), source=False)
+                                                                           for m in metrics}
+                              for (e, source), cells in rows.items()}, index=metrics)
+        return as_table(frame, "published", caption, index_name="metric")
+    frame = pd.DataFrame([{m: reported_cell(cells.get(m), source=False) for m in metrics} for cells in rows.values()],
+                         columns=metrics)
     heads = [encoder_head(e, None if e.startswith("external:") else f"../encoders/{slug(e)}.html",
                           next(iter(cells.values())).encoder_description) for (e, _), cells in rows.items()]
     frame.insert(0, "paper, table", [plain(source, source, title=next(iter(cells.values())).note)
                                      for (_, source), cells in rows.items()])
-    return as_table(frame, "published", "published numbers, % (± sd where the paper prints one); hover a value for "
-                    "the paper's protocol and how it differs from hemabench's. Never ranked with runs.",
-                    index_name="encoder", heads=heads, row_cls=["tier-paper"] * len(heads))
+    return as_table(frame, "published", caption, index_name="encoder", heads=heads, row_cls=["tier-paper"] * len(heads))
 
 
 def pairs_table(pairs: list[Pair], table_id: str = "pairs", boards: list[str] | None = None) -> dict | None:

@@ -122,12 +122,12 @@ def paper_boards(boards: list[Board], values: list[Reported]) -> list[PaperBoard
     return sorted(out.values(), key=lambda b: (b.task, b.dataset))
 
 
-def reported_cell(r: Reported | None, digits: int = 1) -> dict:
-    """value ± sd with the paper badge; the protocol note on hover."""
+def reported_cell(r: Reported | None, digits: int = 1, source: bool = True) -> dict:
+    """value ± sd with the paper badge (and the paper's table below it); the protocol note on hover."""
     if r is None:
         return plain("–")
     text = pct(r.value, digits) + (f" ± {pct(r.sd, digits)}" if r.sd is not None else "")
-    return plain(text, r.value, badge="paper", cls="reported", sub=r.source,
+    return plain(text, r.value, badge="paper", cls="reported", sub=r.source if source else None,
                  title=f"{r.citation}, {r.table}. Protocol: {r.note}",
                  data={"value": repr(r.value), "tier": r.tier})
 
