@@ -9,6 +9,7 @@ marked ``extra.fabricated`` and lives in a temporary folder.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -257,3 +258,13 @@ def test_index_in_headless_chromium_at_1366(site):
         subprocess.run([browser, *flags[:-2], f"--window-size={size}", flags[-1], f"--screenshot={shot}", target.as_uri()],
                        capture_output=True, timeout=120, check=True)
         assert shot.stat().st_size > 10_000
+
+
+def test_csv_cells_never_run_as_spreadsheet_formulas():
+    from hemabench.leaderboard.downloads import table_csv
+
+    table = {"columns": [{"text": "encoder"}, {"text": "score"}],
+             "rows": [{"head": {"text": "=HYPERLINK(\"http://x\")"}, "cells": [{"text": "-3.50", "sub": "[-4, -3]"}]},
+                      {"head": {"text": "@SUM(A1)"}, "cells": [{"text": "12.0", "badge": "paper"}]}]}
+    frame = pd.read_csv(io.StringIO(table_csv(table)), dtype=str)
+    assert frame.values.tolist() == [["'=HYPERLINK(\"http://x\")", "-3.50 [-4, -3]"], ["'@SUM(A1)", "12.0 paper"]]

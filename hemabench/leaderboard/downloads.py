@@ -18,10 +18,25 @@ from hemabench.leaderboard.collect import slug
 FOLDER = "downloads"
 
 
+FORMULA = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would evaluate a cell starting with one of these
+
+
 def cell_text(cell: dict) -> str:
-    """A cell as the page shows it (the order of the table macro: text, badge, rank, sub)."""
+    """A cell as the page shows it (the order of the table macro: text, badge, rank, sub); text from a
+    submission that a spreadsheet would run as a formula gets a leading apostrophe (numbers stay as they are)."""
     parts = [cell.get("text"), cell.get("badge"), cell.get("rank"), cell.get("sub")]
-    return " ".join(str(p) for p in parts if p not in (None, ""))
+    text = " ".join(str(p) for p in parts if p not in (None, ""))
+    if text.startswith(FORMULA) and not _number(text.split(" ")[0]):
+        return "'" + text
+    return text
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def table_csv(table: dict) -> str:
