@@ -20,6 +20,7 @@ import numpy as np
 from hemabench.datasets import get_dataset
 from hemabench.datasets.roots import find_root
 from hemabench.embeddings import extract_embeddings, resolve_device
+from hemabench.embeddings.cost import extraction_throughput, measure_cost
 from hemabench.embeddings.distributed import Ranks, launched, ranks_from_env
 from hemabench.encoders import EncoderWeightsMissing, load_encoder
 from hemabench.errors import DatasetNotFound, HemabenchError
@@ -81,6 +82,7 @@ class _Session:
         self._encoder = None
         self._prepared: dict[str, dict | Exception] = {}
         self._splits: dict[tuple[str, str], MaterialisedSplit] = {}
+        self._cost: dict | None = None
 
     def encoder(self):
         if self._encoder is None:
@@ -118,8 +120,14 @@ class _Session:
                 workers=o.workers, device=o.device, progress=o.progress, compile=o.compile,
                 pixel_cache=o.pixel_cache)
             self.report.images_forwarded += stats.images_forwarded
-            prepared["seconds"]["extract"] = time.perf_counter() - tick
+            prepared["seconds"]["extract"], prepared["extraction"] = time.perf_counter() - tick, stats
         return prepared["embeddings"]
+
+    def cost(self, dataset: str) -> dict:
+        """The result's ``encoder_cost``: measured once per encoder and run, plus this dataset's extraction."""
+        if self._cost is None:
+            self._cost = measure_cost(self.encoder(), self.options.device)
+        return {**self._cost, **extraction_throughput(self.dataset(dataset).get("extraction"))}
 
     def split(self, dataset: str, rule: str) -> MaterialisedSplit:
         """Each split built once per session (the currency check's split is the one evaluated)."""
@@ -245,5 +253,6 @@ def _evaluate(session: _Session, step: _Pending) -> Outcome:
         source_split=step.source_split,
         provenance=provenance(device, {"split": step.split.rule.seed, "protocol": options.seed,
                                        "bootstrap": options.seed}, step.started, phases))
+    result["encoder_cost"] = session.cost(dataset)
     write_result(step.path, result)
     return Outcome(session.encoder_name, task.name, dataset, "computed", result=result, path=step.path)

@@ -32,6 +32,7 @@ def run_build(args) -> int:
     report = build_site(args.out, args.submissions, results, data_root=args.data_root, figures=not args.no_figures)
     for warning in report.warnings:
         print(f"warning: {warning}")
-    print(f"{report.results} results on {report.boards} boards -> {report.pages} pages, {report.figures} figures, "
-          f"{report.thumbnails} thumbnails in {report.seconds:.1f} s; open {Path(args.out) / 'index.html'}")
+    print(f"{report.results} results on {report.boards} boards (+ {report.reported} published numbers) -> "
+          f"{report.pages} pages, {report.figures} figures, {report.thumbnails} thumbnails, {report.downloads} downloads "
+          f"in {report.seconds:.1f} s; open {Path(args.out) / 'index.html'}")
     return 0

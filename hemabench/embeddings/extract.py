@@ -230,11 +230,14 @@ def extract_embeddings(encoder, root, records: pd.DataFrame, *, dataset: str = "
                                               batch_size=batch_size, workers=workers, desc=desc, progress=progress)
     finally:
         sink.close()
+    total = ranks.total(forwarded)
+    extraction = {"images": total, "seconds": time.perf_counter() - start,  # encoder_cost reads it
+                  "device": str(torch_device)}
     _assemble(entry, ranks, paths, n_chunks, int(encoder.spec.embed_dim), dtype,
               {"encoder": encoder.spec.name, "dataset": dataset, "weights_sha256": encoder.weights_sha256,
-               "root": root.describe()})
+               "root": root.describe(), "extraction": extraction})
     settings = {**runner.describe(), "ranks": ranks.world, "pixel_cache": pixels is not None}
-    return entry.load(), ExtractionStats(key, ranks.total(forwarded), False, time.perf_counter() - start,
+    return entry.load(), ExtractionStats(key, total, False, time.perf_counter() - start,
                                          str(torch_device), size, settings)
 
 

@@ -21,11 +21,16 @@ import hemabench
 from hemabench.errors import HemabenchError
 from hemabench.leaderboard.clinical import load_cost_models
 from hemabench.leaderboard.collect import Board, Entry, anchor, group_boards, load_entries
-from hemabench.leaderboard.pages import board_context, board_href, encoder_context, encoder_href, index_context
+from hemabench.leaderboard.context import paper_board_context
+from hemabench.leaderboard.downloads import Downloads, board_json, reported_json
+from hemabench.leaderboard.index import index_context
+from hemabench.leaderboard.pages import board_context, board_href, encoder_context, encoder_href
 from hemabench.leaderboard.ranking import tie_ranks
+from hemabench.leaderboard.reported import pairs, paper_boards
+from hemabench.reported import load_reported
 
 HERE = Path(__file__).resolve().parent
-OWNED = ("index.html", "tasks", "encoders", "figures", "thumbs")  # what a rebuild replaces in --out
+OWNED = ("index.html", "tasks", "encoders", "figures", "thumbs", "downloads")  # what a rebuild replaces in --out
 THUMB_SIZE = 96
 
 
@@ -37,6 +42,8 @@ class BuildReport:
     pages: int = 0
     figures: int = 0
     thumbnails: int = 0
+    downloads: int = 0
+    reported: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
@@ -132,10 +139,10 @@ class Site:
         return f"../thumbs/{name}"
 
 
-def environment() -> jinja2.Environment:
+def environment(downloads: Downloads | None = None) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([HERE / "templates", HERE / "static"]),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(anchor=anchor)
+    env.globals.update(anchor=anchor, csv_href=downloads.table if downloads else (lambda table: None))
     return env
 
 
@@ -170,28 +177,44 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
     boards = group_boards(entries)
     for board in boards:
         board.ranks, board.comparisons = tie_ranks({e: entry.result for e, entry in board.entries.items()})
+    values = load_reported()
+    only_papers = paper_boards(boards, values)
     out.mkdir(parents=True, exist_ok=True)
     _clean(out)
-    site, env, models = Site(out, data_root, report, figures), environment(), load_cost_models()
+    downloads = Downloads(out)
+    site, env, models = Site(out, data_root, report, figures), environment(downloads), load_cost_models()
+    encoders = sorted({e.encoder for e in entries} | {r.encoder for r in values if not r.external})
     site.custom_sources = {e.result["dataset"]: str(info["source"]) for e in entries if e.origin == "local run"
                            and (info := e.result.get("dataset_info") or {}).get("custom") and info.get("source")}
-    encoders = sorted({e.encoder for e in entries})
 
     def write(rel: str, template: str, page_entries: list[Entry], **context) -> None:
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         prefix = "../" if "/" in rel else ""
+        downloads.start_page(rel)
         path.write_text(env.get_template(template).render(prefix=prefix, provenance=page_provenance(page_entries),
                                                            **context), encoding="utf-8")
         report.pages += 1
 
-    write("index.html", "index.html.j2", entries, **index_context(boards, {e: {} for e in encoders}),
-          title="hemabench leaderboard", n_results=len(entries))
+    whole = {"boards": [], "papers_only": [{"task": b.task, "dataset": b.dataset, "task_version": b.version,
+                                            "reported": [reported_json(r) for r in b.values]} for b in only_papers]}
     for board in boards:
-        write(board_href(board), "task.html.j2", list(board.entries.values()), **board_context(board, site, models))
+        paired, shown = pairs(board, values), [r for r in values if (r.task, r.dataset) == (board.task, board.dataset)]
+        whole["boards"].append(board_json(board, paired, shown))
+        downloads.start_page(board_href(board))
+        json_href = "../" + downloads.json(f"{board.slug}.json", whole["boards"][-1])
+        write(board_href(board), "task.html.j2", list(board.entries.values()),
+              **board_context(board, site, models, values), board_json=json_href)
+    for board in only_papers:
+        write(f"tasks/{board.slug}.html", "reported-board.html.j2", [], **paper_board_context(board, values))
+    downloads.start_page("index.html")
+    leaderboard_json = downloads.json("leaderboard.json", whole)
+    write("index.html", "index.html.j2", entries, **index_context(boards, only_papers, values, downloads),
+          title="hemabench leaderboard", n_results=len(entries), n_reported=len(values), leaderboard_json=leaderboard_json)
     for encoder in encoders:
         own: list[Board] = [b for b in boards if encoder in b.entries]
         write(encoder_href(encoder), "encoder.html.j2", [b.entries[encoder] for b in own],
-              **encoder_context(encoder, own), title=f"encoder {encoder}")
+              **encoder_context(encoder, own, values), title=f"encoder {encoder}")
+    report.downloads, report.reported = downloads.written, len(values)
     report.results, report.boards, report.seconds = len(entries), len(boards), time.perf_counter() - start
     return report

@@ -74,3 +74,50 @@ def curves_figure(path: Path, curves: pd.DataFrame, title: str, references: pd.D
             ax.grid(alpha=0.3)
         axes[0][-1].legend(fontsize=7, loc="lower right")
         return _save(fig, path)
+
+
+def _front(frame: pd.DataFrame, x: str, higher_x_better: bool) -> pd.DataFrame:
+    """Points no other point beats on both x and the score (the Pareto front), sorted by x."""
+    order = frame.sort_values(x, ascending=not higher_x_better)
+    best, keep = -np.inf, []
+    for index, row in order.iterrows():
+        if row["score"] > best:
+            keep.append(index)
+            best = row["score"]
+    return frame.loc[keep].sort_values(x)
+
+
+def pareto_figure(path: Path, frame: pd.DataFrame, title: str, metric: str) -> str:
+    """Main score against forward images/s and against GFLOPs per image, the Pareto front drawn.
+
+    ``frame``: columns encoder, score (fraction), images_per_s, gflops, device. Points are
+    coloured by device: images/s from different devices are not comparable, and the panel
+    title says so when there is more than one."""
+    devices = sorted(frame["device"].unique())
+    palette = dict(zip(devices, sns.color_palette("colorblind", len(devices))))
+    panels = [("images_per_s", "forward images/s (log)", True), ("gflops", "GFLOPs per image (log)", False)]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), squeeze=False)
+        for ax, (x, label, higher) in zip(axes[0], panels):
+            data = frame.dropna(subset=[x])
+            data = data[data[x] > 0]
+            for device, group in data.groupby("device", sort=True):
+                ax.scatter(group[x], 100 * group["score"], color=palette[device], label=device, s=22, zorder=3)
+            for row in data.itertuples():
+                ax.annotate(row.encoder, (getattr(row, x), 100 * row.score), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+            if x == "gflops" or len(devices) == 1:  # a speed front across devices would compare them
+                front = _front(data, x, higher)
+                if len(front) > 1:
+                    ax.plot(front[x], 100 * front["score"], color="grey", linestyle="--", linewidth=1, zorder=2)
+            if len(data):
+                ax.set_xscale("log")
+            missing = sorted(set(frame["encoder"]) - set(data["encoder"]))
+            if missing:
+                ax.text(0.01, 0.01, "not measured: " + ", ".join(missing), transform=ax.transAxes, fontsize=7,
+                        color="grey", va="bottom")
+            note = "" if x == "gflops" or len(devices) < 2 else "\n(different devices: speeds not comparable)"
+            ax.set(xlabel=label, ylabel=f"{metric} (%)", title=f"{title}{note}")
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7, title="device", title_fontsize=7, loc="best")
+        return _save(fig, path)

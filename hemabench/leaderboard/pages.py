@@ -10,6 +10,15 @@ import pandas as pd
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.clinical import clinical_scores, model_for
 from hemabench.leaderboard.collect import Board, Entry, anchor, detail_variant, slug, task_params
+from hemabench.leaderboard.context import (
+    encoder_costs,
+    extend_ranking,
+    pairs_table,
+    pareto,
+    protocol_words,
+    published_table,
+)
+from hemabench.leaderboard.reported import pairs, reported_cell
 from hemabench.leaderboard.sections import CURVE_VARIANT, attention, crossmag, curves, superclass_rows
 from hemabench.leaderboard.tables import (
     as_table,
@@ -20,6 +29,7 @@ from hemabench.leaderboard.tables import (
     plain,
     score_cell,
 )
+from hemabench.reported import Reported
 
 
 def board_title(board: Board) -> str:
@@ -116,8 +126,9 @@ def _cost_model(labels: list[str], models, site, board: Board) -> dict | None:
             "groups": {g: m for g, m in groups.items() if m}, "figure": figure}
 
 
-def board_context(board: Board, site, models) -> dict:
+def board_context(board: Board, site, models, values: list[Reported] = ()) -> dict:
     first = board.first
+    paired = pairs(board, list(values))
     meta = first.get("task_metadata") or {}
     labels = list(dict.fromkeys(str(x) for e in board.entries.values() for x in e.result.get("labels", [])))
     clinical = {e: clinical_scores(entry.result, detail_variant(entry.result), models)
@@ -139,8 +150,11 @@ def board_context(board: Board, site, models) -> dict:
         "board": board, "title": board_title(board), "dataset_title": dataset_title(board.dataset), "meta": meta,
         "detail_variant": detail_variant(first),
         "params_json": json.dumps(task_params(first), indent=1, sort_keys=True),
+        "protocol_words": protocol_words(board.task, task_params(first), board.params_digest),
         "split": split_text(first.get("split")), "source_split": split_text(first.get("source_split")),
-        "ranking": _ranking(board, clinical), "comparisons": _comparisons(board), "variants": _variants(board),
+        "ranking": extend_ranking(_ranking(board, clinical), board, list(values), paired),
+        "published": published_table(board.task, board.dataset, list(values)), "pairs": pairs_table(paired),
+        "pareto": pareto(board, site), "comparisons": _comparisons(board), "variants": _variants(board),
         "cost_model": _cost_model(labels, models, site, board),
         "per_class": per_class_table(per_class, labels, superclass_rows(board)),
         "curves": curves(board, site), "crossmag": crossmag(board, site), "attention": attention(board, site),
@@ -151,40 +165,11 @@ def board_context(board: Board, site, models) -> dict:
     }
 
 
-def index_context(boards: list[Board], encoders: dict[str, dict]) -> dict:
-    """Encoders x boards with the main metric; mean significance rank over the boards present."""
-    rows, heads = [], []
-    columns = [{"text": board_title(b), "href": board_href(b), "sub": f"v{b.version} · params {b.params_digest}",
-                "title": f"{dataset_title(b.dataset)}; {b.main_metric}; split {split_text(b.first.get('split'))}"}
-               for b in boards]
-    for encoder in sorted(encoders):
-        ranks = [b.ranks[encoder] for b in boards if encoder in b.entries]
-        row = [plain(f"{sum(ranks) / len(ranks):.2f}", sum(ranks) / len(ranks)) if ranks else plain("–")]
-        for b in boards:
-            entry = b.entries.get(encoder)
-            row.append(score_cell(entry.main, f"{board_href(b)}#enc-{anchor(encoder)}", b.ranks.get(encoder))
-                       if entry else plain("–"))
-        rows.append(row)
-        heads.append(plain(encoder, encoder, href=encoder_href(encoder)))
-    table = {"id": "leaderboard", "sortable": True,
-             "caption": "main metric per task and dataset, % (mean ± std, 95% interval); the badge is the "
-                        "significance rank within that column (equal ranks: not separable)",
-             "columns": [{"text": "encoder"}, {"text": "mean rank"}] + columns,
-             "rows": [{"id": f"row-{anchor(e)}", "head": h, "cells": r} for e, h, r in zip(sorted(encoders), heads, rows)]}
-    board_rows = {board_title(b) + f" (v{b.version}, params {b.params_digest})": {
-        "dataset": dataset_title(b.dataset), "main metric": b.main_metric, "task version": b.version,
-        "params": b.params_digest,
-        "split": split_text(b.first.get("split")), "source split": split_text(b.first.get("source_split")),
-        "encoders": len(b.entries)} for b in boards}
-    return {"leaderboard": table, "boards": as_table(pd.DataFrame.from_dict(board_rows, orient="index"), "boards",
-                                               "what each column is: results are ranked together only within one "
-                                               "row of this table", sortable=False, index_name="board")}
-
-
-def encoder_context(encoder: str, boards: list[Board]) -> dict:
+def encoder_context(encoder: str, boards: list[Board], values: list[Reported] = ()) -> dict:
     entries = [(b, b.entries[encoder]) for b in boards if encoder in b.entries]
+    paired = [(b, p) for b in boards for p in pairs(b, list(values)) if p.encoder == encoder]
     meta = next((e.meta for _, e in entries if e.meta), {})
-    spec = meta.get("spec") or entries[0][1].result["encoder"].get("spec") or {}
+    spec = meta.get("spec") or (entries[0][1].result["encoder"].get("spec") if entries else _registered(encoder)) or {}
     weights = sorted({str(e.result["encoder"].get("weights_sha256", "")) for _, e in entries})
     rows = {}
     for b, e in entries:
@@ -197,4 +182,30 @@ def encoder_context(encoder: str, boards: list[Board]) -> dict:
     return {"encoder": encoder, "spec": spec_rows, "submission": meta.get("submission") or {}, "weights": weights,
             "key_facts": {k: spec.get(k, "") for k in ("license", "params_m", "training_data", "citation")},
             "results": as_table(pd.DataFrame.from_dict(rows, orient="index"), "results", "every result of this encoder",
-                                index_name="task / dataset")}
+                                index_name="task / dataset") if rows else None,
+            "cost": encoder_costs(encoder, [b for b, _ in entries], board_title),
+            "pairs": pairs_table([p for _, p in paired], "pairs", [board_title(b) for b, _ in paired]),
+            "published": _own_published(encoder, values)}
+
+
+def _registered(encoder: str) -> dict:
+    """The registry's spec of an encoder with published numbers but no run yet."""
+    from hemabench.encoders import ENCODERS
+
+    try:
+        spec = ENCODERS.get(encoder)
+    except Exception:  # noqa: BLE001 - not registered here: the page shows no spec
+        return {}
+    return {k: v for k, v in vars(spec).items() if k in ("name", "family", "arch", "embed_dim", "input_size",
+                                                          "params_m", "license", "citation", "training_data")}
+
+
+def _own_published(encoder: str, values) -> dict | None:
+    """The encoder's published numbers on every task and dataset (a registered encoder only)."""
+    mine = [r for r in values if r.encoder == encoder]
+    if not mine:
+        return None
+    frame = pd.DataFrame([{"task": plain(r.task), "dataset": plain(r.dataset), "metric": plain(r.metric),
+                           "published": reported_cell(r)} for r in mine])
+    return as_table(frame, "published", "published numbers of this encoder (never ranked with runs)",
+                    index_name="#", heads=[plain(i + 1, i + 1) for i in range(len(mine))])

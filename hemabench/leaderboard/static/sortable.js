@@ -1,6 +1,8 @@
 /* Sortable tables without any library: a button in each header sorts by that column.
-   Cells sort by their data-sort value (exact numbers) or their text; empty cells stay last. */
+   Cells sort by their data-sort value (exact numbers) or their text; empty cells stay last;
+   rows of different trust tiers (data-tier: runs, then published numbers) stay in their own blocks. */
 (function () {
+  var TIERS = [null, "run", "verified", "self-reported", "paper"];
   function key(cell) {
     if (!cell) return null;
     var raw = cell.hasAttribute("data-sort") ? cell.getAttribute("data-sort") : cell.textContent.trim();
@@ -13,7 +15,7 @@
     return String(a).localeCompare(String(b));
   }
   document.querySelectorAll("table.sortable").forEach(function (table) {
-    var headers = table.tHead ? table.tHead.rows[0].cells : [];
+    var headers = table.tHead ? table.tHead.rows[table.tHead.rows.length - 1].cells : [];
     Array.prototype.forEach.call(headers, function (th, column) {
       var button = document.createElement("button");
       button.className = "sort";
@@ -28,6 +30,8 @@
         var body = table.tBodies[0];
         var rows = Array.prototype.slice.call(body.rows);
         rows.sort(function (r1, r2) {
+          var t1 = TIERS.indexOf(r1.getAttribute("data-tier")), t2 = TIERS.indexOf(r2.getAttribute("data-tier"));
+          if (t1 !== t2) return t1 - t2;  /* runs and published numbers are never sorted into one another */
           var a = key(r1.cells[column]), b = key(r2.cells[column]);
           if (a === null || b === null) return (a === null) - (b === null);
           return descending ? compare(b, a) : compare(a, b);

@@ -1,0 +1,176 @@
+"""What issue 15 adds to the board and encoder pages: encoder cost, paper rows, reproduced-vs-reported.
+
+Kept apart from ``pages`` so the ranking itself stays as it was: these functions only add
+columns and rows to its table, and sections after it. Paper rows get no rank, sit after
+every run (the "paper" tier) and take no part in the pairwise comparisons.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from hemabench.leaderboard import figures
+from hemabench.leaderboard.collect import Board, anchor, slug
+from hemabench.leaderboard.reported import Pair, PaperBoard, by_encoder, encoder_head, reported_cell
+from hemabench.leaderboard.tables import as_table, pct, plain
+from hemabench.metrics import METRICS
+from hemabench.reported import EXTRA_METRICS, Reported
+
+COST_COLUMNS = ("GFLOPs / image", "forward images/s", "extraction images/s")
+DELTA = "reproduced − reported"
+
+
+def protocol_words(task: str, params: dict, params_digest: str) -> tuple[str, str]:
+    """("full protocol" | "demo settings: k v, ..." , tooltip with the hash) for a board's parameters."""
+    from hemabench.tasks import TASKS
+
+    try:
+        defaults = TASKS.get(task).params
+    except Exception:  # an unregistered task: only the hash can be shown
+        return f"parameters {params_digest}", f"task parameters {params_digest}"
+    changed = {k: v for k, v in params.items() if json.dumps(defaults.get(k), sort_keys=True) != json.dumps(v, sort_keys=True)}
+    text = "full protocol" if not changed else "demo settings: " + ", ".join(
+        f"{k.replace('_', ' ')} {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in sorted(changed.items()))
+    return text, f"task parameters {params_digest}" + (f" (registered defaults changed: {sorted(changed)})" if changed else "")
+
+
+def cost_cells(result: dict) -> dict[str, dict]:
+    cost = result.get("encoder_cost")
+    if not isinstance(cost, dict):
+        return {c: plain("–") for c in COST_COLUMNS}
+    gflops, extraction = cost.get("gflops_per_image"), cost.get("extraction_images_per_s")
+    return {
+        COST_COLUMNS[0]: plain("–" if gflops is None else f"{gflops:.2f}", gflops, title=cost.get("flops_note", "")),
+        COST_COLUMNS[1]: plain(f"{cost['forward_images_per_s']:.1f}", cost["forward_images_per_s"], sub=cost["device"],
+                               title=f"bare forward, batch {cost.get('forward_batch_size')}, on {cost['device']}"),
+        COST_COLUMNS[2]: plain("–" if extraction is None else f"{extraction:.1f}", extraction,
+                               sub=cost.get("extraction_device") or None,
+                               title="decode, resize and forward of this dataset's images"),
+    }
+
+
+def _column_metric(text: str, board_main: str) -> str | None:
+    """The metric key a ranking column shows (the main metric, or a sibling of its variant)."""
+    variant = board_main.rsplit("/", 1)[0]
+    if text == board_main:
+        return text
+    return f"{variant}/{text}" if text in METRICS + EXTRA_METRICS else None
+
+
+def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: list[Pair]) -> dict:
+    """Cost and reproduced-minus-reported columns on the run rows; paper rows below them, unranked."""
+    main_pairs = {p.encoder: p for p in pairs if p.metric == board.main_metric}
+    for row, encoder in zip(table["rows"], board.sorted_encoders()):
+        cells = cost_cells(board.entries[encoder].result)
+        pair = main_pairs.get(encoder)
+        row["cells"] += [cells[c] for c in COST_COLUMNS] + [pair.cell() if pair else plain("–")]
+        row.setdefault("data", {})["tier"] = "run"
+    table["columns"] += [{"text": c} for c in COST_COLUMNS] + [
+        {"text": DELTA, "title": f"run minus the published value of {board.main_metric}, percentage points, with the "
+                                 "run's 95% interval moved by the published value; ≠ = outside it"}]
+    texts = [c["text"] for c in table["columns"][1:]]
+    for (encoder, source), metrics in by_encoder([r for r in values if (r.task, r.dataset) == (board.task, board.dataset)]).items():
+        first = next(iter(metrics.values()))
+        cells = []
+        for text in texts:
+            metric = _column_metric(text, board.main_metric)
+            if text == "rank":
+                cells.append(plain("paper", "", cls="rank-cell paper", title="published: never ranked"))
+            elif text == "source":
+                cells.append(plain(source, source, title=f"{first.citation}. Protocol: {first.note}"))
+            else:
+                cells.append(reported_cell(metrics.get(metric), source=False) if metric else plain("–"))
+        href = None if first.external else f"../encoders/{slug(encoder)}.html"
+        table["rows"].append({"id": f"paper-{anchor(encoder)}-{anchor(source)}", "cls": "tier-paper",
+                              "head": encoder_head(encoder, href, first.encoder_description), "cells": cells,
+                              "data": {"tier": "paper"}})
+    return table
+
+
+def published_table(task: str, dataset: str, values: list[Reported]) -> dict | None:
+    """Every published number on this task and dataset: one row per encoder and paper table, one column
+    per metric; transposed (metrics as rows) when there are many more metrics than rows, e.g. per-class
+    sensitivities."""
+    mine = [r for r in values if (r.task, r.dataset) == (task, dataset)]
+    if not mine:
+        return None
+    metrics = list(dict.fromkeys(r.metric for r in mine))
+    rows = by_encoder(mine)
+    caption = ("published numbers, % (± sd where the paper prints one); hover a value for the paper's protocol and "
+               "how it differs from hemabench's. Never ranked with runs.")
+    if len(metrics) > 10 and len(metrics) > 2 * len(rows):
+        frame = pd.DataFrame({f"{e.removeprefix('external:')} ({source})": {m: reported_cell(cells.get(m), source=False)
+                                                                           for m in metrics}
+                              for (e, source), cells in rows.items()}, index=metrics)
+        return as_table(frame, "published", caption, index_name="metric")
+    frame = pd.DataFrame([{m: reported_cell(cells.get(m), source=False) for m in metrics} for cells in rows.values()],
+                         columns=metrics)
+    heads = [encoder_head(e, None if e.startswith("external:") else f"../encoders/{slug(e)}.html",
+                          next(iter(cells.values())).encoder_description) for (e, _), cells in rows.items()]
+    frame.insert(0, "paper, table", [plain(source, source, title=next(iter(cells.values())).note)
+                                     for (_, source), cells in rows.items()])
+    return as_table(frame, "published", caption, index_name="encoder", heads=heads, row_cls=["tier-paper"] * len(heads))
+
+
+def pairs_table(pairs: list[Pair], table_id: str = "pairs", boards: list[str] | None = None) -> dict | None:
+    """Reproduced vs reported: run, published value, difference and the run's interval moved by it."""
+    if not pairs:
+        return None
+    rows = []
+    for i, p in enumerate(pairs):
+        ci = p.run.get("ci95") or [None, None]
+        row = {"board": plain(boards[i], boards[i])} if boards else {}
+        row.update({"metric": plain(p.metric, p.metric),
+                    "run": plain(f"{pct(p.run['mean'])}", p.run["mean"], sub=f"[{pct(ci[0])}, {pct(ci[1])}]"),
+                    "reported": reported_cell(p.reported), DELTA: p.cell(),
+                    "flag": plain("outside the run's interval" if p.flagged else "within", p.flagged)})
+        rows.append(row)
+    heads = [plain(p.encoder, p.encoder) for p in pairs]
+    return as_table(pd.DataFrame(rows), table_id, "a hemabench run and a published value of the same encoder, task, "
+                    "dataset and metric; difference in percentage points with the run's 95% interval minus the "
+                    "published value", index_name="encoder", heads=heads,
+                    row_cls=["flagged" if p.flagged else "" for p in pairs])
+
+
+def pareto(board: Board, site) -> str | None:
+    rows = [{"encoder": e, "score": board.entries[e].main["mean"],
+             "images_per_s": (board.entries[e].result.get("encoder_cost") or {}).get("forward_images_per_s"),
+             "gflops": (board.entries[e].result.get("encoder_cost") or {}).get("gflops_per_image"),
+             "device": (board.entries[e].result.get("encoder_cost") or {}).get("device")}
+            for e in board.sorted_encoders() if isinstance(board.entries[e].result.get("encoder_cost"), dict)]
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows).astype({"images_per_s": float, "gflops": float})
+    return site.figure(f"{board.slug}-pareto.svg", figures.pareto_figure, frame, board.dataset, board.main_metric)
+
+
+def encoder_costs(encoder: str, boards: list[Board], title) -> dict | None:
+    """The encoder page's cost table: one row per result (devices and datasets differ)."""
+    rows, names = [], []
+    for b in boards:
+        cost = b.entries[encoder].result.get("encoder_cost")
+        if not isinstance(cost, dict):
+            continue
+        names.append(title(b))
+        rows.append({"parameters": plain(f"{cost['parameters']:,}", cost["parameters"]),
+                     "embedding": plain(cost["embedding_dim"], cost["embedding_dim"]),
+                     "input": plain(f"{cost['input_size']} px", cost["input_size"]),
+                     **cost_cells(b.entries[encoder].result),
+                     "peak memory (MB)": plain(f"{cost['peak_memory_mb']:.0f}", cost["peak_memory_mb"],
+                                               title=cost.get("peak_memory_kind", "")),
+                     "device": plain(cost["device"])})
+    if not rows:
+        return None
+    return as_table(pd.DataFrame(rows, index=names), "cost", "measured cost of this encoder in each result; images/s "
+                    "depend on the device named: compare speeds only on the same device", index_name="result")
+
+
+def paper_board_context(board: PaperBoard, values: list[Reported]) -> dict:
+    """A board only papers report so far: what the task is, and the published rows."""
+    from hemabench.tasks import TASKS
+
+    task = TASKS.get(board.task)
+    return {"board": board, "title": f"{board.task} / {board.dataset}", "task": task,
+            "published": published_table(board.task, board.dataset, values)}

@@ -1,0 +1,147 @@
+"""The index page: encoders x boards, columns grouped by task family, runs first, then paper rows.
+
+Runs carry their significance rank within each column; paper rows (published numbers)
+carry a badge and are never ranked. Rows carry data attributes the filter script reads
+(encoder family, parameters, the datasets the encoder was trained on); column headers say
+in words which protocol they hold ("full protocol", "demo settings: repetitions 10") with
+the parameter hash in the tooltip.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import pandas as pd
+
+from hemabench.leaderboard.collect import Board, anchor, task_params
+from hemabench.leaderboard.context import protocol_words
+from hemabench.leaderboard.pages import board_href, board_title, dataset_title, encoder_href, split_text
+from hemabench.leaderboard.reported import PaperBoard, encoder_head, reported_cell, task_family, trained_on
+from hemabench.leaderboard.tables import as_table, plain, score_cell
+from hemabench.reported import Reported
+
+
+def encoder_facts(name: str, entries: list) -> dict:
+    """Family, parameters (M), trained-on datasets and measured cost of one encoder for the index."""
+    from hemabench.encoders import ENCODERS
+
+    try:
+        spec = ENCODERS.get(name)
+        facts = {"family": spec.family, "params_m": float(spec.params_m), "trained": trained_on(spec.training_data)}
+    except Exception:  # a submitted encoder that is not in this registry: what its results say
+        spec = (entries[0].result["encoder"].get("spec") or {}) if entries else {}
+        facts = {"family": str(spec.get("family", "")), "params_m": spec.get("params_m"),
+                 "trained": trained_on(str(spec.get("training_data", "")))}
+    costs = [e.result["encoder_cost"] for e in entries if isinstance(e.result.get("encoder_cost"), dict)]
+    facts["costs"] = costs
+    return facts
+
+
+def _cost_cells(costs: list[dict]) -> list[dict]:
+    if not costs:
+        return [plain("–"), plain("–")]
+    gflops = next((c.get("gflops_per_image") for c in costs if c.get("gflops_per_image") is not None), None)
+    devices = sorted({c["device"] for c in costs})
+    first = [c["forward_images_per_s"] for c in costs if c["device"] == devices[0]]
+    speed = statistics.median(first)
+    note = devices[0] if len(devices) == 1 else f"{devices[0]}; {len(devices)} devices, see the encoder page"
+    return [plain("–" if gflops is None else f"{gflops:.2f}", gflops, title=costs[0].get("flops_note", "")),
+            plain(f"{speed:.1f}", speed, sub=note, title=f"bare forward, images/s on {devices[0]}; speeds from "
+                                                       "different devices are not comparable")]
+
+
+def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: list[Reported], downloads) -> dict:
+    columns_all = sorted([("run", b) for b in boards] + [("paper", b) for b in paper_boards],
+                         key=lambda kb: (task_family(kb[1].task), kb[1].task, kb[1].dataset, str(kb[1].version)))
+    heads, groups = [], []
+    for kind, b in columns_all:
+        if kind == "run":
+            words, title = protocol_words(b.task, task_params(b.first), b.params_digest)
+            heads.append({"text": board_title(b), "href": board_href(b), "sub": f"v{b.version} · {words}",
+                          "title": f"{dataset_title(b.dataset)}; {b.main_metric}; {title}; "
+                                   f"split {split_text(b.first.get('split'))}"})
+        else:
+            heads.append({"text": board_title(b), "href": f"tasks/{b.slug}.html", "sub": f"v{b.version} · papers only · {b.main_metric}",
+                          "title": f"{b.main_metric}; no hemabench run yet: published numbers only"})
+        family = task_family(b.task)
+        if groups and groups[-1]["text"] == family:
+            groups[-1]["span"] += 1
+        else:
+            groups.append({"text": family, "span": 1})
+    fixed = [{"text": "encoder"}, {"text": "family"}, {"text": "params (M)"}, {"text": "GFLOPs / image"},
+             {"text": "forward images/s", "title": "bare forward pass on the run's device (named below each value)"},
+             {"text": "mean rank"}]
+    groups = [{"text": "", "span": len(fixed)}] + groups
+    rows = []
+    run_encoders = sorted({e for b in boards for e in b.entries})
+    for encoder in run_encoders:
+        facts = encoder_facts(encoder, [b.entries[encoder] for b in boards if encoder in b.entries])
+        ranks = [b.ranks[encoder] for b in boards if encoder in b.entries and encoder in b.ranks]
+        cells = [plain(facts["family"]), _params_cell(facts["params_m"]), *_cost_cells(facts["costs"]),
+                 plain(f"{sum(ranks) / len(ranks):.2f}", sum(ranks) / len(ranks)) if ranks else plain("–")]
+        for kind, b in columns_all:
+            entry = b.entries.get(encoder) if kind == "run" else None
+            cell = (score_cell(entry.main, f"{board_href(b)}#enc-{anchor(encoder)}", b.ranks.get(encoder))
+                    if entry else plain("–"))
+            cells.append(_mark_trained(cell, b.dataset, facts["trained"]))
+        rows.append(_row(f"row-{anchor(encoder)}", plain(encoder, encoder, href=encoder_href(encoder)), cells,
+                         facts, "run"))
+    paper_rows = sorted({r.encoder for r in values})
+    for encoder in paper_rows:
+        mine = [r for r in values if r.encoder == encoder]
+        facts = encoder_facts(encoder, []) if not encoder.startswith("external:") else \
+            {"family": "external", "params_m": None, "trained": [], "costs": []}
+        cells = [plain(facts["family"]), _params_cell(facts["params_m"]), plain("–"), plain("–"), plain("not ranked")]
+        for _, b in columns_all:
+            hit = next((r for r in mine if (r.task, r.dataset, r.metric) == (b.task, b.dataset, b.main_metric)), None)
+            cells.append(_mark_trained(reported_cell(hit), b.dataset, facts["trained"]))
+        href = None if encoder.startswith("external:") else encoder_href(encoder)
+        rows.append(_row(f"paper-{anchor(encoder)}", encoder_head(encoder, href, mine[0].encoder_description),
+                         cells, facts, "paper"))
+    table = {"id": "leaderboard", "sortable": True, "groups": groups, "rows": rows, "caption": "",
+             "note": "main metric per task and dataset, % (mean ± std, 95% interval); the badge is the significance "
+                        "rank within that column (equal ranks: not separable). Rows marked paper are published numbers "
+                        "(hover for the table and protocol differences): never ranked. † = the encoder was trained on "
+                        "(part of) that dataset.",
+             "columns": fixed + heads}
+    table["csv"] = downloads.table(table)
+    board_rows = {}
+    for b in boards:
+        words, _ = protocol_words(b.task, task_params(b.first), b.params_digest)
+        board_rows[f"{board_title(b)} (v{b.version}, {words})"] = {
+            "dataset": dataset_title(b.dataset), "main metric": b.main_metric, "task version": b.version, "params": b.params_digest,
+            "split": split_text(b.first.get("split")), "source split": split_text(b.first.get("source_split")),
+            "encoders": len(b.entries)}
+    for b in paper_boards:
+        board_rows[f"{b.task} / {b.dataset} (v{b.version}, papers only)"] = {
+            "dataset": dataset_title(b.dataset), "main metric": b.main_metric, "task version": b.version,
+            "params": "", "split": "", "source split": "",
+            "encoders": 0}
+    board_table = as_table(pd.DataFrame.from_dict(board_rows, orient="index"), "boards",
+                           "what each column is: results are ranked together only within one row of this table",
+                           sortable=False, index_name="board")
+    board_table["csv"] = downloads.table(board_table)
+    families = sorted({r["data"]["family"] for r in rows if r["data"]["family"]})
+    datasets = sorted({b.dataset for _, b in columns_all})
+    return {"leaderboard": table, "boards": board_table, "families": families, "datasets": datasets}
+
+
+def _params_cell(params_m) -> dict:
+    if params_m is None:
+        return plain("–")
+    return plain(f"{float(params_m):.1f}", float(params_m))
+
+
+def _mark_trained(cell: dict, dataset: str, trained: list[str]) -> dict:
+    if dataset in trained and cell.get("text") != "–":
+        cell = {**cell, "text": f"{cell['text']} †", "cls": f"{cell.get('cls') or ''} trained".strip(),
+                "title": f"{cell.get('title') or ''} (this encoder was trained on {dataset})".strip()}
+    return cell
+
+
+def _row(row_id: str, head: dict, cells: list[dict], facts: dict, tier: str) -> dict:
+    params = facts.get("params_m")
+    return {"id": row_id, "head": head, "cells": cells, "cls": f"tier-{tier}",
+            "data": {"tier": tier, "family": facts.get("family") or "",
+                     "params": "" if params is None else repr(float(params)),
+                     "trained": " ".join(facts.get("trained") or [])}}

@@ -1,0 +1,146 @@
+"""Published numbers on the site: paper rows beside the runs, reproduced-vs-reported pairs, and
+boards that exist only because a paper reports them.
+
+A reported value (``hemabench.reported``) carries the trust tier "paper": it is shown with
+a badge, its table and protocol note, and it is never ranked or put in a tie group. A
+*pair* is a run and a reported value of the same encoder, task, dataset and metric; its
+difference is shown with the run's interval moved by the reported value, and flagged when
+the reported value lies outside that interval.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from hemabench.leaderboard.collect import Board, digest, slug
+from hemabench.leaderboard.tables import pct, plain
+from hemabench.reported import Reported, run_value
+
+TRAINED_ON = re.compile(r"hemabench datasets?:\s*([a-z0-9][a-z0-9, -]*)", re.IGNORECASE)
+FAMILIES = {  # task -> the family its index columns are grouped under
+    "cell-knn": "cell types", "cell-probe": "cell types", "label-efficiency": "cell types",
+    "bm-to-blood": "bone marrow to blood", "aml-mil": "AML subtype (MIL)", "aml-mil-blast20": "AML subtype (MIL)",
+    "breakhis-binary": "BreakHis", "breakhis-subtype": "BreakHis", "breakhis-limited": "BreakHis",
+    "breakhis-crossmag": "BreakHis",
+}
+
+
+def task_family(task: str) -> str:
+    return FAMILIES.get(task, task)
+
+
+def trained_on(training_data: str) -> list[str]:
+    """The hemabench datasets an encoder spec says it was trained on ("hemabench datasets: a, b")."""
+    match = TRAINED_ON.search(training_data or "")
+    return sorted({d.strip() for d in match.group(1).split(",") if d.strip()}) if match else []
+
+
+@dataclass
+class PaperBoard:
+    """A task on a dataset that only papers report so far: shown with reported rows only."""
+
+    task: str
+    dataset: str
+    version: int
+    main_metric: str
+    values: list[Reported] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return f"{slug(self.task)}--{slug(self.dataset)}--reported-{digest([self.task, self.dataset])}"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One run and one reported value for the same encoder, task, dataset and metric."""
+
+    encoder: str
+    metric: str
+    run: dict  # the run's metric entry: mean, std, ci95
+    reported: Reported
+
+    @property
+    def difference(self) -> float:
+        return float(self.run["mean"]) - self.reported.value
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The run's 95% interval minus the reported value (an interval for the difference, reported fixed)."""
+        ci = self.run.get("ci95") or [None, None]
+        if ci[0] is None or ci[1] is None:
+            return None
+        return float(ci[0]) - self.reported.value, float(ci[1]) - self.reported.value
+
+    @property
+    def flagged(self) -> bool:
+        """The reported value lies outside the run's interval."""
+        interval = self.interval
+        return interval is not None and not interval[0] <= 0.0 <= interval[1]
+
+    def cell(self) -> dict:
+        interval = self.interval
+        sub = f"[{pct(interval[0], 2)}, {pct(interval[1], 2)}]" if interval else None
+        flag = "outside the run's interval" if self.flagged else ""
+        return plain(f"{'+' if self.difference >= 0 else ''}{pct(self.difference, 2)}", self.difference, sub=sub,
+                     cls="delta flagged" if self.flagged else "delta", badge="≠" if self.flagged else None,
+                     title=f"run {self.run['mean']!r} minus {self.reported.source} {self.reported.value!r}, "
+                           f"percentage points; interval = the run's 95% interval minus the reported value"
+                           + (f"; {flag}" if flag else ""),
+                     data={"diff": repr(self.difference), "flagged": str(self.flagged).lower()})
+
+
+def for_board(task: str, dataset: str, values: list[Reported]) -> list[Reported]:
+    return [r for r in values if r.task == task and r.dataset == dataset]
+
+
+def pairs(board: Board, values: list[Reported]) -> list[Pair]:
+    """Every (run, reported) pair of a board, in encoder then metric order."""
+    out = []
+    for r in for_board(board.task, board.dataset, values):
+        entry = board.entries.get(r.encoder)
+        score = run_value(entry.result, r.metric) if entry is not None else None
+        if score is not None and "mean" in score:
+            out.append(Pair(r.encoder, r.metric, score, r))
+    return sorted(out, key=lambda p: (p.encoder, p.metric, p.reported.source))
+
+
+def paper_boards(boards: list[Board], values: list[Reported]) -> list[PaperBoard]:
+    """(task, dataset) pairs that papers report and no run covers yet."""
+    from hemabench.tasks import TASKS
+
+    covered = {(b.task, b.dataset) for b in boards}
+    out: dict[tuple[str, str], PaperBoard] = {}
+    for r in values:
+        if (r.task, r.dataset) not in covered:
+            task = TASKS.get(r.task)
+            out.setdefault((r.task, r.dataset), PaperBoard(r.task, r.dataset, task.version, task.main_metric)).values.append(r)
+    for board in out.values():  # the task's main metric where papers report it, else their most common one
+        metrics = [r.metric for r in board.values]
+        if board.main_metric not in metrics:
+            board.main_metric = max(dict.fromkeys(metrics), key=metrics.count)
+    return sorted(out.values(), key=lambda b: (b.task, b.dataset))
+
+
+def reported_cell(r: Reported | None, digits: int = 1, source: bool = True) -> dict:
+    """value ± sd with the paper badge (and the paper's table below it); the protocol note on hover."""
+    if r is None:
+        return plain("–")
+    text = pct(r.value, digits) + (f" ± {pct(r.sd, digits)}" if r.sd is not None else "")
+    return plain(text, r.value, badge="paper", cls="reported", sub=r.source if source else None,
+                 title=f"{r.citation}, {r.table}. Protocol: {r.note}",
+                 data={"value": repr(r.value), "tier": r.tier})
+
+
+def by_encoder(values: list[Reported]) -> dict[tuple[str, str], dict[str, Reported]]:
+    """(encoder, paper source) -> metric -> value, so one paper table is one row."""
+    rows: dict[tuple[str, str], dict[str, Reported]] = {}
+    for r in values:
+        rows.setdefault((r.encoder, r.source), {})[r.metric] = r
+    return rows
+
+
+def encoder_head(encoder: str, href: str | None, description: str = "") -> dict:
+    name = encoder.removeprefix("external:")
+    return plain(name, name, href=href, badge="paper", title=description or "published result, not a hemabench run",
+                 data={"tier": "paper"})

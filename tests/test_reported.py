@@ -1,0 +1,121 @@
+"""benchmarks/reported/*.yaml: schema, registry names, and spot checks of typed values.
+
+The expected values below were read by hand from the papers' tables (DinoBloom Tables 2
+and 3, Kazeminia Table 1, Wenderoth Tables 3 and 4, Chhipa MPCS Tables 5 and 6); the test
+never opens the papers themselves.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from hemabench.errors import HemabenchError
+from hemabench.reported import EXTERNAL, load_reported, name_problems, read_file, reported_dir
+
+
+@pytest.fixture(scope="module")
+def values():
+    return load_reported()
+
+
+def test_every_file_loads_and_every_name_is_registered_or_external(values):
+    papers = {r.paper for r in values}
+    assert papers == {"dinobloom", "kazeminia", "wenderoth", "chhipa-mpcs"}
+    assert name_problems(values) == []
+    for r in values:
+        assert r.tier == "paper"
+        assert r.external == r.encoder.startswith(EXTERNAL)
+        assert bool(r.encoder_description) == r.external
+        assert r.table.startswith("Table ") and len(r.note) > 40
+
+
+def test_dinobloom_tables_are_complete(values):
+    encoders = {"resnet50", "resnet50-trunc", "dinov2-vits14", "dinov2-vitb14", "dinov2-vitl14", "dinov2-vitg14",
+                "ctranspath", "phikon", "dinobloom-s", "dinobloom-b", "dinobloom-l", "dinobloom-g"}
+    t2 = [r for r in values if r.paper == "dinobloom" and r.table == "Table 2"]
+    t3 = [r for r in values if r.paper == "dinobloom" and r.table == "Table 3"]
+    assert {r.encoder for r in t2} == {r.encoder for r in t3} == encoders
+    assert len(t2) == 12 * 8 and len(t3) == 12 * 9
+    assert {(r.task, r.dataset) for r in t3} == {("cell-knn", "matek-bm"), ("cell-probe", "matek-bm")}
+
+
+def _one(values, paper, encoder, dataset, metric, table=None):
+    found = [r for r in values if (r.paper, r.encoder, r.dataset, r.metric) == (paper, encoder, dataset, metric)
+             and (table is None or r.table == table)]
+    assert len(found) == 1, (paper, encoder, dataset, metric, found)
+    return found[0]
+
+
+@pytest.mark.parametrize("paper, encoder, dataset, metric, table, value, sd", [
+    ("dinobloom", "dinov2-vits14", "acevedo", "k1/weighted_f1", "Table 2", 72.9, None),
+    ("dinobloom", "phikon", "acevedo", "k20/balanced_accuracy", "Table 2", 78.7, None),
+    ("dinobloom", "resnet50-trunc", "acevedo", "probe/weighted_f1", "Table 2", 87.5, None),
+    ("dinobloom", "dinov2-vitg14", "aml-hehr", "abmil/weighted_f1", "Table 2", 21.1, 13.5),
+    ("dinobloom", "dinobloom-g", "aml-hehr", "abmil/balanced_accuracy", "Table 2", 92.4, 2.8),
+    ("dinobloom", "dinobloom-b", "matek-bm", "k1/balanced_accuracy", "Table 3", 65.8, None),
+    ("dinobloom", "ctranspath", "matek-bm", "k20/accuracy", "Table 3", 60.3, None),
+    ("dinobloom", "dinobloom-s", "matek-bm", "probe/balanced_accuracy", "Table 3", 71.4, None),
+    ("kazeminia", "external:hehr-resnet34-supervised", "aml-hehr", "amil/macro_f1", "Table 1", 86, 9),
+    ("kazeminia", "external:kazeminia-swav", "aml-hehr", "amil/pr_auc_macro", "Table 1", 91, 5),
+    ("wenderoth", "external:wenderoth-xcit-s8-dino-bm", "matek-blood", "direct/balanced_accuracy", "Table 3", 64.3, 2.0),
+    ("wenderoth", "external:wenderoth-xcit-supervised-bm", "acevedo", "direct/sensitivity_EOS", "Table 3", 51.9, 26.8),
+    ("wenderoth", "external:wenderoth-xcit-s8-dino-bm", "matek-blood", "direct/sensitivity_MYC", "Table 3", 80.1, 5.1),
+    ("wenderoth", "external:wenderoth-xcit-s8-dino-bm", "raabin", "adapt/n=50/balanced_accuracy", "Table 4", 95.0, 0.6),
+    ("wenderoth", "external:wenderoth-xcit-s8-dino-bm", "matek-blood", "adapt/n=50/sensitivity_LYA", "Table 4", 14.0, 20.2),
+    ("chhipa-mpcs", "external:mpcs-op-effnetb2", "breakhis", "200x-20pct/accuracy", "Table 5", 90.50, 2.19),
+    ("chhipa-mpcs", "external:imagenet-resnet50-finetuned", "breakhis", "200x-20pct/patient_accuracy", "Table 5",
+     84.19, 4.28),
+    ("chhipa-mpcs", "external:mpcs-rp-effnetb2", "breakhis", "40x/patient_accuracy", "Table 6", 93.26, 3.48),
+    ("chhipa-mpcs", "external:imagenet-resnet50-finetuned", "breakhis", "100x/patient_accuracy", "Table 6", 91.24, 5.1),
+])
+def test_spot_checks_against_the_papers(values, paper, encoder, dataset, metric, table, value, sd):
+    r = _one(values, paper, encoder, dataset, metric, table)
+    assert r.value * 100 == pytest.approx(value)  # stored as fractions; Kazeminia's 0.86 is written 86 here
+    assert (r.sd is None) == (sd is None)
+    if sd is not None:
+        assert r.sd * 100 == pytest.approx(sd)
+
+
+GOOD = """paper: x
+citation: "Someone et al. A paper, 2024"
+groups:
+  - table: Table 1
+    task: cell-knn
+    dataset: acevedo
+    unit: percent
+    note: "a protocol note of some length"
+    columns: [k1/accuracy]
+    rows:
+      resnet50: [50.0]
+"""
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD.replace("[50.0]", "[50.0, 1.0]"), "2 values for 1 columns"),
+    (GOOD.replace("unit: percent", "unit: permille"), "unit"),
+    (GOOD.replace("resnet50:", "external:mine:"), "without a description"),
+    (GOOD.replace("paper: x", "paper: y"), "must equal the file name"),
+    (GOOD + "extra: &a [1]\nmore: *a\n", "anchors and aliases"),
+    (GOOD.replace("[50.0]", "[.nan]"), "finite"),
+    ("{[", "not readable YAML"),
+])
+def test_bad_files_fail_with_one_line_naming_the_file(tmp_path, text, message):
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    with pytest.raises(HemabenchError) as info:
+        read_file(path)
+    shown = str(info.value)
+    assert "\n" not in shown and str(path) in shown
+    assert message.rsplit(": ", 1)[-1] in shown
+
+
+def test_unknown_names_are_reported(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text(GOOD.replace("resnet50:", "no-such-encoder:").replace("k1/accuracy", "k3/accuracy"))
+    problems = name_problems(read_file(path))
+    assert any("unknown encoder" in p for p in problems) and any("'k3' is not a variant" in p for p in problems)
+    assert read_file(path)[0].value == pytest.approx(0.5)
+
+
+def test_reported_dir_is_the_repo_folder():
+    assert (reported_dir() / "dinobloom.yaml").is_file()
