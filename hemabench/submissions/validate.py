@@ -26,6 +26,7 @@ from hemabench.submissions.layout import (
     name_problem,
     safe_relative,
 )
+from hemabench.submissions.integrity import integrity_problems, weights_problems
 from hemabench.submissions.recompute import score_problems, split_problems
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -128,11 +129,12 @@ def validate_result(path: Path, shown: str, data_root: str | None = None, meta: 
     problems = _names(result, shown, expect) + _path_problems(result, shown)
     if any(p.field in ("task", "dataset") for p in problems):
         return problems
-    problems += _registry_problems(result, shown, meta)
+    problems += _registry_problems(result, shown, meta) + weights_problems(result, shown)
     if any(p.field in ("task", "task_version") for p in problems):
         return problems
     try:
         problems += split_problems(result, shown, data_root)
+        problems += integrity_problems(result, shown)
     except Exception as exc:  # an unknown dataset or split rule, or unreadable data
         problems.append(Problem(shown, "split", f"cannot be checked: {exc}"))
     return problems + score_problems(result, shown)
