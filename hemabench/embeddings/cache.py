@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from hemabench.atomic import atomic_path, atomic_write_text
+from hemabench.embeddings.integrity import CacheCorrupt, entry_hashes, intact, seal, verify_entry, warn
 from hemabench.paths import cache_dir
 
 CACHE_FORMAT = 1
@@ -67,12 +68,14 @@ class CacheEntry:
         return self.dir / "chunks" / f"chunk_{i:06d}.npz"
 
     def has_chunk(self, i: int) -> bool:
-        return self.chunk_path(i).is_file()
+        """The chunk is on disk and matches its sha256 (a bad one is removed, so it is recomputed)."""
+        return intact(self.chunk_path(i))
 
     def write_chunk(self, i: int, features: np.ndarray, valid: np.ndarray, failed: dict[str, str]) -> None:
         with atomic_path(self.chunk_path(i)) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, features=features, valid=valid, failed=json.dumps(failed))
+        seal(self.chunk_path(i))
 
     def assemble(self, paths: list[str], n_chunks: int, dim: int, dtype: str, meta: dict) -> None:
         """Stream the chunks into one memory-mapped array; memory does not grow with N.
@@ -103,15 +106,34 @@ class CacheEntry:
             del out
         atomic_write_text(self.dir / "index.json", json.dumps({"paths": paths, "valid": valid.tolist(), "failed": failed}))
         atomic_write_text(self.dir / "meta.json", json.dumps({**meta, "n": len(paths), "dim": dim, "dtype": dtype,
-                                                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
+                                                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                             "files": entry_hashes(self.dir)}, indent=1))
 
     def load(self) -> Embeddings:
+        """The entry's arrays, after checking them against the hashes recorded at assembly
+        (raises CacheCorrupt); an entry from before hashes were recorded is sealed on first use."""
+        try:
+            meta = self.meta()
+        except (OSError, ValueError) as exc:
+            raise CacheCorrupt(f"cache entry {self.dir}: meta.json is unreadable ({exc})") from None
+        if "files" not in meta:
+            atomic_write_text(self.dir / "meta.json", json.dumps({**meta, "files": entry_hashes(self.dir)}, indent=1))
+        verify_entry(self.dir, meta.get("files"))
         index = json.loads((self.dir / "index.json").read_text())
         features = np.load(self.dir / "features.npy", mmap_mode="r")
         return Embeddings(features, index["paths"], np.asarray(index["valid"], dtype=bool), index["failed"], self.key)
 
     def meta(self) -> dict:
         return json.loads((self.dir / "meta.json").read_text())
+
+    def load_or_discard(self) -> Embeddings | None:
+        """The entry, or None after removing it (with a warning) when it fails its integrity check."""
+        try:
+            return self.load()
+        except (CacheCorrupt, OSError, ValueError) as exc:
+            warn(f"{exc}; the entry is removed and rebuilt")
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return None
 
 
 def list_entries(base: Path | None = None) -> list[dict]:
