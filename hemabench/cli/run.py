@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from hemabench.cli.common import add_data_options, print_table
+from hemabench.cli.options import device_name, file_path, folder_path, worker_count
 from hemabench.errors import HemabenchError
 
 
@@ -19,10 +20,10 @@ def batch_size(text: str) -> int | str:
 
 
 def add_device_options(parser) -> None:
-    parser.add_argument("--device", default="auto", help="auto (CUDA with bf16 autocast when present), cpu or cuda")
+    parser.add_argument("--device", type=device_name, default="auto", help="auto (CUDA with bf16 autocast when present), cpu or cuda")
     parser.add_argument("--batch-size", type=batch_size, default="auto", metavar="N",
                         help="images per forward pass; auto (default): the largest that fits on the GPU, 64 on CPU")
-    parser.add_argument("--workers", type=int, default=None, metavar="N", help="DataLoader workers (default: by device)")
+    parser.add_argument("--workers", type=worker_count, default=None, metavar="N", help="DataLoader workers (default: by device)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder (worth it on large datasets)")
     parser.add_argument("--pixel-cache", action="store_true",
                         help="keep a pre-resized copy of each dataset in the cache, so later encoders decode nothing")
@@ -36,7 +37,7 @@ def add_run_arguments(parser, encoder_help: str) -> None:
     parser.add_argument("--task", action="append", metavar="T", help="only these tasks (repeatable)")
     parser.add_argument("--dataset", action="append", metavar="D", help="only these datasets (repeatable)")
     add_data_options(parser, per_dataset_root=False)
-    parser.add_argument("--out", default="results", help="folder for result JSON files (default: ./results)")
+    parser.add_argument("--out", type=folder_path, default="results", help="folder for result JSON files (default: ./results)")
     add_device_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
 
@@ -52,7 +53,7 @@ def add_parser(commands) -> None:
     extract.add_argument("--dataset", required=True, metavar="D")
     add_data_options(extract)
     extract.add_argument("--split", help="also export the part of each record under this split rule")
-    extract.add_argument("--export", metavar="FILE.npz", help="write features, labels, paths, split to this file")
+    extract.add_argument("--export", type=file_path, metavar="FILE.npz", help="write features, labels, paths, split to this file")
     add_device_options(extract)
     extract.add_argument("--no-progress", action="store_true")
     extract.set_defaults(handler=run_extract)
@@ -60,9 +61,14 @@ def add_parser(commands) -> None:
 
 def build_run(args):
     """Suite, encoders, plan and RunOptions from `run`-style arguments (shared with `hemabench sweep`)."""
+    from hemabench.datasets import DATASETS
+    from hemabench.encoders import ENCODERS
     from hemabench.runner import RunOptions
     from hemabench.suites import load_suite
+    from hemabench.tasks import TASKS
 
+    for registry, names in ((ENCODERS, args.encoder), (TASKS, args.task), (DATASETS, args.dataset)):
+        registry.check(names)  # a typo is named (with the closest registered name) before any data search
     suite = load_suite(args.suite or ("full" if args.encoder else "demo"))
     if args.suite is None and args.dataset:  # datasets named explicitly are run whichever suite lists them
         suite = dataclasses.replace(suite, datasets=tuple(args.dataset))
@@ -139,9 +145,10 @@ def run_extract(args) -> int:
     from hemabench.datasets import DATASETS, load_dataset
     from hemabench.embeddings import extract_embeddings
     from hemabench.embeddings.distributed import is_main_process
-    from hemabench.encoders import load_encoder
+    from hemabench.encoders import ENCODERS, load_encoder
     from hemabench.splits import MaterialisedSplit, get_rule
 
+    ENCODERS.check([args.encoder])
     spec = DATASETS.get(args.dataset)
     discovery = load_dataset(spec.name, args.root, args.data_root)
     encoder = load_encoder(args.encoder, weights=args.weights)
@@ -159,6 +166,11 @@ def run_extract(args) -> int:
           f"({source}, cache key {stats.key})")
     if embeddings.failed:
         print(f"{len(embeddings.failed)} images failed to decode and are marked invalid")
+    for skipped in discovery.skipped[:20]:
+        print(f"skipped {skipped.path}: {skipped.reason}")
+    if discovery.skipped:
+        more = f" ({len(discovery.skipped) - 20} more not shown)" if len(discovery.skipped) > 20 else ""
+        print(f"{len(discovery.skipped)} file(s) skipped{more}; `hemabench data verify {spec.name}` lists them all")
     if args.export:
         arrays = {"features": np.asarray(embeddings.features), "labels": discovery.records["label"].to_numpy(str),
                   "paths": np.asarray(embeddings.paths, dtype=str), "valid": embeddings.valid}

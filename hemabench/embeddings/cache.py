@@ -21,10 +21,12 @@ import pandas as pd
 
 from hemabench.atomic import atomic_path, atomic_write_text
 from hemabench.embeddings.integrity import CacheCorrupt, entry_hashes, intact, seal, verify_entry, warn
+from hemabench.errors import HemabenchError
 from hemabench.paths import cache_dir
 
 CACHE_FORMAT = 1
 CHUNK_SIZE = 256  # records per resumable chunk; fixed so a resumed run computes the same batches
+MIN_KEY_PREFIX = 6  # `cache rm ""` once matched (and removed) every entry
 
 
 def records_digest(root: Path, paths: pd.Series) -> str:
@@ -151,6 +153,10 @@ def list_entries(base: Path | None = None) -> list[dict]:
 def remove_entries(keys: list[str] | None = None, encoder: str | None = None, dataset: str | None = None,
                    base: Path | None = None) -> list[str]:
     """Delete entries by key prefix or by encoder/dataset name; returns the keys removed."""
+    short = [k for k in keys or [] if len(k) < MIN_KEY_PREFIX]
+    if short:
+        raise HemabenchError(f"cache key prefix {short[0]!r} is too short: give at least {MIN_KEY_PREFIX} characters "
+                             "of a key from `hemabench cache ls` (or --all to remove every entry)")
     removed = []
     for row in list_entries(base):
         by_key = keys and any(row["key"].startswith(k) for k in keys)

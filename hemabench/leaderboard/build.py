@@ -10,7 +10,6 @@ the user names (``--data-root``) and are copied as downscaled thumbnails.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -21,6 +20,7 @@ import hemabench
 from hemabench.errors import HemabenchError
 from hemabench.leaderboard.clinical import load_cost_models
 from hemabench.leaderboard.collect import Board, Entry, anchor, group_boards, load_entries
+from hemabench.leaderboard.manifest import prepare_out, write_manifest
 from hemabench.leaderboard.pages import board_context, board_href, encoder_context, encoder_href, index_context
 from hemabench.leaderboard.ranking import tie_ranks
 
@@ -122,15 +122,6 @@ def page_provenance(entries: list[Entry]) -> dict:
     return {"builder": hemabench.__version__, "versions": versions, "tasks": tasks, "splits": splits}
 
 
-def _clean(out: Path) -> None:
-    for name in OWNED:
-        path = out / name
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():
-            shutil.rmtree(path)
-
-
 def build_site(out: str | Path = "leaderboard", submissions: str | Path | None = "submissions",
                results: list[str | Path] | tuple = (), data_root: str | None = None,
                figures: bool = True) -> BuildReport:
@@ -140,12 +131,13 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
     report = BuildReport(out=out)
     entries = load_entries(Path(submissions) if submissions else None, [Path(r) for r in results], report.warnings)
     if not entries:  # before touching --out
-        raise HemabenchError(f"no result files found in {submissions or ''} {' '.join(map(str, results))}".strip())
+        skipped = "".join(f"; {w}" for w in report.warnings[:3])
+        raise HemabenchError(f"no result files found in {submissions or ''} {' '.join(map(str, results))}".strip()
+                             + skipped)
     boards = group_boards(entries)
     for board in boards:
         board.ranks, board.comparisons = tie_ranks({e: entry.result for e, entry in board.entries.items()})
-    out.mkdir(parents=True, exist_ok=True)
-    _clean(out)
+    foreign = prepare_out(out, OWNED)  # removes only what an earlier build wrote, else refuses
     site, env, models = Site(out, data_root, report, figures), environment(), load_cost_models()
     encoders = sorted({e.encoder for e in entries})
 
@@ -165,5 +157,6 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
         own: list[Board] = [b for b in boards if encoder in b.entries]
         write(encoder_href(encoder), "encoder.html.j2", [b.entries[encoder] for b in own],
               **encoder_context(encoder, own), title=f"encoder {encoder}")
+    write_manifest(out, OWNED, foreign)
     report.results, report.boards, report.seconds = len(entries), len(boards), time.perf_counter() - start
     return report

@@ -160,7 +160,7 @@ def _confusion_problems(result: dict, shown: str, entry: dict, task, column: str
 
 
 def _label_problems(result: dict, shown: str, entry: dict, task, column: str) -> list[Problem]:
-    classes = set(((entry.get("classes") or {}).get(column) or {}))
+    classes = set((entry.get("classes") or {}).get(column) or {})
     labels = [str(x) for x in result.get("labels") or []]
     if not classes:
         return []
