@@ -23,6 +23,7 @@ from hemabench.leaderboard.collect import Board, Entry, anchor, group_boards, lo
 from hemabench.leaderboard.manifest import prepare_out, write_manifest
 from hemabench.leaderboard.pages import board_context, board_href, encoder_context, encoder_href, index_context
 from hemabench.leaderboard.ranking import tie_ranks
+from hemabench.trust import ranked
 
 HERE = Path(__file__).resolve().parent
 OWNED = ("index.html", "tasks", "encoders", "figures", "thumbs")  # what a rebuild replaces in --out
@@ -136,7 +137,8 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
                              + skipped)
     boards = group_boards(entries)
     for board in boards:
-        board.ranks, board.comparisons = tie_ranks({e: entry.result for e, entry in board.entries.items()})
+        board.ranks, board.comparisons = tie_ranks({e: entry.result for e, entry in board.entries.items()
+                                                    if ranked(entry.result)})  # never papers, unregistered splits
     foreign = prepare_out(out, OWNED)  # removes only what an earlier build wrote, else refuses
     site, env, models = Site(out, data_root, report, figures), environment(), load_cost_models()
     encoders = sorted({e.encoder for e in entries})

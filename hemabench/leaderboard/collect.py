@@ -102,7 +102,8 @@ class Board:
 
     def sorted_encoders(self) -> list[str]:
         """Best tie group first, then by mean main score."""
-        return sorted(self.entries, key=lambda e: (self.ranks.get(e, 0), -self.entries[e].main["mean"], e))
+        unranked = len(self.entries) + 1  # published numbers, unregistered splits: after every ranked row
+        return sorted(self.entries, key=lambda e: (self.ranks.get(e, unranked), -self.entries[e].main["mean"], e))
 
 
 def board_key(result: dict) -> tuple:

@@ -19,7 +19,10 @@ from hemabench.leaderboard.tables import (
     per_class_table,
     plain,
     score_cell,
+    trust_cell,
+    with_badge,
 )
+from hemabench.trust import tier_of
 
 
 def board_title(board: Board) -> str:
@@ -67,13 +70,15 @@ def _ranking(board: Board, clinical: dict) -> dict:
             row[f"mean cost ({scores['model']})"] = score_cell(scores["mean_cost"], scale=1, digits=2)
             row[f"{scores['group_kind']} accuracy"] = score_cell(scores["group_accuracy"])
         row["source"] = plain(entry.origin)
+        row["trust"] = trust_cell(entry.result)
         rows.append(row)
         heads.append(plain(encoder, encoder, href=encoder_href(encoder, "../")))
         ids.append(f"enc-{anchor(encoder)}")
     return as_table(pd.DataFrame(rows), "ranking", f"main metric {board.main_metric} of each encoder, % (mean ± std over folds or "
                     "repetitions, 95% interval); rank = 1 + number of encoders significantly better (paired bootstrap); "
                     "mean cost: clinically weighted error per sample, lower is better",
-                    row_ids=ids, index_name="encoder", heads=heads)
+                    row_ids=ids, index_name="encoder", heads=heads,
+                    row_cls=[tier_of(board.entries[e].result) for e in board.sorted_encoders()])
 
 
 def _comparisons(board: Board) -> dict | None:
@@ -149,12 +154,12 @@ def index_context(boards: list[Board], encoders: dict[str, dict]) -> dict:
     columns = [{"text": board_title(b), "href": board_href(b), "sub": f"v{b.version} · params {b.params_digest}",
                 "title": f"{b.main_metric}; split {split_text(b.first.get('split'))}"} for b in boards]
     for encoder in sorted(encoders):
-        ranks = [b.ranks[encoder] for b in boards if encoder in b.entries]
+        ranks = [b.ranks[encoder] for b in boards if encoder in b.ranks]
         row = [plain(f"{sum(ranks) / len(ranks):.2f}", sum(ranks) / len(ranks)) if ranks else plain("–")]
         for b in boards:
             entry = b.entries.get(encoder)
-            row.append(score_cell(entry.main, f"{board_href(b)}#enc-{anchor(encoder)}", b.ranks.get(encoder))
-                       if entry else plain("–"))
+            row.append(with_badge(score_cell(entry.main, f"{board_href(b)}#enc-{anchor(encoder)}",
+                                             b.ranks.get(encoder)), entry.result) if entry else plain("–"))
         rows.append(row)
         heads.append(plain(encoder, encoder, href=encoder_href(encoder)))
     table = {"id": "leaderboard", "sortable": True,
