@@ -6,8 +6,10 @@ leaderboard says what was done:
 - **verified**: re-computed from public weights and data. The offline baselines on the
   synthetic twins are re-run by CI on every run (``hemabench check``); any other result is
   verified by a maintainer with ``hemabench check --reproduce SUBMISSION``, which records who,
-  when and where in the result's ``verification`` block, with the sha256 of the predictions it
-  reproduced (editing the predictions afterwards drops the result back to self-reported).
+  when and where in the result's ``verification`` block and lists the sha256 of the predictions
+  it reproduced in the maintainers' ledger ``benchmarks/verified.yaml`` (reviewed like code: a
+  submitter cannot verify their own result, and editing the predictions afterwards drops the
+  result back to self-reported).
 - **self-reported**: passes every consistency check of ``hemabench validate``.
 - **paper**: a number typed from a publication (with its citation); shown, never ranked with runs.
 
@@ -19,10 +21,41 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from hemabench.paths import benchmarks_dir
 
 VERIFIED, SELF_REPORTED, PAPER = "verified", "self-reported", "paper"
 TIERS = (VERIFIED, SELF_REPORTED, PAPER)
 CI_VERIFIER = "CI: `hemabench check` re-runs this result on every run"
+LEDGER_HEADER = """\
+# Verified results: predictions sha256 -> who reproduced them, when and where, with
+# `hemabench check --reproduce SUBMISSION` (hemabench/submissions/reproduce.py). Maintainers only;
+# reviewed like code. A result is "verified" only when its predictions' sha256 is listed here.
+"""
+
+
+def ledger_path() -> Path:
+    return benchmarks_dir() / "verified.yaml"
+
+
+def load_ledger(path: Path | None = None) -> dict:
+    return dict(_load_ledger(str(path or ledger_path()), _mtime(path or ledger_path())))
+
+
+def _mtime(path: Path) -> int:
+    return path.stat().st_mtime_ns if path.is_file() else 0
+
+
+@lru_cache(maxsize=4)
+def _load_ledger(path: str, mtime: int) -> dict:
+    if not mtime:
+        return {}
+    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return raw if isinstance(raw, dict) else {}
 
 
 def predictions_sha256(result: dict) -> str:
@@ -49,8 +82,7 @@ def tier_of(result: dict) -> str:
         return PAPER
     if ci_reproducible(result):
         return VERIFIED
-    verification = result.get("verification")
-    if isinstance(verification, dict) and verification.get("predictions_sha256") == predictions_sha256(result):
+    if predictions_sha256(result) in load_ledger():
         return VERIFIED
     return SELF_REPORTED
 
@@ -64,7 +96,7 @@ def verified_by(result: dict) -> str:
         return "self-reported: passes every consistency check; not re-computed by a maintainer"
     if ci_reproducible(result):
         return CI_VERIFIER
-    v = result["verification"]
+    v = load_ledger()[predictions_sha256(result)]
     return f"verified by {v.get('by')} on {v.get('at')} at {v.get('where')} (hemabench check --reproduce)"
 
 
@@ -79,3 +111,10 @@ def ranked(result: dict) -> bool:
     if dataset in DATASETS and DATASETS.get(dataset).synthetic:
         return True  # validate rejects unregistered synthetic splits; fixtures and local runs rank as before
     return split_status(result) == "registered"
+
+
+def unranked_reason(result: dict) -> str:
+    """What the rank column shows for a result that is not ranked."""
+    if is_paper(result):
+        return "not ranked (paper)"
+    return "not ranked (unregistered split)" if not ranked(result) else "–"

@@ -22,7 +22,7 @@ from hemabench.leaderboard.tables import (
     trust_cell,
     with_badge,
 )
-from hemabench.trust import tier_of
+from hemabench.trust import tier_of, unranked_reason
 
 
 def board_title(board: Board) -> str:
@@ -61,7 +61,8 @@ def _ranking(board: Board, clinical: dict) -> dict:
     rows, heads, ids = [], [], []
     for encoder in board.sorted_encoders():
         entry = board.entries[encoder]
-        row = {"rank": plain(board.ranks.get(encoder, "–"), board.ranks.get(encoder), cls="rank-cell",
+        row = {"rank": plain(board.ranks.get(encoder, unranked_reason(entry.result)), board.ranks.get(encoder),
+                             cls="rank-cell",
                              data={"rank": str(board.ranks.get(encoder))}),
                board.main_metric: score_cell(entry.main)}
         row.update({k.rsplit("/", 1)[1]: score_cell(entry.result["metrics"].get(k)) for k in others})

@@ -260,3 +260,15 @@ def weights_problems(result: dict, shown: str) -> list[Problem]:
                                                          f"({', '.join(sorted(allowed))}, {where}); a fine-tune is a "
                                                          "new encoder with its own spec")]
     return []
+
+
+def verification_problems(result: dict, shown: str) -> list[Problem]:
+    """A ``verification`` block counts only when the maintainers' ledger lists its predictions."""
+    from hemabench.trust import load_ledger, predictions_sha256
+
+    if "verification" not in result:
+        return []
+    if predictions_sha256(result) not in load_ledger():
+        return [Problem(shown, "verification", "is not backed by an entry of benchmarks/verified.yaml for these "
+                                               "predictions: the result counts as self-reported", "warning")]
+    return []

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hemabench.submissions.integrity import integrity_problems, weights_problems
+from hemabench.submissions.integrity import integrity_problems, verification_problems, weights_problems
 from hemabench.submissions.layout import (
     ENCODER_FILE,
     MAX_RESULT_BYTES,
@@ -138,6 +138,7 @@ def validate_result(path: Path, shown: str, data_root: str | None = None, meta: 
     if any(p.field in ("task", "dataset") for p in problems):
         return problems
     problems += _registry_problems(result, shown, meta) + weights_problems(result, shown)
+    problems += verification_problems(result, shown)
     if any(p.field in ("task", "task_version") for p in problems):
         return problems
     try:
