@@ -174,3 +174,36 @@ def test_kfold_split_fingerprint_recomputed_from_predictions(tmp_path, monkeypat
 
     lines = forged(tmp_path, BREAKHIS, move)
     assert any("the split fingerprint recomputed from the predictions' (id, fold) pairs" in line for line in lines)
+
+
+@pytest.mark.parametrize("dataset", ["synth-bm", "synth-blood", "synth-aml", "synth-breakhis"])
+def test_registered_synthetic_entries_are_what_the_code_generates(dataset):
+    from hemabench.datasets import load_dataset
+    from hemabench.splits import MaterialisedSplit, get_rule, split_names
+    from hemabench.splits.registered import load_registry, registration
+
+    discovery = load_dataset(dataset)
+    for name in split_names(dataset):
+        split = MaterialisedSplit.build(dataset, get_rule(dataset, name), discovery.records)
+        fresh = registration(split, discovery.records, "")
+        committed = load_registry()[dataset][name]
+        assert {**fresh, "source": None} == {**committed, "source": None}, \
+            f"regenerate: hemabench data splits {dataset} --split {name} --register"
+
+
+def test_register_writes_an_entry_and_keeps_the_others(tmp_path, cli, monkeypatch):
+    from hemabench.splits import registered
+
+    path = tmp_path / "fingerprints.yaml"
+    path.write_text("acevedo: {cv5: {version: 1, kind: kfold, fingerprint: x}}\n")
+    monkeypatch.setattr(registered, "registry_path", lambda: path)
+    code, out, err = cli("data", "splits", "synth-blood", "--split", "cv5", "--register")
+    assert code == 0 and f"registered cv5@v1 of synth-blood in {path}" in err
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    assert data["acevedo"]["cv5"]["fingerprint"] == "x"
+    entry = data["synth-blood"]["cv5"]
+    assert list(entry["tests"]) == [f"fold{i}" for i in range(5)]
+    assert sum(entry["tests"][f"fold{i}"]["records"]["n"] for i in range(5)) == 480
+    registered.load_registry.cache_clear()

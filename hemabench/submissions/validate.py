@@ -142,8 +142,10 @@ def validate_result(path: Path, shown: str, data_root: str | None = None, meta: 
     if any(p.field in ("task", "task_version") for p in problems):
         return problems
     try:
-        problems += split_problems(result, shown, data_root)
-        problems += integrity_problems(result, shown)
+        found = split_problems(result, shown, data_root)
+        problems += found
+        if not any(p.level == "error" for p in found):  # a wrong split is reported once, not again per fold
+            problems += integrity_problems(result, shown)
     except Exception as exc:  # an unknown dataset or split rule, or unreadable data
         problems.append(Problem(shown, "split", f"cannot be checked: {exc}"))
     return problems + score_problems(result, shown)
