@@ -67,7 +67,10 @@ def build_run(args):
     from hemabench.suites import load_suite
     from hemabench.tasks import TASKS
 
-    for registry, names in ((ENCODERS, args.encoder), (TASKS, args.task), (DATASETS, args.dataset)):
+    from hemabench.encoders.local import PREFIX
+
+    registered_encoders = [e for e in args.encoder or [] if not e.startswith(PREFIX)]  # local:<folder> are paths
+    for registry, names in ((ENCODERS, registered_encoders), (TASKS, args.task), (DATASETS, args.dataset)):
         registry.check(names)  # a typo is named (with the closest registered name) before any data search
     suite = load_suite(args.suite or ("full" if args.encoder else "demo"))
     if args.suite is None and args.dataset:  # datasets named explicitly are run whichever suite lists them
