@@ -63,11 +63,10 @@ def build_run(args):
     """Suite, encoders, plan and RunOptions from `run`-style arguments (shared with `hemabench sweep`)."""
     from hemabench.datasets import DATASETS
     from hemabench.encoders import ENCODERS
+    from hemabench.encoders.local import PREFIX
     from hemabench.runner import RunOptions
     from hemabench.suites import load_suite
     from hemabench.tasks import TASKS
-
-    from hemabench.encoders.local import PREFIX
 
     registered_encoders = [e for e in args.encoder or [] if not e.startswith(PREFIX)]  # local:<folder> are paths
     for registry, names in ((ENCODERS, registered_encoders), (TASKS, args.task), (DATASETS, args.dataset)):

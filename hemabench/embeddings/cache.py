@@ -9,6 +9,7 @@ extraction resumes where it stopped; the final arrays are assembled and renamed 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -118,8 +119,10 @@ class CacheEntry:
             meta = self.meta()
         except (OSError, ValueError) as exc:
             raise CacheCorrupt(f"cache entry {self.dir}: meta.json is unreadable ({exc})") from None
-        if "files" not in meta:
-            atomic_write_text(self.dir / "meta.json", json.dumps({**meta, "files": entry_hashes(self.dir)}, indent=1))
+        if "files" not in meta:  # sealed on first use; a read-only shared cache stays as it is
+            with contextlib.suppress(OSError):
+                atomic_write_text(self.dir / "meta.json", json.dumps({**meta, "files": entry_hashes(self.dir)},
+                                                                    indent=1))
         verify_entry(self.dir, meta.get("files"))
         index = json.loads((self.dir / "index.json").read_text())
         features = np.load(self.dir / "features.npy", mmap_mode="r")

@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from hemabench.atomic import atomic_write_text
 from hemabench.submissions.layout import RESULTS, Problem, dumps
+from hemabench.trust import LEDGER_HEADER, ledger_path, load_ledger, predictions_sha256
 
 FRACTION, SEED, MIN_COSINE = 0.02, 0, 0.99
 
@@ -116,17 +118,12 @@ def _who() -> str:
 
 
 def _record(path: Path, result: dict, verification: dict, ledger: Path) -> None:
-    from hemabench.trust import load_ledger, predictions_sha256
-
+    """The verification block into the result, its predictions' sha256 into the maintainers' ledger."""
     sha = predictions_sha256(result)
     atomic_write_text(path, dumps({**result, "verification": {**verification, "predictions_sha256": sha}}) + "\n")
     entries = dict(load_ledger(ledger))
     entries[sha] = {"result": f"{result['encoder']['name']}/{result['task']}/{result['dataset']}",
                     **{k: verification[k] for k in ("by", "at", "where")}}
-    import yaml
-
-    from hemabench.trust import LEDGER_HEADER
-
     atomic_write_text(ledger, LEDGER_HEADER + yaml.safe_dump(entries, sort_keys=True, width=120))
 
 
@@ -137,7 +134,6 @@ def reproduce(submission: Path, fraction: float = FRACTION, seed: int = SEED, to
     from hemabench.embeddings import resolve_device
     from hemabench.leaderboard.collect import task_params
     from hemabench.runner import RunOptions, run_plan
-    from hemabench.trust import ledger_path
     from hemabench.untrusted import load_json
 
     report, submission = ReproduceReport(), Path(submission)
