@@ -207,3 +207,22 @@ def test_register_writes_an_entry_and_keeps_the_others(tmp_path, cli, monkeypatc
     assert list(entry["tests"]) == [f"fold{i}" for i in range(5)]
     assert sum(entry["tests"][f"fold{i}"]["records"]["n"] for i in range(5)) == 480
     registered.load_registry.cache_clear()
+
+
+def test_cross_dataset_source_split_must_be_registered(tmp_path):
+    transfer = REFERENCES / "handcrafted" / "results" / "bm-to-blood" / "synth-blood.json"
+    lines = forged(tmp_path, transfer, lambda r: r["source_split"].update(fingerprint="0" * 64))
+    assert any(f"source_split.fingerprint: {'0' * 64} " in line for line in lines), lines
+
+
+def test_unregistered_source_split_is_never_ranked(monkeypatch):
+    from hemabench.submissions import integrity
+
+    result = json.loads((REFERENCES / "handcrafted" / "results" / "bm-to-blood" / "synth-blood.json").read_text())
+    assert integrity.split_status(result) == "registered"
+    real = integrity.registered
+    monkeypatch.setattr(integrity, "registered", lambda d, *a: None if d == "synth-bm" else real(d, *a))
+    assert integrity.split_status(result) == integrity.UNREGISTERED
+    (line,) = integrity.integrity_problems(result, "r.json")
+    assert str(line) == "r.json: source_split: synth-bm holdout-70-30 v1 has no registered fingerprint: accepted " \
+                        "only as an unregistered split, never ranked"

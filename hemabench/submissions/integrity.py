@@ -198,6 +198,9 @@ def integrity_problems(result: dict, shown: str) -> list[Problem]:
         level = "error" if synthetic else "warning"
         return [Problem(shown, "split", f"{result['dataset']} {split.get('name')} v{split.get('version')} {why}: "
                                         f"accepted only as an {UNREGISTERED}, never ranked", level)]
+    source_problems = _source_problems(result, shown)
+    if source_problems:
+        return source_problems
     if split.get("fingerprint") != entry.get("fingerprint"):
         return [Problem(shown, "split.fingerprint", f"{split.get('fingerprint')} is not the registered fingerprint "
                                                     f"{entry.get('fingerprint')} of {result['dataset']} "
@@ -214,11 +217,35 @@ def integrity_problems(result: dict, shown: str) -> list[Problem]:
     return problems + _label_problems(result, shown, entry, task, column)
 
 
+def _source_problems(result: dict, shown: str) -> list[Problem]:
+    """A cross-dataset task's training split must be registered too (its fingerprint, at least)."""
+    from hemabench.datasets import DATASETS
+
+    source = result.get("source_split")
+    if not source:
+        return []
+    name = str(source.get("dataset"))
+    entry = registered(name, str(source.get("name")), source.get("version"))
+    if entry is None:
+        level = "error" if name in DATASETS and DATASETS.get(name).synthetic else "warning"
+        return [Problem(shown, "source_split", f"{name} {source.get('name')} v{source.get('version')} has no "
+                                               f"registered fingerprint: accepted only as an {UNREGISTERED}, "
+                                               "never ranked", level)]
+    if source.get("fingerprint") != entry.get("fingerprint"):
+        return [Problem(shown, "source_split.fingerprint", f"{source.get('fingerprint')} is not the registered "
+                                                           f"fingerprint {entry.get('fingerprint')} of {name} "
+                                                           f"{source.get('name')} v{source.get('version')}")]
+    return []
+
+
 def split_status(result: dict) -> str:
-    """'registered' when the result's split can be tied to the registry, else UNREGISTERED."""
-    split = result.get("split") or {}
+    """'registered' when the result's split (and source split) can be tied to the registry, else UNREGISTERED."""
+    split, source = result.get("split") or {}, result.get("source_split")
     entry = registered(str(result.get("dataset")), str(split.get("name")), split.get("version"))
     ok = fully_registered(entry) and entry.get("fingerprint") == split.get("fingerprint")
+    if ok and source:
+        source_entry = registered(str(source.get("dataset")), str(source.get("name")), source.get("version"))
+        ok = bool(source_entry) and source_entry.get("fingerprint") == source.get("fingerprint")
     return "registered" if ok else UNREGISTERED
 
 
