@@ -13,6 +13,7 @@ one; the label set is the dataset's; confusion-only variants sum to the register
 from __future__ import annotations
 
 from collections import Counter
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -261,12 +262,12 @@ def expected_weights(name: str) -> tuple[set[str], str]:
     return {s.sha256 for s in spec.weights if s.sha256}, f"pinned in {spec.source_file or name + '.yaml'}"
 
 
-def _offline_sha(name: str, cache: dict = {}) -> str:  # noqa: B006 - a per-process memo
-    if name not in cache:
-        from hemabench.encoders import load_encoder
+@lru_cache(maxsize=None)
+def _offline_sha(name: str) -> str:
+    """The weights sha256 this hemabench builds for an offline encoder (once per process)."""
+    from hemabench.encoders import load_encoder
 
-        cache[name] = load_encoder(name).weights_sha256
-    return cache[name]
+    return load_encoder(name).weights_sha256
 
 
 def weights_problems(result: dict, shown: str) -> list[Problem]:
