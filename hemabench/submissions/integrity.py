@@ -13,7 +13,7 @@ one; the label set is the dataset's; confusion-only variants sum to the register
 from __future__ import annotations
 
 from collections import Counter
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -262,7 +262,7 @@ def expected_weights(name: str) -> tuple[set[str], str]:
     return {s.sha256 for s in spec.weights if s.sha256}, f"pinned in {spec.source_file or name + '.yaml'}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _offline_sha(name: str) -> str:
     """The weights sha256 this hemabench builds for an offline encoder (once per process)."""
     from hemabench.encoders import load_encoder
