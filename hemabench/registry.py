@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -35,9 +36,20 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         try:
             return self._items[name]
-        except KeyError:
-            known = ", ".join(sorted(self._items)) or "none"
-            raise UnknownName(f"unknown {self.kind} {name!r}; registered: {known}") from None
+        except (KeyError, TypeError):
+            raise UnknownName(self.unknown_message(name)) from None
+
+    def unknown_message(self, name) -> str:
+        """``unknown encoder 'dinoblom-b'; did you mean 'dinobloom-b'? registered: ...`` (difflib)."""
+        close = difflib.get_close_matches(str(name), list(self._items), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown {self.kind} {name!r}; {hint}registered: {', '.join(sorted(self._items)) or 'none'}"
+
+    def check(self, names) -> None:
+        """Raise UnknownName for the first name that is not registered (before any work is done)."""
+        for name in names or ():
+            if name not in self._items:
+                raise UnknownName(self.unknown_message(name))
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -356,3 +356,28 @@ def test_handcrafted_encoder():
     assert out.shape == (2, HANDCRAFTED_DIM) and out.dtype == torch.float32
     assert encoder.weights_source.startswith("computed features")
     assert encoder.weights_sha256 == load_encoder("handcrafted").weights_sha256
+
+
+def test_pinned_sha256_refuses_a_different_file(hermetic, tmp_path):
+    reference = tiny_vit(seed=3)
+    save_file(reference.state_dict(), str(tmp_path / "tiny-p.safetensors"))
+    good = sha256_of(tmp_path / "tiny-p.safetensors")
+    for pin, loads in ((good, True), ("0" * 64, False)):
+        spec = tiny_spec("tiny-p")
+        spec["weights"][0]["sha256"] = pin
+        with registered_spec(spec):
+            if loads:
+                assert load_encoder("tiny-p", weights_dir=tmp_path).weights_sha256 == good
+            else:
+                with pytest.raises(EncoderWeightsInvalid, match=f"has sha256 {good}, but encoder 'tiny-p' pins 0000"):
+                    load_encoder("tiny-p", weights_dir=tmp_path)
+                assert load_encoder("tiny-p", weights=tmp_path / "tiny-p.safetensors").weights_sha256 == good
+
+
+def test_spec_sha256_pin_must_be_64_hex():
+    spec = tiny_spec("tiny-q")
+    spec["weights"][0]["sha256"] = "abc"
+    with pytest.raises(SpecError, match="sha256 must be the 64 lower-case hex digits of the weights file, got 'abc'"):
+        spec_from_dict(spec)
+    spec["weights"][0]["sha256"] = "ab" * 32
+    assert spec_from_dict(spec).to_dict()["weights"][0]["sha256"] == "ab" * 32

@@ -23,6 +23,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_line(exc: OSError) -> str:
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    reason = exc.strerror or str(exc)
+    return f"{paths}: {reason}" if paths else reason
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -33,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except (HemabenchError, UnknownName) as exc:
         print(f"hemabench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a read-only folder, a full disk, a path that is a file: one line naming the path
+        print(f"hemabench: error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hemabench: interrupted; finished work is kept and a re-run resumes", file=sys.stderr)

@@ -29,6 +29,8 @@ def add_parser(commands) -> None:
     splits.add_argument("--json", action="store_true", help="print one JSON object")
     splits.add_argument("--write-manifest", metavar="FILE", help="freeze the assignment to a JSON manifest")
     splits.add_argument("--check-manifest", metavar="FILE", help="compare with a frozen manifest; exit 1 on a difference")
+    splits.add_argument("--register", action="store_true", help="maintainers: write this split's fingerprints and "
+                        "per-class test counts into benchmarks/fingerprints.yaml (reviewed like code)")
     splits.set_defaults(handler=run_splits)
 
     generate = sub.add_parser("generate", help="generate the synthetic demo datasets now (else done on first use)")
@@ -96,6 +98,10 @@ def run_splits(args) -> int:
     problems = split.check_manifest(args.check_manifest) if args.check_manifest else []
     if args.write_manifest:
         split.write_manifest(args.write_manifest)
+    if args.register:
+        from hemabench.splits.registered import register_split
+
+        print(f"registered {rule.id} of {args.name} in {register_split(split, discovery)}", file=sys.stderr)
     if args.json:
         print_json({**split.summary(), **({"manifest_differences": problems} if args.check_manifest else {}),
                     **({"notes": notes} if notes else {})})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hemabench.cli.options import folder_path
+
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("leaderboard", help="build the static leaderboard site")
@@ -14,7 +16,7 @@ def add_parser(commands) -> None:
     build.add_argument("--results", action="append", metavar="DIR",
                        help="also show local run results (<encoder>/<task>/<dataset>.json; repeatable; "
                             "default: ./results when it exists); they replace a submission's result on the same board")
-    build.add_argument("--out", default="leaderboard", metavar="DIR", help="output folder (default: ./leaderboard)")
+    build.add_argument("--out", type=folder_path, default="leaderboard", metavar="DIR", help="output folder (default: ./leaderboard)")
     build.add_argument("--data-root", metavar="DIR", help="where datasets live, to show attention cells as thumbnails "
                        "(without it, their paths are shown)")
     build.add_argument("--no-figures", action="store_true", help="tables only (a much faster build)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hemabench.cli.options import device_name, folder_path, worker_count
+
 METHOD_NAMES = ("simclr", "swav", "dino", "supcon", "mpcs")  # kept here so --help does not import torch
 
 
@@ -26,10 +28,10 @@ def add_parser(commands) -> None:
                    help="MPCS magnification pair strategy (default: ordered)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (default: 1e-3)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", metavar="DIR", help="output folder, also the encoder (default: "
+    p.add_argument("--out", type=folder_path, metavar="DIR", help="output folder, also the encoder (default: "
                    "pretrained/<method>-<dataset>-<arch>-<px>px-s<seed>); re-running resumes it")
-    p.add_argument("--device", default="auto", help="auto (CUDA with bf16 autocast when present), cpu or cuda")
-    p.add_argument("--workers", type=int, metavar="N", help="DataLoader workers (default: 0 on CPU, by cores on CUDA)")
+    p.add_argument("--device", type=device_name, default="auto", help="auto (CUDA with bf16 autocast when present), cpu or cuda")
+    p.add_argument("--workers", type=worker_count, metavar="N", help="DataLoader workers (default: 0 on CPU, by cores on CUDA)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--stop-after-epochs", type=int, help=argparse.SUPPRESS)  # test hook: simulated interruption
     p.set_defaults(handler=run_pretrain)

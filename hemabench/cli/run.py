@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hemabench.cli.common import add_data_options, print_table
 from hemabench.cli.custom_options import CUSTOM_HELP, add_custom_options, custom_sources, resolve_names
+from hemabench.cli.options import device_name, export_path, folder_path, worker_count
 from hemabench.errors import HemabenchError
 
 
@@ -20,10 +21,10 @@ def batch_size(text: str) -> int | str:
 
 
 def add_device_options(parser) -> None:
-    parser.add_argument("--device", default="auto", help="auto (CUDA with bf16 autocast when present), cpu or cuda")
+    parser.add_argument("--device", type=device_name, default="auto", help="auto (CUDA with bf16 autocast when present), cpu or cuda")
     parser.add_argument("--batch-size", type=batch_size, default="auto", metavar="N",
                         help="images per forward pass; auto (default): the largest that fits on the GPU, 64 on CPU")
-    parser.add_argument("--workers", type=int, default=None, metavar="N", help="DataLoader workers (default: by device)")
+    parser.add_argument("--workers", type=worker_count, default=None, metavar="N", help="DataLoader workers (default: by device)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder (worth it on large datasets)")
     parser.add_argument("--pixel-cache", action="store_true",
                         help="keep a pre-resized copy of each dataset in the cache, so later encoders decode nothing")
@@ -38,7 +39,7 @@ def add_run_arguments(parser, encoder_help: str) -> None:
     parser.add_argument("--dataset", action="append", metavar="D", help=f"only these datasets (repeatable); {CUSTOM_HELP}")
     add_data_options(parser, per_dataset_root=False)
     add_custom_options(parser)
-    parser.add_argument("--out", default="results", help="folder for result JSON files (default: ./results)")
+    parser.add_argument("--out", type=folder_path, default="results", help="folder for result JSON files (default: ./results)")
     add_device_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
 
@@ -55,7 +56,7 @@ def add_parser(commands) -> None:
     add_data_options(extract)
     add_custom_options(extract, split=False)
     extract.add_argument("--split", help="also export the part of each record under this split rule")
-    extract.add_argument("--export", metavar="FILE.npz|FILE.parquet|DIR",
+    extract.add_argument("--export", type=export_path, metavar="FILE.npz|FILE.parquet|DIR",
                          help="write the embeddings: .npz (features, labels, paths, split), .parquet or a folder "
                               "(a datasets.Dataset: id, label, patient, part, embedding; provenance in its metadata)")
     add_device_options(extract)
@@ -65,9 +66,16 @@ def add_parser(commands) -> None:
 
 def build_run(args):
     """Suite, encoders, plan and RunOptions from `run`-style arguments (shared with `hemabench sweep`)."""
+    from hemabench.datasets import DATASETS
+    from hemabench.encoders import ENCODERS
+    from hemabench.encoders.local import PREFIX
     from hemabench.runner import RunOptions
     from hemabench.suites import load_suite
+    from hemabench.tasks import TASKS
 
+    registered_encoders = [e for e in args.encoder or [] if not e.startswith(PREFIX)]  # local:<folder> are paths
+    for registry, names in ((ENCODERS, registered_encoders), (TASKS, args.task), (DATASETS, args.dataset)):
+        registry.check(names)  # a typo is named (with the closest registered name) before any data search
     suite = load_suite(args.suite or ("full" if args.encoder else "demo"))
     custom = custom_sources(args, args.dataset)
     args.dataset = resolve_names(args, args.dataset)  # folder:/hf: text -> custom-<name>
@@ -161,10 +169,11 @@ def run_extract(args) -> int:
     from hemabench.embeddings import extract_embeddings
     from hemabench.embeddings.distributed import is_main_process
     from hemabench.embeddings.export import export_embeddings
-    from hemabench.encoders import load_encoder
+    from hemabench.encoders import ENCODERS, load_encoder
     from hemabench.provenance import git_commit
     from hemabench.splits import MaterialisedSplit, get_rule
 
+    ENCODERS.check([args.encoder])
     spec = get_dataset(args.dataset, columns_from(args), args.split)
     discovery = load_dataset(spec.name, args.root, args.data_root)
     encoder = load_encoder(args.encoder, weights=args.weights)
@@ -182,6 +191,11 @@ def run_extract(args) -> int:
           f"({source}, cache key {stats.key})")
     if embeddings.failed:
         print(f"{len(embeddings.failed)} images failed to decode and are marked invalid")
+    for skipped in discovery.skipped[:20]:
+        print(f"skipped {skipped.path}: {skipped.reason}")
+    if discovery.skipped:
+        more = f" ({len(discovery.skipped) - 20} more not shown)" if len(discovery.skipped) > 20 else ""
+        print(f"{len(discovery.skipped)} file(s) skipped{more}; `hemabench data verify {spec.name}` lists them all")
     if args.export:
         split = MaterialisedSplit.build(spec.name, get_rule(spec.name, args.split), discovery.records) \
             if args.split else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hemabench.cli.reproduce import add_reproduce_arguments, run_reproduce
+
 
 def add_parser(commands) -> None:
     submit = commands.add_parser("submit", help="copy one encoder's run into submissions/<encoder>/")
@@ -26,6 +28,7 @@ def add_parser(commands) -> None:
                        help="largest allowed move of a main score, 0-1 scale (default 0.02)")
     check.add_argument("--base", metavar="REV", help="also compare with the results committed at this git revision")
     check.add_argument("--no-rerun", action="store_true", help="skip re-running the references")
+    add_reproduce_arguments(check)
     check.set_defaults(handler=run_check)
 
 
@@ -58,6 +61,8 @@ def run_check(args) -> int:
     from hemabench.submissions import EPSILON, against_base, missing_references, rerun
     from hemabench.submissions.check import CheckReport
 
+    if args.reproduce:
+        return run_reproduce(args, _finish)
     epsilon = EPSILON if args.epsilon is None else args.epsilon
     report = CheckReport()
     if not args.no_rerun:

@@ -122,8 +122,12 @@ class DatasetSpec:
         base = self.locate(root)
         rows: list[dict] = []
         skipped: list[Skipped] = []
-        for path in _walk_files(base):
+        unreadable: list[Skipped] = []
+        for path in _walk_files(base, unreadable):
             rel = PurePosixPath(path.relative_to(base).as_posix())
+            if not is_utf8(str(rel)):  # ids are UTF-8 text in results: skip and list, never crash
+                skipped.append(Skipped(escaped(str(rel)), "file name is not valid UTF-8"))
+                continue
             if path.name in self.ignored_files:
                 continue
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -139,6 +143,8 @@ class DatasetSpec:
                 skipped.append(Skipped(str(rel), problem))
                 continue
             rows.append({"domain": self.domain, **fields, "path": str(rel)})
+        skipped += [Skipped(escaped(s.path if s.path == str(base) else str(Path(s.path).relative_to(base))), s.reason)
+                    for s in unreadable]
         if not rows:
             raise DatasetNotFound(
                 self.missing_message([base], why=f"has no usable image under {base} ({len(skipped)} files skipped)")
@@ -162,9 +168,28 @@ class DatasetSpec:
         raise Skip(f"unknown class folder {folder!r} (expected one of: {', '.join(sorted(mapping))})")
 
 
-def _walk_files(base: Path):
-    """Every regular file below base in a fixed order; symlinked folders are not followed."""
-    for dirpath, dirnames, filenames in os.walk(base):
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # os.walk gives undecodable bytes as lone surrogates
+        return False
+    return True
+
+
+def escaped(text: str) -> str:
+    """A file name printable anywhere: undecodable bytes shown as \\xNN."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def _walk_files(base: Path, unreadable: list[Skipped] | None = None):
+    """Every regular file below base in a fixed order; symlinked folders are not followed;
+    folders that cannot be read are added to ``unreadable`` (never silently dropped)."""
+
+    def note(error: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append(Skipped(str(error.filename), f"folder cannot be read ({error.strerror or error})"))
+
+    for dirpath, dirnames, filenames in os.walk(base, onerror=note):
         dirnames.sort()
         for name in sorted(filenames):
             yield Path(dirpath) / name

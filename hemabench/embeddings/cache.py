@@ -9,6 +9,7 @@ extraction resumes where it stopped; the final arrays are assembled and renamed 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -20,10 +21,13 @@ import numpy as np
 import pandas as pd
 
 from hemabench.atomic import atomic_path, atomic_write_text
+from hemabench.embeddings.integrity import CacheCorrupt, entry_hashes, intact, seal, verify_entry, warn
+from hemabench.errors import HemabenchError
 from hemabench.paths import cache_dir
 
 CACHE_FORMAT = 1
 CHUNK_SIZE = 256  # records per resumable chunk; fixed so a resumed run computes the same batches
+MIN_KEY_PREFIX = 6  # `cache rm ""` once matched (and removed) every entry
 
 
 def records_digest(root: Path, paths: pd.Series) -> str:
@@ -67,12 +71,14 @@ class CacheEntry:
         return self.dir / "chunks" / f"chunk_{i:06d}.npz"
 
     def has_chunk(self, i: int) -> bool:
-        return self.chunk_path(i).is_file()
+        """The chunk is on disk and matches its sha256 (a bad one is removed, so it is recomputed)."""
+        return intact(self.chunk_path(i))
 
     def write_chunk(self, i: int, features: np.ndarray, valid: np.ndarray, failed: dict[str, str]) -> None:
         with atomic_path(self.chunk_path(i)) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(handle, features=features, valid=valid, failed=json.dumps(failed))
+        seal(self.chunk_path(i))
 
     def assemble(self, paths: list[str], n_chunks: int, dim: int, dtype: str, meta: dict) -> None:
         """Stream the chunks into one memory-mapped array; memory does not grow with N.
@@ -103,15 +109,36 @@ class CacheEntry:
             del out
         atomic_write_text(self.dir / "index.json", json.dumps({"paths": paths, "valid": valid.tolist(), "failed": failed}))
         atomic_write_text(self.dir / "meta.json", json.dumps({**meta, "n": len(paths), "dim": dim, "dtype": dtype,
-                                                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1))
+                                                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                                             "files": entry_hashes(self.dir)}, indent=1))
 
     def load(self) -> Embeddings:
+        """The entry's arrays, after checking them against the hashes recorded at assembly
+        (raises CacheCorrupt); an entry from before hashes were recorded is sealed on first use."""
+        try:
+            meta = self.meta()
+        except (OSError, ValueError) as exc:
+            raise CacheCorrupt(f"cache entry {self.dir}: meta.json is unreadable ({exc})") from None
+        if "files" not in meta:  # sealed on first use; a read-only shared cache stays as it is
+            with contextlib.suppress(OSError):
+                atomic_write_text(self.dir / "meta.json", json.dumps({**meta, "files": entry_hashes(self.dir)},
+                                                                    indent=1))
+        verify_entry(self.dir, meta.get("files"))
         index = json.loads((self.dir / "index.json").read_text())
         features = np.load(self.dir / "features.npy", mmap_mode="r")
         return Embeddings(features, index["paths"], np.asarray(index["valid"], dtype=bool), index["failed"], self.key)
 
     def meta(self) -> dict:
         return json.loads((self.dir / "meta.json").read_text())
+
+    def load_or_discard(self) -> Embeddings | None:
+        """The entry, or None after removing it (with a warning) when it fails its integrity check."""
+        try:
+            return self.load()
+        except (CacheCorrupt, OSError, ValueError) as exc:
+            warn(f"{exc}; the entry is removed and rebuilt")
+            shutil.rmtree(self.dir, ignore_errors=True)
+            return None
 
 
 def list_entries(base: Path | None = None) -> list[dict]:
@@ -129,6 +156,10 @@ def list_entries(base: Path | None = None) -> list[dict]:
 def remove_entries(keys: list[str] | None = None, encoder: str | None = None, dataset: str | None = None,
                    base: Path | None = None) -> list[str]:
     """Delete entries by key prefix or by encoder/dataset name; returns the keys removed."""
+    short = [k for k in keys or [] if len(k) < MIN_KEY_PREFIX]
+    if short:
+        raise HemabenchError(f"cache key prefix {short[0]!r} is too short: give at least {MIN_KEY_PREFIX} characters "
+                             "of a key from `hemabench cache ls` (or --all to remove every entry)")
     removed = []
     for row in list_entries(base):
         by_key = keys and any(row["key"].startswith(k) for k in keys)

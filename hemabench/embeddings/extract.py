@@ -31,6 +31,7 @@ from hemabench.datasets.sources import FolderImages
 from hemabench.embeddings.accel import choose_batch_size, default_workers, prepare_model, resolve_device
 from hemabench.embeddings.cache import CHUNK_SIZE, CacheEntry, Embeddings, cache_key
 from hemabench.embeddings.distributed import Ranks, ranks_from_env
+from hemabench.embeddings.integrity import entry_lock
 from hemabench.embeddings.pixels import PixelCache, SplitTransform, split_transform
 from hemabench.errors import HemabenchError
 
@@ -211,10 +212,25 @@ def extract_embeddings(encoder, root, records: pd.DataFrame, *, dataset: str = "
     digest = root.digest(records["path"])
     key = cache_key(encoder_identity(encoder), digest, dtype)
     entry = CacheEntry(key, cache_base)
-    if entry.complete:
-        return entry.load(), ExtractionStats(key, 0, True, time.perf_counter() - start, "none")
+    cached = entry.load_or_discard() if entry.complete else None
+    if cached is not None:
+        return cached, ExtractionStats(key, 0, True, time.perf_counter() - start, "none")
     torch_device = resolve_device(device)
     ranks = ranks_from_env(torch_device.type == "cuda")
+    with entry_lock(entry.dir, exclusive=ranks.world == 1):  # torchrun ranks share the entry by design
+        cached = entry.load_or_discard() if entry.complete else None  # a concurrent run may have finished it
+        if cached is not None:
+            return cached, ExtractionStats(key, 0, True, time.perf_counter() - start, "none")
+        return _extract_missing(encoder, root, paths, digest, entry, ranks, start, dataset=dataset,
+                                batch_size=batch_size, workers=workers, device=device, dtype=dtype,
+                                progress=progress, on_chunk=on_chunk, compile=compile, pixel_cache=pixel_cache,
+                                pixel_base=pixel_base)
+
+
+def _extract_missing(encoder, root: Path, paths: list[str], digest: str, entry: CacheEntry, ranks: Ranks,
+                     start: float, *, dataset: str, batch_size, workers, device: str, dtype: str, progress: bool,
+                     on_chunk, compile: bool, pixel_cache: bool, pixel_base) -> tuple[Embeddings, ExtractionStats]:
+    key = entry.key
     torch_device = resolve_device(device, ranks.local_rank)
     n_chunks = math.ceil(len(paths) / CHUNK_SIZE)
     mine = ranks.shard([c for c in range(n_chunks) if not entry.has_chunk(c)])

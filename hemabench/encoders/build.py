@@ -202,6 +202,15 @@ def preprocessing_of(spec: EncoderSpec) -> dict:
             "color": "RGB"}
 
 
+def check_pinned(spec: EncoderSpec, sha: str, path: Path, explicit: bool) -> None:
+    """Weights found for a spec that pins sha256s must be one of them (a wrong or corrupted
+    download is refused); a file named with --weights is the user's own choice and only noted."""
+    pinned = sorted({s.sha256 for s in spec.weights if s.sha256})
+    if pinned and sha not in pinned and not explicit:
+        raise EncoderWeightsInvalid(f"weights file {path} has sha256 {sha}, but encoder {spec.name!r} pins "
+                                    f"{', '.join(pinned)}: a different or damaged file; delete it to download again")
+
+
 # -- the entry point ----------------------------------------------------------------------------
 def load_encoder(name: str | EncoderSpec, weights: str | os.PathLike | None = None,
                  weights_dir: str | os.PathLike | None = None, device: str = "cpu") -> LoadedEncoder:
@@ -226,6 +235,7 @@ def load_encoder(name: str | EncoderSpec, weights: str | os.PathLike | None = No
         load_weights_into(network, state, resolved.path)
         model = apply_readout(spec, network)
         sha, source = file_sha256(resolved.path), resolved.source
+        check_pinned(spec, sha, resolved.path, explicit=weights is not None)
     model.eval().requires_grad_(False)
     return LoadedEncoder(spec=spec, model=model.to(device), transform=make_transform(spec), weights_sha256=sha,
                          weights_source=source, preprocessing=preprocessing_of(spec))

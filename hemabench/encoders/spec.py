@@ -50,6 +50,7 @@ class WeightSource:
     url: str | None = None  # local: where a person can download the file
     gated: bool = False  # hub: the repo needs accepted terms and a login token
     note: str = ""
+    sha256: str | None = None  # hub/local: the pinned sha256 of the weights file (results must name it)
 
     def describe(self) -> str:
         if self.kind == "hub":
@@ -66,7 +67,7 @@ class WeightSource:
         if self.kind == "random":
             return {"random": {"seed": self.seed}}
         out: dict[str, Any] = {self.kind: self.repo if self.kind == "hub" else self.filename}
-        for key in ("revision", "filename", "format", "url", "gated", "note"):
+        for key in ("revision", "filename", "format", "url", "gated", "note", "sha256"):
             value = getattr(self, key)
             if value and not (self.kind == "local" and key == "filename"):
                 out[key] = value
@@ -131,8 +132,8 @@ def _source(raw: Any, where: str) -> WeightSource:
     if len(kinds) != 1:
         raise SpecError(f"{where}: a weights entry needs exactly one of {', '.join(SOURCE_KINDS)}; got {sorted(raw)}")
     kind = kinds[0]
-    allowed = {"hub": {"hub", "revision", "filename", "format", "gated", "note"},
-               "local": {"local", "url", "format", "note"},
+    allowed = {"hub": {"hub", "revision", "filename", "format", "gated", "note", "sha256"},
+               "local": {"local", "url", "format", "note", "sha256"},
                "random": {"random", "note"}, "none": {"none", "note"}}[kind]
     unknown = set(raw) - allowed
     if unknown:
@@ -141,13 +142,17 @@ def _source(raw: Any, where: str) -> WeightSource:
     if fmt not in FORMATS:
         raise SpecError(f"{where}: format {fmt!r} is not one of {', '.join(FORMATS)}")
     note = str(raw.get("note", ""))
+    sha = raw.get("sha256")
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        raise SpecError(f"{where}: sha256 must be the 64 lower-case hex digits of the weights file, got {sha!r}")
     if kind == "hub":
         if not raw.get("filename") or "/" not in str(raw["hub"]):
             raise SpecError(f"{where}: a hub entry needs 'hub: org/repo' and 'filename'")
         return WeightSource("hub", repo=str(raw["hub"]), revision=str(raw.get("revision") or "main"),
-                            filename=str(raw["filename"]), format=fmt, gated=bool(raw.get("gated", False)), note=note)
+                            filename=str(raw["filename"]), format=fmt, gated=bool(raw.get("gated", False)), note=note,
+                            sha256=sha)
     if kind == "local":
-        return WeightSource("local", filename=str(raw["local"]), url=raw.get("url"), format=fmt, note=note)
+        return WeightSource("local", filename=str(raw["local"]), url=raw.get("url"), format=fmt, note=note, sha256=sha)
     if kind == "random":
         seed = raw["random"].get("seed") if isinstance(raw["random"], dict) else None
         if not isinstance(seed, int):

@@ -10,7 +10,6 @@ the user names (``--data-root``) and are copied as downscaled thumbnails.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -24,10 +23,12 @@ from hemabench.leaderboard.collect import Board, Entry, anchor, group_boards, lo
 from hemabench.leaderboard.context import paper_board_context
 from hemabench.leaderboard.downloads import Downloads, board_json, reported_json
 from hemabench.leaderboard.index import index_context
+from hemabench.leaderboard.manifest import prepare_out, write_manifest
 from hemabench.leaderboard.pages import board_context, board_href, encoder_context, encoder_href
 from hemabench.leaderboard.ranking import tie_ranks
 from hemabench.leaderboard.reported import pairs, paper_boards
 from hemabench.reported import load_reported
+from hemabench.trust import ranked
 
 HERE = Path(__file__).resolve().parent
 OWNED = ("index.html", "tasks", "encoders", "figures", "thumbs", "downloads")  # what a rebuild replaces in --out
@@ -155,15 +156,6 @@ def page_provenance(entries: list[Entry]) -> dict:
     return {"builder": hemabench.__version__, "versions": versions, "tasks": tasks, "splits": splits}
 
 
-def _clean(out: Path) -> None:
-    for name in OWNED:
-        path = out / name
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():
-            shutil.rmtree(path)
-
-
 def build_site(out: str | Path = "leaderboard", submissions: str | Path | None = "submissions",
                results: list[str | Path] | tuple = (), data_root: str | None = None,
                figures: bool = True) -> BuildReport:
@@ -173,14 +165,16 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
     report = BuildReport(out=out)
     entries = load_entries(Path(submissions) if submissions else None, [Path(r) for r in results], report.warnings)
     if not entries:  # before touching --out
-        raise HemabenchError(f"no result files found in {submissions or ''} {' '.join(map(str, results))}".strip())
+        skipped = "".join(f"; {w}" for w in report.warnings[:3])
+        raise HemabenchError(f"no result files found in {submissions or ''} {' '.join(map(str, results))}".strip()
+                             + skipped)
     boards = group_boards(entries)
     for board in boards:
-        board.ranks, board.comparisons = tie_ranks({e: entry.result for e, entry in board.entries.items()})
+        board.ranks, board.comparisons = tie_ranks({e: entry.result for e, entry in board.entries.items()
+                                                    if ranked(entry.result)})  # never papers, unregistered splits
     values = load_reported()
     only_papers = paper_boards(boards, values)
-    out.mkdir(parents=True, exist_ok=True)
-    _clean(out)
+    foreign = prepare_out(out, OWNED)  # removes only what an earlier build wrote, else refuses
     downloads = Downloads(out)
     site, env, models = Site(out, data_root, report, figures), environment(downloads), load_cost_models()
     encoders = sorted({e.encoder for e in entries} | {r.encoder for r in values if not r.external})
@@ -216,5 +210,6 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
         write(encoder_href(encoder), "encoder.html.j2", [b.entries[encoder] for b in own],
               **encoder_context(encoder, own, values), title=f"encoder {encoder}")
     report.downloads, report.reported = downloads.written, len(values)
+    write_manifest(out, OWNED, foreign)
     report.results, report.boards, report.seconds = len(entries), len(boards), time.perf_counter() - start
     return report

@@ -15,8 +15,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SUBMISSION_RESULTS = "results"
 ENCODER_FILE = "encoder.yaml"
@@ -104,7 +102,8 @@ class Board:
 
     def sorted_encoders(self) -> list[str]:
         """Best tie group first, then by mean main score."""
-        return sorted(self.entries, key=lambda e: (self.ranks.get(e, 0), -self.entries[e].main["mean"], e))
+        unranked = len(self.entries) + 1  # published numbers, unregistered splits: after every ranked row
+        return sorted(self.entries, key=lambda e: (self.ranks.get(e, unranked), -self.entries[e].main["mean"], e))
 
 
 def board_key(result: dict) -> tuple:
@@ -115,10 +114,16 @@ def board_key(result: dict) -> tuple:
 
 
 def _read_json(path: Path, warnings: list[str]) -> dict | None:
+    from hemabench.submissions.layout import MAX_RESULT_BYTES
+    from hemabench.untrusted import UntrustedInput, load_json
+
     try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        warnings.append(f"{path}: skipped, not readable JSON ({exc})")
+        result = load_json(path, MAX_RESULT_BYTES)
+    except (OSError, UntrustedInput) as exc:
+        warnings.append(f"{exc}; skipped" if isinstance(exc, UntrustedInput) else f"{path}: skipped, not readable ({exc})")
+        return None
+    if not isinstance(result, dict):
+        warnings.append(f"{path}: skipped, not a JSON object")
         return None
     missing = [k for k in ("task", "task_version", "dataset", "encoder", "main_metric", "metrics") if k not in result]
     if missing or not isinstance(result.get("encoder"), dict) or result["main_metric"] not in result["metrics"]:
@@ -169,11 +174,14 @@ def load_entries(submissions: Path | None = None, results: list[Path] | tuple = 
 def _read_meta(path: Path, warnings: list[str]) -> dict:
     if not path.is_file():
         return {}
+    from hemabench.submissions.layout import MAX_TEXT_BYTES
+    from hemabench.untrusted import UntrustedInput, load_yaml
+
     try:
-        meta = yaml.safe_load(path.read_text())
+        meta = load_yaml(path, MAX_TEXT_BYTES)
         return meta if isinstance(meta, dict) else {}
-    except (OSError, yaml.YAMLError) as exc:
-        warnings.append(f"{path}: not readable YAML ({exc}); encoder metadata not shown")
+    except (OSError, UntrustedInput) as exc:
+        warnings.append(f"{' '.join(str(exc).split())}; encoder metadata not shown")
         return {}
 
 

@@ -17,7 +17,7 @@ from hemabench.leaderboard.collect import Board, anchor, task_params
 from hemabench.leaderboard.context import protocol_words
 from hemabench.leaderboard.pages import board_href, board_title, dataset_title, encoder_href, split_text
 from hemabench.leaderboard.reported import PaperBoard, encoder_head, reported_cell, task_family, trained_on
-from hemabench.leaderboard.tables import as_table, plain, score_cell
+from hemabench.leaderboard.tables import as_table, plain, score_cell, with_badge
 from hemabench.reported import Reported
 
 
@@ -81,8 +81,8 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
                  plain(f"{sum(ranks) / len(ranks):.2f}", sum(ranks) / len(ranks)) if ranks else plain("–")]
         for kind, b in columns_all:
             entry = b.entries.get(encoder) if kind == "run" else None
-            cell = (score_cell(entry.main, f"{board_href(b)}#enc-{anchor(encoder)}", b.ranks.get(encoder))
-                    if entry else plain("–"))
+            cell = (with_badge(score_cell(entry.main, f"{board_href(b)}#enc-{anchor(encoder)}", b.ranks.get(encoder)),
+                               entry.result) if entry else plain("–"))
             cells.append(_mark_trained(cell, b.dataset, facts["trained"]))
         rows.append(_row(f"row-{anchor(encoder)}", plain(encoder, encoder, href=encoder_href(encoder)), cells,
                          facts, "run"))

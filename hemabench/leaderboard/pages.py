@@ -28,8 +28,10 @@ from hemabench.leaderboard.tables import (
     per_class_table,
     plain,
     score_cell,
+    trust_cell,
 )
 from hemabench.reported import Reported
+from hemabench.trust import tier_of, unranked_reason
 
 
 def board_title(board: Board) -> str:
@@ -75,7 +77,8 @@ def _ranking(board: Board, clinical: dict) -> dict:
     rows, heads, ids = [], [], []
     for encoder in board.sorted_encoders():
         entry = board.entries[encoder]
-        row = {"rank": plain(board.ranks.get(encoder, "–"), board.ranks.get(encoder), cls="rank-cell",
+        row = {"rank": plain(board.ranks.get(encoder, unranked_reason(entry.result)), board.ranks.get(encoder),
+                             cls="rank-cell",
                              data={"rank": str(board.ranks.get(encoder))}),
                board.main_metric: score_cell(entry.main)}
         row.update({k.rsplit("/", 1)[1]: score_cell(entry.result["metrics"].get(k)) for k in others})
@@ -84,13 +87,15 @@ def _ranking(board: Board, clinical: dict) -> dict:
             row[f"mean cost ({scores['model']})"] = score_cell(scores["mean_cost"], scale=1, digits=2)
             row[f"{scores['group_kind']} accuracy"] = score_cell(scores["group_accuracy"])
         row["source"] = plain(entry.origin)
+        row["trust"] = trust_cell(entry.result)
         rows.append(row)
         heads.append(plain(encoder, encoder, href=encoder_href(encoder, "../")))
         ids.append(f"enc-{anchor(encoder)}")
     return as_table(pd.DataFrame(rows), "ranking", f"main metric {board.main_metric} of each encoder, % (mean ± std over folds or "
                     "repetitions, 95% interval); rank = 1 + number of encoders significantly better (paired bootstrap); "
                     "mean cost: clinically weighted error per sample, lower is better",
-                    row_ids=ids, index_name="encoder", heads=heads)
+                    row_ids=ids, index_name="encoder", heads=heads,
+                    row_cls=[tier_of(board.entries[e].result) for e in board.sorted_encoders()])
 
 
 def _comparisons(board: Board) -> dict | None:

@@ -36,6 +36,23 @@ def score_cell(score: dict | None, href: str | None = None, rank: int | None = N
                      "low": repr(low), "high": repr(high)}}
 
 
+def trust_cell(result: dict) -> dict:
+    """The trust tier of a result as a badge cell (verified / self-reported / paper)."""
+    from hemabench.trust import tier_of, verified_by
+
+    tier = tier_of(result)
+    return {"text": "", "sort": tier, "badge": tier, "title": verified_by(result), "cls": f"tier-{tier}",
+            "data": {"tier": tier}}
+
+
+def with_badge(cell: dict, result: dict) -> dict:
+    """A score cell that also shows its result's trust tier."""
+    badge = trust_cell(result)
+    return {**cell, "badge": badge["badge"], "cls": " ".join(filter(None, [cell.get("cls"), badge["cls"]])),
+            "data": {**(cell.get("data") or {}), "tier": badge["badge"]},
+            "title": f"{cell.get('title', '')}; {badge['title']}".lstrip("; ")}
+
+
 def plain(text, sort=None, **extra) -> dict:
     return {"text": str(text), "sort": "" if sort is None else str(sort), **extra}
 

@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from hemabench.submissions.integrity import integrity_problems, verification_problems, weights_problems
 from hemabench.submissions.layout import (
     ENCODER_FILE,
     MAX_RESULT_BYTES,
+    MAX_TEXT_BYTES,
     README,
     RESULTS,
     Problem,
@@ -27,6 +27,7 @@ from hemabench.submissions.layout import (
     safe_relative,
 )
 from hemabench.submissions.recompute import score_problems, split_problems
+from hemabench.untrusted import UntrustedInput, load_json, load_yaml
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 REQUIRED_TEXT = ("submitted_by", "license", "training_data", "statement")
@@ -55,9 +56,17 @@ def _schema_problems(result, shown: str) -> list[Problem]:
     from hemabench.results import SCHEMA_PATH
 
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
-    errors = sorted(validator.iter_errors(result), key=lambda e: list(map(str, e.absolute_path)))
-    return [Problem(shown, "/".join(map(str, e.absolute_path)) or "(top level)", f"schema: {e.message[:200]}")
+    errors = sorted((jsonschema.exceptions.best_match([e]) for e in validator.iter_errors(result)),
+                    key=lambda e: list(map(str, e.absolute_path)))  # best_match: the reason inside a oneOf
+    return [Problem(shown, "/".join(map(str, e.absolute_path)) or "(top level)", f"schema: {_one_line(e.message)}")
             for e in errors[:10]]
+
+
+def _one_line(message: str, limit: int = 1000) -> str:
+    """A schema message on one line; a long one (a huge offending value) is shortened in the
+    middle, so both what was found and what was expected stay readable."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else f"{text[:limit // 2]} ... {text[-limit // 2:]}"
 
 
 def _path_problems(result: dict, shown: str) -> list[Problem]:
@@ -116,23 +125,27 @@ def validate_result(path: Path, shown: str, data_root: str | None = None, meta: 
     """All checks of one result file; later checks run only when earlier ones make them meaningful."""
     if path.is_symlink():
         return [Problem(shown, "", "is a symbolic link")]
-    if path.stat().st_size > MAX_RESULT_BYTES:
-        return [Problem(shown, "", f"is over the {MAX_RESULT_BYTES}-byte limit")]
     try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        return [Problem(shown, "", f"is not readable JSON: {exc}")]
+        result = load_json(path, MAX_RESULT_BYTES, shown)
+    except UntrustedInput as exc:
+        return [Problem(shown, "", str(exc).removeprefix(f"{shown}: "))]
+    except OSError as exc:
+        return [Problem(shown, "", f"is not readable: {exc.strerror or exc}")]
     problems = _schema_problems(result, shown)
     if problems or not isinstance(result, dict):
         return problems or [Problem(shown, "", "is not a JSON object")]
     problems = _names(result, shown, expect) + _path_problems(result, shown)
     if any(p.field in ("task", "dataset") for p in problems):
         return problems
-    problems += _registry_problems(result, shown, meta)
+    problems += _registry_problems(result, shown, meta) + weights_problems(result, shown)
+    problems += verification_problems(result, shown)
     if any(p.field in ("task", "task_version") for p in problems):
         return problems
     try:
-        problems += split_problems(result, shown, data_root)
+        found = split_problems(result, shown, data_root)
+        problems += found
+        if not any(p.level == "error" for p in found):  # a wrong split is reported once, not again per fold
+            problems += integrity_problems(result, shown)
     except Exception as exc:  # an unknown dataset or split rule, or unreadable data
         problems.append(Problem(shown, "split", f"cannot be checked: {exc}"))
     return problems + score_problems(result, shown)
@@ -146,9 +159,11 @@ def metadata_problems(folder: Path, shown: str) -> tuple[dict | None, list[Probl
     if not path.is_file() or path.is_symlink():
         return None, [Problem(where, "", "is missing; `hemabench submit` writes it")]
     try:
-        meta = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        return None, [Problem(where, "", "is not valid YAML: " + " ".join(str(exc).split()))]
+        meta = load_yaml(path, MAX_TEXT_BYTES, where)
+    except UntrustedInput as exc:
+        return None, [Problem(where, "", str(exc).removeprefix(f"{where}: "))]
+    except OSError as exc:
+        return None, [Problem(where, "", f"is not readable: {exc.strerror or exc}")]
     if not isinstance(meta, dict):
         return None, [Problem(where, "", "must be a mapping")]
     problems = [p for p in [name_problem(where, "encoder", meta.get("encoder"))] if p]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,7 @@ class Task:
     citation: str = ""
     detail_variant: str = ""  # variant whose per-class numbers and confusion matrix are reported (default: main's)
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)  # target -> (source dataset, its split rule)
+    stores_confusions: ClassVar[bool] = False  # True: predictions are (fold, confusions), never per-sample
     needs: Needs = field(default_factory=Needs)  # what a dataset must provide (see tasks/needs.py)
 
     def serves(self, spec) -> bool:
@@ -87,6 +89,10 @@ class Task:
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
         """Metrics derived across variants (e.g. an area under a curve), from stored predictions."""
         return {}
+
+    def pooled_members(self, variant: str, variants) -> list[str] | None:
+        """The variants whose rows a pooled variant concatenates (its ids repeat), or None."""
+        return None
 
     def with_params(self, **overrides) -> Task:
         """The same task with some parameters changed (suites may do this; results record it)."""

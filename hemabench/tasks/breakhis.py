@@ -201,6 +201,13 @@ class CrossMagnification(BreakHisTask):
         pred = ctx.probe(train, test, fold=fold, magnification=m)
         ctx.add_by_mag(test, fold, pred, lambda t: (f"{mag(m)}->{mag(t)}", "diag" if t == m else "offdiag"))
 
+    def pooled_members(self, variant: str, variants) -> list[str] | None:
+        """``diag``/``offdiag`` are the rows of the same- or cross-magnification variants, pooled."""
+        if variant not in ("diag", "offdiag"):
+            return None
+        pairs = [v.split("->") for v in variants if "->" in v]
+        return [f"{a}->{b}" for a, b in pairs if (a == b) == (variant == "diag")]
+
     def summary(self, variants, ctx) -> dict:
         """The 4x4 matrices (rows = train magnification) and the diagonal vs off-diagonal gap."""
         mags, out = ctx.present, {"magnifications": ctx.present, "rows": "train magnification",

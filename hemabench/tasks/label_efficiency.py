@@ -56,6 +56,8 @@ def curve_auc_metrics(predictions: dict, labels: list[str], max_n: int) -> dict[
 
 @dataclass(frozen=True)
 class LabelEfficiency(Task):
+    stores_confusions = True  # thousands of repeated fits: one confusion matrix per repetition
+
     def evaluate(self, data: TaskInput) -> Predictions:
         p = self.params
         labels = data.records[self.label_column].to_numpy().astype(str)

@@ -75,6 +75,8 @@ def superclass_metrics(predictions: dict, labels: list[str], superclasses: dict)
 
 @dataclass(frozen=True)
 class BoneMarrowToBlood(Task):
+    stores_confusions = True  # thousands of repeated fits: one confusion matrix per repetition
+
     def mapping(self, dataset: str) -> Mapping:
         return Mapping.for_target(load_mapping(self.params["mapping"]), dataset)
 

@@ -1,0 +1,64 @@
+"""What a site build may delete: only the files an earlier build wrote, listed in a manifest.
+
+``leaderboard build --out .`` once removed a user's own ``figures/``, ``tasks/`` and
+``encoders/`` and overwrote their ``index.html``. Now each build lists the files it wrote in
+``.hemabench-site.json``; a rebuild removes exactly those. A folder that holds any of the names
+a build writes but no manifest is refused, untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from hemabench.atomic import atomic_write_text
+from hemabench.errors import HemabenchError
+
+MANIFEST = ".hemabench-site.json"
+
+
+def _files_under(out: Path, owned: tuple[str, ...]) -> set[str]:
+    found = set()
+    for name in owned:
+        path = out / name
+        if path.is_file() or path.is_symlink():
+            found.add(name)
+        elif path.is_dir():
+            for root, _, files in os.walk(path):
+                found.update((Path(root) / f).relative_to(out).as_posix() for f in files)
+    return found
+
+
+def prepare_out(out: Path, owned: tuple[str, ...]) -> set[str]:
+    """Remove the previous build's files; returns the files under ``owned`` that are not ours
+    (kept, and never listed in the new manifest). Refuses a folder with foreign site names."""
+    manifest = out / MANIFEST
+    if out.exists() and not out.is_dir():
+        raise HemabenchError(f"--out {out} is a file, not a folder")
+    if manifest.is_file():
+        try:
+            written = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise HemabenchError(f"{manifest}: not a readable site manifest ({exc}); remove the old site by hand") from None
+        for rel in written:
+            path = out / rel
+            if isinstance(rel, str) and ".." not in Path(rel).parts and rel.split("/")[0] in owned and path.is_file() \
+                    and not path.is_symlink():
+                path.unlink()
+        for name in owned:  # drop folders the old build left empty, deepest first
+            for root, _dirs, _files in sorted(os.walk(out / name, topdown=False), key=lambda r: -len(r[0])):
+                if not os.listdir(root):
+                    os.rmdir(root)
+    else:
+        clashes = [name for name in owned if (out / name).exists() or (out / name).is_symlink()]
+        if clashes:
+            raise HemabenchError(f"{out} already holds {', '.join(clashes)} that no leaderboard build wrote (no "
+                                 f"{MANIFEST}): nothing was changed; use an empty or new --out folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return _files_under(out, owned)
+
+
+def write_manifest(out: Path, owned: tuple[str, ...], foreign: set[str]) -> None:
+    files = sorted(_files_under(out, owned) - foreign)
+    atomic_write_text(out / MANIFEST, json.dumps({"files": files}, indent=0))

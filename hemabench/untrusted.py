@@ -1,0 +1,81 @@
+"""Reading YAML and JSON that arrive in a pull request: bounded, and one-line errors naming the file.
+
+A 2 kB YAML "billion laughs" (nested aliases) expands to gigabytes in ``yaml.safe_load``; a
+JSON array nested 200k deep overflows the parser's recursion; a non-UTF-8 file raises a
+UnicodeDecodeError deep inside a loader. Submission files need none of these features, so
+anchors and aliases are refused before loading, nesting is capped, sizes are capped, and text
+must be UTF-8. Every refusal is an ``UntrustedInput`` whose message is one line naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hemabench.errors import HemabenchError
+
+MAX_DEPTH = 64  # deepest nesting a submission file may have (results use about 6)
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_OPEN = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
+         yaml.FlowSequenceStartToken)
+_CLOSE = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+
+
+class UntrustedInput(HemabenchError):
+    """An input file refused before (or instead of) parsing; the message names the file."""
+
+
+def read_text(path: str | Path, limit: int, shown: str | None = None) -> str:
+    """The file's text: at most ``limit`` bytes, strict UTF-8."""
+    path, shown = Path(path), shown or str(path)
+    size = path.stat().st_size
+    if size > limit:
+        raise UntrustedInput(f"{shown}: {size} bytes is over the {limit}-byte limit for this file")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UntrustedInput(f"{shown}: is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+
+
+def load_yaml(path: str | Path, limit: int, shown: str | None = None):
+    """``yaml.safe_load`` of a file without anchors, aliases, tags of its own or deep nesting."""
+    shown = shown or str(path)
+    text = read_text(path, limit, shown)
+    depth = 0
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, (yaml.AnchorToken, yaml.AliasToken)):
+                line = token.start_mark.line + 1
+                raise UntrustedInput(f"{shown}: line {line}: YAML anchors and aliases (&, *) are not allowed here")
+            depth += isinstance(token, _OPEN) - isinstance(token, _CLOSE)
+            if depth > MAX_DEPTH:
+                raise UntrustedInput(f"{shown}: line {token.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UntrustedInput(f"{shown}: is not valid YAML: " + " ".join(str(exc).split())) from None
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` outside strings, without parsing (linear, no recursion)."""
+    bare = np.frombuffer(_STRING.sub(b'""', data), dtype=np.uint8)
+    steps = (np.isin(bare, (ord("["), ord("{"))).astype(np.int64)
+             - np.isin(bare, (ord("]"), ord("}"))).astype(np.int64))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def load_json(path: str | Path, limit: int, shown: str | None = None):
+    """``json.loads`` of a file at most ``limit`` bytes, UTF-8, nested at most MAX_DEPTH deep."""
+    shown = shown or str(path)
+    text = read_text(path, limit, shown)
+    depth = json_depth(text.encode("utf-8"))
+    if depth > MAX_DEPTH:
+        raise UntrustedInput(f"{shown}: JSON nested {depth} levels deep (at most {MAX_DEPTH} allowed)")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise UntrustedInput(f"{shown}: is not readable JSON: {exc}") from None
