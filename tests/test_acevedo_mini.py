@@ -22,12 +22,23 @@ import hemabench
 from hemabench.datasets import DATASETS, find_root, load_dataset
 from hemabench.records import make_records
 from hemabench.splits import MaterialisedSplit, SplitRule, get_rule
+from hemabench.splits.registered import registered
 
 PACKAGE = Path(hemabench.__file__).resolve().parent
 SAMPLE = PACKAGE / "data" / "acevedo_mini"
 IMAGES = SAMPLE / "PBC_dataset_normal_DIB"
 FOLDERS = ("basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet")
 TITLE = "200-cell sample of Acevedo et al. 2020 (CC BY 4.0)"
+# The registered cv5 split of the bundled sample, measured once (fixed data: any change to the files
+# or the rule shows here): its fingerprint, and per fold the sha256 over its sorted test paths.
+REGISTERED_FINGERPRINT = "19f57959bc49dafbf4cdb2c258b502a7c1891ca3b9c0b884b28a1864ef5357e2"
+REGISTERED_TEST_SHA256 = {
+    "fold0": "eb979b29aefd333f40dc959ef0c624ba63008b98d38703f9b8130215649bf3d2",
+    "fold1": "c0295528f400d722532880a2588f9ab29509b46552a9b10b28ade6be70d1c074",
+    "fold2": "9ceb5c37ab16ccc165764109560b56bb6d88672a477223991095b18ac8b3d5eb",
+    "fold3": "13e9b464e00c1a7e120e51ea46db3d2ffdf2aed31918f103de71451b70e45bf8",
+    "fold4": "c1589d10957f369b147409d5d5f0c43ab312a998dd273c6e78d10ada484d99e6",
+}
 
 
 def bundled_files() -> list[Path]:
@@ -86,14 +97,16 @@ def test_registered_split_fingerprint_and_test_sets():
     rule = get_rule("acevedo-mini")
     assert (rule.name, rule.kind, rule.k, rule.seed, rule.balanced) == ("cv5", "kfold", 5, 0, True)
     split = MaterialisedSplit.build("acevedo-mini", rule, load_dataset("acevedo-mini").records)
-    registered = spec.registered_splits[rule.id]
-    assert split.fingerprint == registered["fingerprint"]
+    entry = registered("acevedo-mini", rule.name, rule.version)  # benchmarks/fingerprints.yaml
+    assert split.fingerprint == entry["fingerprint"] == REGISTERED_FINGERPRINT
     table = split.assignment
     for fold in rule.parts():
         test = table[table["part"] == fold]
         ids = "".join(f"{p}\n" for p in sorted(test["path"]))
-        assert hashlib.sha256(ids.encode()).hexdigest() == registered["test_sha256"][fold]
-        assert test["label"].value_counts().to_dict() == registered["test_counts_per_class"]
+        assert hashlib.sha256(ids.encode()).hexdigest() == REGISTERED_TEST_SHA256[fold] == \
+            entry["tests"][fold]["records"]["ids"]
+        assert test["label"].value_counts().to_dict() == dict.fromkeys(spec.classes, 5) == \
+            entry["tests"][fold]["records"]["counts"]["label"]
     for rotation in rule.rotations():  # 20 training cells of every class in every fold
         train = table[table["part"].isin(rotation["train"])]
         assert set(train["label"].value_counts()) == {20}
@@ -171,7 +184,7 @@ def test_label_efficiency_records_and_uses_the_cut_grid(demo_label_efficiency):
     assert result["extra"]["effective_n"]["10"] == dict.fromkeys(result["labels"], 10)
     assert (result["extra"]["n_train"], result["extra"]["n_test"]) == (160, 40)
     assert result["task_metadata"]["detail_variant"] == "svm/n=10"
-    assert result["split"]["fingerprint"] == DATASETS.get("acevedo-mini").registered_splits["cv5@v1"]["fingerprint"]
+    assert result["split"]["fingerprint"] == REGISTERED_FINGERPRINT
     assert result["dataset_info"]["title"] == TITLE
 
 

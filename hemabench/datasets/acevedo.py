@@ -66,17 +66,3 @@ class AcevedoMini(Acevedo):
     expected = {label: 25 for label in FOLDER_LABELS.values()}
     expected_fine = {"BA": 25, "EO": 25, "ERB": 25, "LY": 25, "MO": 25, "PLATELET": 25,
                      "PMY": 3, "MY": 9, "MMY": 12, "IG": 1, "SNE": 13, "BNE": 11, "NEUTROPHIL": 1}
-    # The registered split of the bundled sample (benchmarks/splits.yaml): the fingerprint of the
-    # materialised split, and per fold the sha256 over its sorted test paths ("<path>\n" each) and
-    # its test cells per class. Fixed data, so any change to the files or the rule shows here.
-    registered_splits = {"cv5@v1": {
-        "fingerprint": "19f57959bc49dafbf4cdb2c258b502a7c1891ca3b9c0b884b28a1864ef5357e2",
-        "test_sha256": {
-            "fold0": "eb979b29aefd333f40dc959ef0c624ba63008b98d38703f9b8130215649bf3d2",
-            "fold1": "c0295528f400d722532880a2588f9ab29509b46552a9b10b28ade6be70d1c074",
-            "fold2": "9ceb5c37ab16ccc165764109560b56bb6d88672a477223991095b18ac8b3d5eb",
-            "fold3": "13e9b464e00c1a7e120e51ea46db3d2ffdf2aed31918f103de71451b70e45bf8",
-            "fold4": "c1589d10957f369b147409d5d5f0c43ab312a998dd273c6e78d10ada484d99e6",
-        },
-        "test_counts_per_class": {label: 5 for label in FOLDER_LABELS.values()},  # in every fold
-    }}
