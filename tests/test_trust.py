@@ -95,7 +95,7 @@ def test_leaderboard_badges_toggle_and_unregistered_splits(tmp_path):
     index = (tmp_path / "site" / "index.html").read_text()
     assert 'id="hide-self-reported"' in index and "hide-self-reported" in index.split("<script>")[1]
     board = next((tmp_path / "site" / "tasks").glob("cell-probe--synth-blood--*.html")).read_text()
-    rows = re.findall(r'<tr id="enc-([^"]+)" class="([^"]+)">(.*?)</tr>', board, re.S)
+    rows = re.findall(r'<tr id="enc-([^"]+)" class="([^"]+)"[^>]*>(.*?)</tr>', board, re.S)
     tiers = {name: cls for name, cls, _ in rows}
     assert tiers == {"handcrafted": "verified", "resnet18-random": "verified", "my-encoder": "self-reported"}
     assert all('class="badge badge-' in body for _, _, body in rows)

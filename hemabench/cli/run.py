@@ -67,6 +67,7 @@ def add_parser(commands) -> None:
 def build_run(args):
     """Suite, encoders, plan and RunOptions from `run`-style arguments (shared with `hemabench sweep`)."""
     from hemabench.datasets import DATASETS
+    from hemabench.datasets.custom import is_custom
     from hemabench.encoders import ENCODERS
     from hemabench.encoders.local import PREFIX
     from hemabench.runner import RunOptions
@@ -74,7 +75,8 @@ def build_run(args):
     from hemabench.tasks import TASKS
 
     registered_encoders = [e for e in args.encoder or [] if not e.startswith(PREFIX)]  # local:<folder> are paths
-    for registry, names in ((ENCODERS, registered_encoders), (TASKS, args.task), (DATASETS, args.dataset)):
+    registered_datasets = [d for d in args.dataset or [] if not is_custom(d)]  # folder:/hf: are one's own data
+    for registry, names in ((ENCODERS, registered_encoders), (TASKS, args.task), (DATASETS, registered_datasets)):
         registry.check(names)  # a typo is named (with the closest registered name) before any data search
     suite = load_suite(args.suite or ("full" if args.encoder else "demo"))
     custom = custom_sources(args, args.dataset)
