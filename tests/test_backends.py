@@ -14,7 +14,7 @@ from hemabench.runner import RunOptions, run_plan
 distributed = pytest.importorskip("distributed")  # in the test extra; hemabench[dask] for users
 
 PLAN = [("label-efficiency", "synth-bm"), ("bm-to-blood", "synth-blood")]
-FEW = {"label-efficiency": {"repetitions": 3}, "bm-to-blood": {"repetitions": 3}}
+FEW = {"label-efficiency": {"repetitions": 2}, "bm-to-blood": {"repetitions": 2}}
 
 
 @pytest.fixture(scope="module")
