@@ -7,8 +7,8 @@
 Synthetic features with the real class sizes (hard-coded below from the datasets' published
 counts), cut by the registered splits (label-efficiency and transfer: stratified 70/30; probe
 and kNN: Acevedo 5-fold CV, Matek 80/20; aml-mil: 5 patient folds, 3 train / 1 val / 1 test).
-Features are class means plus unit noise, the means scaled so that classes overlap (a weak,
-realistic signal: many support vectors). Each protocol's unit of work is timed, bounded so the
+Features are class Gaussians in a 64-d subspace plus small isotropic noise (see Synthetic):
+separable but overlapping classes, as with real embeddings. Each protocol's unit of work is timed, bounded so the
 script ends in minutes, and the full task is projected from it:
 
 * label-efficiency: one pipeline fit per (repetition, n, classifier); per n, the shared
@@ -101,13 +101,21 @@ def status_kb(field: str) -> int:
 
 
 class Synthetic:
-    """Class-mean-plus-noise features for any rows of a dataset, drawn on demand (never the whole set)."""
+    """Features for any rows of a dataset, drawn on demand (never the whole set): each class a
+    Gaussian in a LATENT-d subspace (means ``separation`` noise-sd apart), embedded in D
+    dimensions plus small isotropic noise, so that (as with real embeddings) most variance
+    lies in few directions and the classes are separable but overlap (balanced accuracy of the
+    reference SVM around 80-90% at large n on 8 classes)."""
 
-    def __init__(self, counts: dict[str, int], dim: int, seed: int, separation: float = 3.0):
+    LATENT, NOISE = 64, 0.2
+
+    def __init__(self, counts: dict[str, int], dim: int, seed: int, separation: float = 4.0):
         self.classes = sorted(counts)
         self.counts = counts
         rng = np.random.default_rng([seed, dim])
-        self.means = rng.standard_normal((len(self.classes), dim)) * separation / math.sqrt(2 * dim)
+        latent = min(self.LATENT, dim)
+        self.means = rng.standard_normal((len(self.classes), latent)) * separation / math.sqrt(2 * latent)
+        self.basis = np.linalg.qr(rng.standard_normal((dim, latent)))[0].T  # (latent, D), orthonormal rows
         self.dim, self.rng = dim, rng
 
     def draw(self, per_class: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -115,7 +123,8 @@ class Synthetic:
         for i, c in enumerate(self.classes):
             k = per_class.get(c, 0)
             if k:
-                xs.append(self.means[i] + self.rng.standard_normal((k, self.dim)))
+                z = self.means[i] + self.rng.standard_normal((k, len(self.means[i])))
+                xs.append(z @ self.basis + self.NOISE * self.rng.standard_normal((k, self.dim)))
                 ys.append(np.full(k, c))
         return np.concatenate(xs).astype(np.float32), np.concatenate(ys)
 
