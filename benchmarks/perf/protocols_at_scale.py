@@ -46,7 +46,6 @@ largest measured n's spread (the spread shrinks with n, so this under-states the
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 import warnings
@@ -58,105 +57,30 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parents[1]), str(HERE)]  # run from a checkout without installing; _common beside
 
 from _common import finish, print_figures, start_script  # noqa: E402
-
-# Published class counts (images per class), hard-coded: the benchmark never reads the datasets.
-COUNTS = {
-    "acevedo": {"BAS": 1218, "EOS": 3117, "EBO": 1551, "MYC": 2895, "LYT": 1214, "MON": 1420, "NGS": 3329,
-                "PLA": 2348},
-    "matek-blood": {"BAS": 79, "EBO": 78, "EOS": 424, "KSC": 15, "LYA": 11, "LYT": 3937, "MMZ": 15, "MOB": 26,
-                    "MON": 1789, "MYB": 42, "MYO": 3268, "NGB": 109, "NGS": 8484, "PMB": 18, "PMO": 70},
-    "matek-bm": {"ABE": 8, "ART": 19630, "BAS": 441, "BLA": 11973, "EBO": 27395, "EOS": 5883, "FGC": 47,
-                 "HAC": 409, "KSC": 42, "LYI": 65, "LYT": 26242, "MMZ": 3055, "MON": 4040, "MYB": 6557,
-                 "NGB": 9968, "NGS": 29424, "NIF": 3538, "OTH": 294, "PEB": 2740, "PLM": 7629, "PMO": 11994},
-}
-# aml-hehr: 189 patients (81,214 cells) in 5 bag classes; ~430 cells per patient
-AML = {"patients": 189, "cells": 430, "classes": 5, "folds": 5, "seeds": 3, "heads": 2}
-PROBE_FOLDS = {"acevedo": (5, 0.8), "matek-blood": (1, 0.8), "matek-bm": (1, 0.8)}  # (folds, train fraction)
-TRANSFER_TARGETS = ("matek-blood", "acevedo")  # bm-to-blood: source Matek BM
-REPETITIONS, SOURCE_PER_CLASS, PROBE_MAX_ITER = 100, 250, 1000
-MIL_EPOCHS, MIL_MAX_EPOCHS = 60, 150
-HALF_WIDTH, MIN_REPS = 0.0025, 20  # adaptive v2: stop at 95% CI half-width < 0.25 points, >= 20 repetitions
-
-
-def peak_reset() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
+from _scale import (  # noqa: E402
+    AML,
+    COUNTS,
+    MIL_EPOCHS,
+    MIL_MAX_EPOCHS,
+    PROBE_FOLDS,
+    PROBE_MAX_ITER,
+    REPETITIONS,
+    SOURCE_PER_CLASS,
+    TRANSFER_TARGETS,
+    Synthetic,
+    extrapolate,
+    sample_counts,
+    split_counts,
+    spreads_over_support_sets,
+    support_counts,
+    v2_repetitions,
+)
+from extraction_memory import proc_status_mb, reset_peak  # noqa: E402
 
 
-def peak_growth_mb(before_kb: int) -> float:
-    """VmHWM now minus the RSS before (MB)."""
-    return max(0.0, (status_kb("VmHWM") - before_kb) / 1024)
-
-
-def status_kb(field: str) -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-class Synthetic:
-    """Features for any rows of a dataset, drawn on demand (never the whole set): each class a
-    Gaussian in a LATENT-d subspace (means ``separation`` noise-sd apart), embedded in D
-    dimensions plus small isotropic noise, so that (as with real embeddings) most variance
-    lies in few directions and the classes are separable but overlap (balanced accuracy of the
-    reference SVM around 80-90% at large n on 8 classes)."""
-
-    LATENT, NOISE = 64, 0.2
-
-    def __init__(self, counts: dict[str, int], dim: int, seed: int, separation: float = 4.0):
-        self.classes = sorted(counts)
-        self.counts = counts
-        rng = np.random.default_rng([seed, dim])
-        latent = min(self.LATENT, dim)
-        self.means = rng.standard_normal((len(self.classes), latent)) * separation / math.sqrt(2 * latent)
-        self.basis = np.linalg.qr(rng.standard_normal((dim, latent)))[0].T  # (latent, D), orthonormal rows
-        self.dim, self.rng = dim, rng
-
-    def draw(self, per_class: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = [], []
-        for i, c in enumerate(self.classes):
-            k = per_class.get(c, 0)
-            if k:
-                z = self.means[i] + self.rng.standard_normal((k, len(self.means[i])))
-                xs.append(z @ self.basis + self.NOISE * self.rng.standard_normal((k, self.dim)))
-                ys.append(np.full(k, c))
-        return np.concatenate(xs).astype(np.float32), np.concatenate(ys)
-
-
-def split_counts(counts: dict[str, int], train: float) -> tuple[dict, dict]:
-    """Stratified holdout per class: (train counts, test counts)."""
-    tr = {c: int(round(n * train)) for c, n in counts.items()}
-    return tr, {c: counts[c] - tr[c] for c in counts}
-
-
-def sample_counts(counts: dict[str, int], total: int) -> dict[str, int]:
-    """A class-proportional sample of about ``total`` rows (at least one per class that has any)."""
-    n = sum(counts.values())
-    return {c: max(1, round(k * total / n)) if k else 0 for c, k in counts.items()}
-
-
-def support_counts(train: dict[str, int], n: int) -> dict[str, int]:
-    return {c: min(n, k) for c, k in train.items()}
-
-
-def extrapolate(points: list[tuple[int, float]], m: int) -> tuple[float, float | None]:
-    """Seconds at support size ``m``: measured if it was, else a power law through the last three
-    measured points, anchored at the largest (exponent clipped to [0, 3]); (seconds, exponent)."""
-    measured = dict(points)
-    if m in measured:
-        return measured[m], None
-    pts = sorted(points)[-3:]
-    if len(pts) < 2:
-        return pts[-1][1] * m / pts[-1][0], 1.0
-    x, y = np.log([p[0] for p in pts]), np.log([max(p[1], 1e-6) for p in pts])
-    b = float(np.clip(np.polyfit(x, y, 1)[0], 0.0, 3.0))
-    return pts[-1][1] * (m / pts[-1][0]) ** b, b
+def peak_growth_mb(before_mb: float) -> float:
+    """The peak RSS (VmHWM) now minus ``before_mb``."""
+    return max(0.0, proc_status_mb("VmHWM") - before_mb)
 
 
 def time_support_set(data: Synthetic, per_class: dict, test_x: np.ndarray, classifiers, seed: int) -> dict:
@@ -168,8 +92,8 @@ def time_support_set(data: Synthetic, per_class: dict, test_x: np.ndarray, class
     from hemabench.protocols.power import YeoJohnsonStandardizer
 
     x, y = data.draw(per_class)
-    before = status_kb("VmRSS")
-    peak_reset()
+    before = proc_status_mb("VmRSS")
+    reset_peak()
     out = {}
     tick = time.perf_counter()
     scaler = YeoJohnsonStandardizer().fit(x)
@@ -265,8 +189,8 @@ def measure_probe(name: str, dim: int, args) -> dict:
     n_train = sum(train.values())
     x, y = data.draw(sample_counts(train, min(args.probe_rows, n_train)))
     iters = args.probe_iters
-    before = status_kb("VmRSS")
-    peak_reset()
+    before = proc_status_mb("VmRSS")
+    reset_peak()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tick = time.perf_counter()
@@ -289,8 +213,8 @@ def measure_knn(name: str, dim: int, args) -> dict:
     n_train, n_test = sum(train.values()), sum(test.values())
     x, y = data.draw(sample_counts(train, min(args.knn_rows, n_train)))
     q, _ = data.draw(sample_counts(test, min(args.test_rows, n_test)))
-    before = status_kb("VmRSS")
-    peak_reset()
+    before = proc_status_mb("VmRSS")
+    reset_peak()
     tick = time.perf_counter()
     knn_predict(x, y, q, ks=(1, 20), device="cpu")
     seconds = time.perf_counter() - tick
@@ -313,8 +237,8 @@ def measure_mil(dim: int, args) -> dict:
     tensors = [torch.from_numpy(a) for a in arrays]
     roles = {"test": np.flatnonzero(folds == 0), "val": np.flatnonzero(folds == 1), "train": np.flatnonzero(folds >= 2)}
     per_epoch = []
-    before = status_kb("VmRSS")
-    peak_reset()
+    before = proc_status_mb("VmRSS")
+    reset_peak()
     for head in ("amil", "abmil"):
         tick = time.perf_counter()
         _, _, log = task.fit_predict(head, "bench", tensors, y, roles, args.seed, AML["classes"], torch.device("cpu"))
@@ -329,42 +253,28 @@ def measure_mil(dim: int, args) -> dict:
 def adaptive_saving(name: str, dim: int, sweep: dict, args) -> tuple[list[dict], dict]:
     """Per small n: spread of balanced accuracy over --adaptive-reps support sets, the repetitions
     an adaptive v2 would need, and the share of the projected label-efficiency time it saves."""
-    from sklearn.metrics import balanced_accuracy_score
-    from threadpoolctl import threadpool_limits
-
-    from hemabench.protocols.fewshot import CLASSIFIERS, fit_predict
+    from hemabench.protocols.fewshot import CLASSIFIERS
 
     data = Synthetic(COUNTS[name], dim, args.seed + 1)
     train, test = split_counts(COUNTS[name], 0.7)
     test_x, test_y = data.draw(sample_counts(test, args.test_rows))
-    pool_x, pool_y = data.draw({c: min(k, 4 * args.adaptive_max_n) for c, k in train.items()})
-    rng = np.random.default_rng(args.seed)
-    spreads, rows = {}, []
-    for n in [n for n in sweep["sizes"] if n <= args.adaptive_max_n]:
-        scores = {c: [] for c in CLASSIFIERS}
-        for _ in range(args.adaptive_reps):
-            idx = np.concatenate([rng.permutation(np.flatnonzero(pool_y == c))[:n] for c in sorted(train)])
-            with threadpool_limits(1), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                preds = fit_predict(pool_x[idx], pool_y[idx], test_x, CLASSIFIERS, args.seed)
-            for c, p in preds.items():
-                scores[c].append(balanced_accuracy_score(test_y, p))
+    ns = [n for n in sweep["sizes"] if n <= args.adaptive_max_n]
+    scores = spreads_over_support_sets(data, train, test_x, test_y, ns, args.adaptive_reps, args.seed)
+    needs, rows = {}, []
+    for n in ns:
         for c in CLASSIFIERS:
-            s = float(np.std(scores[c], ddof=1))
-            need = int(min(REPETITIONS, max(MIN_REPS, math.ceil((1.96 * s / HALF_WIDTH) ** 2))))
-            spreads[(c, n)] = need
-            rows.append({"classifier": c, "n": n, "mean bal. acc. (%)": 100 * float(np.mean(scores[c])),
-                         "spread over support sets (std, pt)": 100 * s,
-                         "SEM at 100 reps (pt)": 100 * s / 10, "v2 repetitions": need})
-    measured_n = max(n for _, n in spreads)
+            s = float(np.std(scores[(c, n)], ddof=1))
+            needs[(c, n)] = v2_repetitions(s)
+            rows.append({"classifier": c, "n": n, "mean bal. acc. (%)": 100 * float(np.mean(scores[(c, n)])),
+                         "spread over support sets (std, pt)": 100 * s, "SEM at 100 reps (pt)": 100 * s / 10,
+                         "v2 repetitions": needs[(c, n)]})
     full = adaptive = 0.0
     for n, row in project_label_efficiency(sweep)["per_n"].items():
         for c in CLASSIFIERS:
-            need = spreads.get((c, n), spreads[(c, measured_n)]) if row["repetitions"] > 1 else 1
+            need = needs.get((c, n), needs[(c, ns[-1])]) if row["repetitions"] > 1 else 1
             full += row[f"{c} s"] * row["repetitions"]
             adaptive += row[f"{c} s"] * need
-    return rows, {"seconds_v1": full, "seconds_v2": adaptive, "saving": 1 - adaptive / full,
-                  "measured_up_to_n": measured_n}
+    return rows, {"seconds_v1": full, "seconds_v2": adaptive, "saving": 1 - adaptive / full, "measured_up_to_n": ns[-1]}
 
 
 def gib(mb: float) -> float:
