@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hemabench.backends import fit_backend
 from hemabench.datasets import get_dataset
 from hemabench.datasets.roots import find_root
 from hemabench.embeddings import extract_embeddings, resolve_device
@@ -49,7 +50,9 @@ class RunOptions:
     pixel_cache: bool = False  # keep a pre-resized uint8 copy of each dataset, shared by encoders
     weights: str | None = None
     overwrite: bool = False
-    progress: bool = True
+    progress: bool = True  # progress bars (extraction, protocol fits/folds/epochs) on stderr
+    backend: str = "local"  # where a task's independent fits run: local or dask (hemabench.backends)
+    backend_address: str | None = None  # the dask scheduler; None: a local cluster, one worker per core
     seed: int = 0
     task_params: dict[str, dict] = field(default_factory=dict)  # task -> parameter overrides (from the suite)
     dataset_task_params: dict[str, dict] = field(default_factory=dict)  # dataset -> task -> overrides (suite)
@@ -146,7 +149,7 @@ class _Session:
         data = TaskInput(features=np.asarray(embeddings.features, dtype=np.float32), records=records,
                          parts=split.assignment["part"].to_numpy(), rotations=split.rule.rotations(),
                          valid=embeddings.valid, device=device, seed=self.options.seed, dataset=name,
-                         patients=prepared["patients"])
+                         patients=prepared["patients"], progress=self.options.progress)
         return data
 
 
@@ -161,6 +164,14 @@ def run_plan(encoders: list[str], plan: list[tuple[str, str]], options: RunOptio
     for task, dataset in plan:
         by_dataset[dataset].append(task)
     ranks = ranks_from_env(resolve_device(options.device).type == "cuda") if launched() else Ranks()
+    with fit_backend(options.backend, options.backend_address):
+        _run_encoders(encoders, by_dataset, options, ranks, report)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _run_encoders(encoders: list[str], by_dataset: dict[str, list[str]], options: RunOptions, ranks: Ranks,
+                  report: RunReport) -> None:
     for encoder_name in encoders:
         session = _Session(encoder_name, options, report)
         if ranks.world > 1:
@@ -171,8 +182,6 @@ def run_plan(encoders: list[str], plan: list[tuple[str, str]], options: RunOptio
             for task_name in tasks:
                 step = _prepare(session, task_name, dataset)
                 report.outcomes.append(step if isinstance(step, Outcome) else _evaluate(session, step))
-    report.seconds = time.perf_counter() - start
-    return report
 
 
 def _extract_together(session: _Session, by_dataset: dict[str, list[str]]) -> None:

@@ -133,11 +133,11 @@ def submit(encoders: list[str], plan: list[tuple[str, str]], options: RunOptions
     if not plan:
         raise HemabenchError("no task/dataset pairs to run")
     executor = make_executor(sweep)
-    # Jobs may start elsewhere (another node, another working directory): absolute paths only,
-    # and no progress bars in log files.
+    # Jobs may start elsewhere (another node, another working directory): absolute paths only.
+    # Progress bars (unless --quiet) go to stderr, i.e. each job's .err log, redrawn every 30 s there.
     absolute = lambda p: None if p is None else str(Path(p).expanduser().absolute())  # noqa: E731
     options = dataclasses.replace(options, out=Path(absolute(options.out)), data_root=absolute(options.data_root),
-                                  weights=absolute(options.weights), progress=False)
+                                  weights=absolute(options.weights))
     try:
         jobs = executor.map_array(EncoderJob(), encoders, [plan] * len(encoders), [options] * len(encoders))
     except (FailedJobError, subprocess.CalledProcessError, OSError) as exc:

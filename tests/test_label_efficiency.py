@@ -131,6 +131,9 @@ def test_label_efficiency_and_transfer_on_the_demo_and_an_acevedo_fixture(tmp_pa
     assert len(result["metrics"]["svm/n=5/balanced_accuracy"]["values"]) == 100
     assert result["extra"]["effective_n"]["2000"]["BAS"] == result["extra"]["effective_n"]["25"]["BAS"]
     assert {"svm/balanced_accuracy_auc", "lr/balanced_accuracy_auc", "knn/balanced_accuracy_auc"} <= set(result["metrics"])
+    sem = result["extra"]["repetition_sem"]["svm/n=5"]
+    score = result["metrics"]["svm/n=5/balanced_accuracy"]
+    assert sem["repetitions"] == 100 and sem["balanced_accuracy"] == pytest.approx(score["std"] / 10)
     code, out, _ = cli("run", "--suite", "demo", "--encoder", "handcrafted", "--task", "bm-to-blood",
                        "--out", tmp_path / "r", "--no-progress")
     assert code == 0
@@ -138,3 +141,23 @@ def test_label_efficiency_and_transfer_on_the_demo_and_an_acevedo_fixture(tmp_pa
     assert transfer["source_split"]["dataset"] == "synth-bm" and transfer["task_metadata"]["params"]["repetitions"] == 10
     assert "direct/sensitivity_MYC" in transfer["metrics"] and "adapt/n=5/balanced_accuracy" in transfer["metrics"]
     assert transfer["labels"] == ["BAS", "EOS", "LYT", "MON", "MYB", "NGB", "NGS", "PMO"]
+
+
+def test_repetition_sem_is_the_standard_error_over_repetitions_and_a_forged_one_is_caught():
+    from hemabench.results import predictions_payload, score_predictions
+    from hemabench.submissions.recompute import repetition_sem_problems
+    from hemabench.tasks.base import Predictions
+    from hemabench.tasks.label_efficiency import repetition_sem
+
+    labels = ["a", "b"]
+    confusions = np.array([[[3, 1], [0, 4]], [[2, 2], [1, 3]], [[4, 0], [2, 2]]])
+    variants = {"svm/n=5": {"fold": np.array(["rep000", "rep001", "rep002"]), "confusions": confusions}}
+    balanced = [(3 / 4 + 4 / 4) / 2, (2 / 4 + 3 / 4) / 2, (4 / 4 + 2 / 4) / 2]  # mean recall per repetition
+    sem = repetition_sem(variants, labels)
+    assert sem == {"svm/n=5": {"balanced_accuracy": pytest.approx(np.std(balanced, ddof=1) / np.sqrt(3)),
+                               "repetitions": 3}}
+    metrics = score_predictions(predictions_payload(Predictions(variants)), labels, "svm/n=5")["metrics"]
+    assert repetition_sem_problems({"extra": {"repetition_sem": sem}}, metrics, "r.json") == []
+    forged = {"svm/n=5": {"balanced_accuracy": sem["svm/n=5"]["balanced_accuracy"] / 2, "repetitions": 3}}
+    (problem,) = repetition_sem_problems({"extra": {"repetition_sem": forged}}, metrics, "r.json")
+    assert problem.field == 'extra.repetition_sem["svm/n=5"]' and "the predictions give" in problem.message

@@ -144,3 +144,28 @@ def test_decode_cost(tmp_path):
     assert (breakhis["format"], breakhis["size"]) == ("PNG", "700x460") and breakhis["JPEG draft+resize ms"] is None
     for row in (raabin, breakhis):
         assert 0 < row["decode ms"] < row["decode+resize ms"] and row["bottleneck"] in ("decode", "model")
+
+
+def test_protocols_at_scale_quick(tmp_path):
+    stdout, payload = run_script("protocols_at_scale.py", tmp_path, "--quick")
+    rows = {(r["task"], r["dataset"]): r for r in payload["figures"]}
+    assert {("label-efficiency", d) for d in ("acevedo", "matek-blood", "matek-bm")} <= set(rows)
+    assert {("cell-probe", "matek-bm"), ("cell-knn", "acevedo"), ("bm-to-blood", "matek-blood"),
+            ("aml-mil", "aml-hehr")} <= set(rows)
+    # the units follow from the protocols and the real class sizes, not from the timings
+    assert rows[("cell-probe", "acevedo")]["units"] == 5 and rows[("cell-knn", "matek-bm")]["units"] == 1
+    assert rows[("aml-mil", "aml-hehr")]["units"] == 30 and rows[("bm-to-blood", "acevedo")]["units"] == 100
+    # Acevedo: every class has more than 500 training cells, so 2 n (1500, 2000) above its largest
+    # (2330) stay distinct, and no size saturates: 100 repetitions x 12 n x 3 classifiers
+    assert rows[("label-efficiency", "acevedo")]["units"] == 3600
+    for r in payload["figures"]:
+        assert r["s/unit"] > 0 and r["projected h"] >= 0 and r["peak GiB (est.)"] >= 0
+    assert 0 <= payload["adaptive"]["saving"] < 1 and payload["adaptive_rows"]
+    assert "adaptive v2" in stdout and "not measured" in stdout
+
+
+def test_backend_speedup_quick(tmp_path):
+    pytest.importorskip("distributed")
+    stdout, payload = run_script("backend_speedup.py", tmp_path, "--quick", "--workers", "1", "2")
+    assert [r["workers"] for r in payload["figures"]] == [1, 1, 2]
+    assert payload["identical"] is True and all(r["seconds"] > 0 for r in payload["figures"])

@@ -79,6 +79,8 @@ def test_cli_local_wait_prints_the_summary_table(tmp_path, cli, data_root):
     assert "handcrafted" in stdout and "k20/balanced_accuracy" in stdout and "1 result(s), 0 skipped" in stdout
     assert _result(out, "handcrafted")["encoder"]["name"] == "handcrafted"
     assert list((out / "sweep-logs").glob("*/*_0_log.out"))  # logs under <out>/sweep-logs/<job id>/
+    (err_log,) = (out / "sweep-logs").glob("*/*_0_log.err")  # progress bars land in the job's stderr log
+    assert "cell-knn acevedo: 100%" in err_log.read_text() and "5/5" in err_log.read_text()
 
 
 def test_cli_missing_data_is_a_skipped_reason_and_bad_input_one_line(tmp_path, cli, monkeypatch):
@@ -113,7 +115,8 @@ def test_slurm_parameters_reach_the_sbatch_script(tmp_path, cli, monkeypatch):
     code, stdout, _ = cli("sweep", "--encoder", "handcrafted", "--encoder", "resnet18-random", *PAIR, "--out", out,
                           "--partition", "gpu", "--gpus-per-node", "2", "--tasks-per-node", "2", "--cpus-per-task",
                           "8", "--mem-gb", "32", "--timeout-min", "90", "--array-parallelism", "1",
-                          "--slurm-param", "qos=high", "--slurm-param=--account=proj", "--slurm-param", "exclusive")
+                          "--slurm-param", "qos=high", "--slurm-param=--account=proj", "--slurm-param", "exclusive",
+                          "--quiet")
     assert code == 0
     assert "4242_0" in stdout and "4242_1" in stdout and "squeue -j 4242" in stdout
     assert f"hemabench leaderboard build --results {out}" in stdout

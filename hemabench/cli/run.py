@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from hemabench.backends import BACKENDS
 from hemabench.cli.common import add_data_options, print_table
 from hemabench.cli.custom_options import CUSTOM_HELP, add_custom_options, custom_sources, resolve_names
 from hemabench.cli.options import device_name, export_path, folder_path, worker_count
@@ -42,12 +43,19 @@ def add_run_arguments(parser, encoder_help: str) -> None:
     parser.add_argument("--out", type=folder_path, default="results", help="folder for result JSON files (default: ./results)")
     add_device_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="recompute results that already exist")
+    parser.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true",
+                        help="no progress bars (by default extraction and every protocol show one on stderr: "
+                             "fits, folds or epochs done, with an estimate of the time left)")
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
+                        help="where a task's independent fits run (label-efficiency, transfer): local processes "
+                             "(default) or a dask cluster (pip install 'hemabench[dask]'); see docs/cluster.md")
+    parser.add_argument("--backend-address", metavar="ADDR",
+                        help="the dask scheduler, e.g. tcp://host:8786 (default: a local cluster, one worker per core)")
 
 
 def add_parser(commands) -> None:
     run = commands.add_parser("run", help="evaluate encoders on a suite of tasks (default: the demo)")
     add_run_arguments(run, "encoder to evaluate (repeatable; default: the suite's offline baselines)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(handler=run_run)
 
     extract = commands.add_parser("extract", help="compute (or fetch from the cache) and export embeddings")
@@ -96,7 +104,8 @@ def build_run(args):
     options = RunOptions(out=Path(args.out), data_root=args.data_root, device=args.device, batch_size=args.batch_size,
                          workers=args.workers, compile=args.compile, pixel_cache=args.pixel_cache,
                          weights=args.weights, overwrite=args.overwrite,
-                         progress=not args.no_progress, task_params=suite.task_params,
+                         progress=not args.no_progress, backend=args.backend,
+                         backend_address=args.backend_address, task_params=suite.task_params,
                          dataset_task_params=suite.dataset_task_params, custom=custom)
     return suite, encoders, plan, options
 

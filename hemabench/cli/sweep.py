@@ -38,7 +38,7 @@ def add_parser(commands) -> None:
     slurm.add_argument("--job-name", default="hemabench", metavar="NAME")
     slurm.add_argument("--slurm-param", action="append", metavar="KEY=VALUE",
                        help="any other sbatch option, e.g. account=proj or qos=high (repeatable; KEY alone for a flag)")
-    sweep.set_defaults(handler=run_sweep, no_progress=True)  # no progress bars in job logs
+    sweep.set_defaults(handler=run_sweep)  # progress bars land in each job's <job id>_0_log.err
 
 
 def run_sweep(args) -> int:

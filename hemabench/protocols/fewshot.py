@@ -23,6 +23,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
 
 from hemabench.protocols.power import YeoJohnsonStandardizer
+from hemabench.protocols.progress import progress_bar
 
 N_GRID = (1, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1500, 2000)
 CLASSIFIERS = ("svm", "lr", "knn")
@@ -95,11 +96,14 @@ def _job(train_x, train_y, rows, test_x, test_y, label_order, classifiers, seed,
 
 def sweep(train_x: np.ndarray, train_y: np.ndarray, perms: list[dict], test_x: np.ndarray, test_y: np.ndarray,
           label_order: list[str], n_grid=N_GRID, classifiers=CLASSIFIERS, seed: int = 0, n_jobs: int | None = None,
-          map_pred=None) -> dict:
+          map_pred=None, progress: bool = False, desc: str = "sweep") -> dict:
     """Confusion matrices per (classifier, n) and repetition on the test set.
 
     ``perms`` index rows of ``train_x``; ``map_pred`` maps predicted labels onto the scored
-    ones (class mappings across domains). Returns {"confusions": {(clf, n): [K x K per rep]},
+    ones (class mappings across domains). Each distinct support set is one independent job
+    (its fits depend on nothing else, every one seeded with ``seed``), so the jobs may run
+    anywhere joblib's active backend sends them (``hemabench run --backend dask``) and give
+    the same numbers; ``progress`` shows fits done / total. Returns {"confusions": {(clf, n): [K x K per rep]},
     "effective_n": {n: {class: n_eff}}, "fits": number of pipeline fits actually run}."""
     unique: dict[bytes, np.ndarray] = {}
     plan: dict[tuple[int, int], bytes] = {}
@@ -111,10 +115,14 @@ def sweep(train_x: np.ndarray, train_y: np.ndarray, perms: list[dict], test_x: n
             plan[(rep, n)] = key
     n_jobs = n_jobs or int(os.environ.get("HEMABENCH_JOBS", 0)) or -1
     keys = list(unique)
-    results = Parallel(n_jobs=n_jobs)(
+    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_job)(train_x, train_y, unique[k], test_x, test_y, label_order, classifiers, seed, map_pred)
         for k in keys)
-    by_key = dict(zip(keys, results))
+    by_key = {}
+    with progress_bar(len(keys) * len(classifiers), desc, progress) as bar:
+        for key, result in zip(keys, jobs):  # in submission order, whatever order they finish in
+            by_key[key] = result
+            bar.update(len(classifiers))
     confusions = {(c, n): [by_key[plan[(rep, n)]][c] for rep in range(len(perms))] for c in classifiers for n in n_grid}
     return {"confusions": confusions, "effective_n": {n: effective_n(perms[0], n) for n in n_grid},
             "fits": len(keys) * len(classifiers)}

@@ -80,6 +80,7 @@ def score_problems(result: dict, shown: str) -> list[Problem]:
         return [Problem(shown, "predictions", f"cannot be scored: {exc!r}")]
     problems = _compare_maps(result.get("metrics") or {}, fresh["metrics"], shown, "metrics")
     problems += crossmag_problems(result, fresh["metrics"], shown)
+    problems += repetition_sem_problems(result, fresh["metrics"], shown)
     problems += _compare_maps(result.get("per_class") or {}, fresh["per_class"], shown, "per_class")
     stored_cm, fresh_cm = result.get("confusion_matrix") or {}, fresh["confusion_matrix"]
     if stored_cm.get("labels") != fresh_cm["labels"]:
@@ -110,6 +111,24 @@ def crossmag_problems(result: dict, metrics: dict, shown: str) -> list[Problem]:
                 if value is not None and (fresh is None or not _same(value, fresh)):
                     problems.append(Problem(shown, f"extra.crossmag.{name}[{i}][{j}]",
                                             f"stored {_show(value)} but the predictions give {_show(fresh)}"))
+    return problems
+
+
+def repetition_sem_problems(result: dict, metrics: dict, shown: str) -> list[Problem]:
+    """``extra.repetition_sem`` (label-efficiency, bm-to-blood) must be the recomputed standard
+    deviation over repetitions of each variant's balanced accuracy divided by sqrt(repetitions)."""
+    sem = (result.get("extra") or {}).get("repetition_sem")
+    if not isinstance(sem, dict):
+        return []
+    problems = []
+    for variant, stored in sem.items():
+        score = metrics.get(f"{variant}/balanced_accuracy") or {}
+        n = len(score.get("values") or [])
+        fresh = score["std"] / math.sqrt(n) if n > 1 else (0.0 if n else None)
+        value = stored.get("balanced_accuracy") if isinstance(stored, dict) else None
+        if fresh is None or value is None or not _same(value, fresh) or stored.get("repetitions") != n:
+            problems.append(Problem(shown, f'extra.repetition_sem["{variant}"]',
+                                    f"stored {_show(stored)} but the predictions give {_show(fresh)} over {n}"))
     return problems
 
 

@@ -20,6 +20,7 @@ from hemabench.datasets.aml_hehr import BLAST_COLUMNS
 from hemabench.errors import HemabenchError
 from hemabench.protocols.mil import HEAD_NAMES, TrainConfig, cpu_threads, make_head, predict_bags, train_mil
 from hemabench.protocols.probe import resolve_device
+from hemabench.protocols.progress import epoch_callback, progress_bar
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput
 from hemabench.tasks.needs import Needs
 
@@ -135,6 +136,8 @@ class AmlMil(Task):
         extra.update(bags=bags.summary(), runs=[], attention={},
                      attention_runs="seed 0 (s0) of each patient's test rotation; main head; predicted class")
         columns = {head: {"id": [], "fold": [], "true": [], "pred": [], "proba": []} for head in p["heads"]}
+        runs = progress_bar(len(data.rotations) * p["seeds"] * len(p["heads"]), f"{self.name} {data.dataset}",
+                            data.progress, unit="run")
         for rotation in data.rotations:
             roles = rotation_roles(bags, rotation)
             if any(len(roles[r]) == 0 for r in ROLES):
@@ -143,8 +146,11 @@ class AmlMil(Task):
             for s in range(p["seeds"]):
                 run = f"{rotation['test'][0]}/s{s}"
                 for head in p["heads"]:
-                    proba, attention, log = self.fit_predict(head, run, tensors, y, roles, data.seed + s,
-                                                              len(labels), device)
+                    with progress_bar(p["max_epochs"], f"  {head} {run}", data.progress, unit="epoch",
+                                      leave=False) as epochs:
+                        proba, attention, log = self.fit_predict(head, run, tensors, y, roles, data.seed + s,
+                                                                  len(labels), device, epoch_callback(epochs))
+                    runs.update(1)
                     test, pred = roles["test"], proba.argmax(axis=1)
                     for key, value in (("id", bags.patients[test]), ("fold", np.full(len(test), run, dtype=object)),
                                        ("true", bags.labels[test]), ("pred", np.asarray(labels, dtype=object)[pred]),
@@ -157,19 +163,20 @@ class AmlMil(Task):
                             extra["attention"][str(bags.patients[i])] = {
                                 "pred": labels[pred[j]], "true": str(bags.labels[i]), "run": run,
                                 "cells": top_cells(attention[j], pred[j], bags.rows[i], paths, p["top_k"])}
+        runs.close()
         variants = {head: {k: (np.concatenate(v) if k == "proba" else np.concatenate(v).astype(str))
                            for k, v in cols.items()} for head, cols in columns.items()}
         return Predictions(variants, extra)
 
-    def fit_predict(self, head, run, tensors, y, roles, seed, n_classes, device):
+    def fit_predict(self, head, run, tensors, y, roles, seed, n_classes, device, on_epoch=None):
         """One run of one head: seeded init and sampling, training, then test probabilities
-        (float64, n x C) and attention maps."""
+        (float64, n x C) and attention maps. ``on_epoch`` is train_mil's per-epoch hook (a progress bar)."""
         config = self.train_config()
         forked = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked), cpu_threads(self.params["cpu_threads"], device):
             torch.manual_seed(seed)
             model = make_head(head, tensors[0].shape[1], n_classes, self.params).to(device)
-            model, log = train_mil(model, tensors, y, roles["train"], roles["val"], config, seed)
+            model, log = train_mil(model, tensors, y, roles["train"], roles["val"], config, seed, on_epoch)
             logits, attention = predict_bags(model, [tensors[i] for i in roles["test"]], config.eval_batch)
         if not torch.isfinite(logits).all():
             raise HemabenchError(f"aml-mil {head} run {run}: training diverged (non-finite logits); "

@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from hemabench.protocols.progress import progress_bar
 from hemabench.registry import Registry
 from hemabench.tasks.needs import Needs
 
@@ -32,6 +33,7 @@ class TaskInput:
     dataset: str = ""
     patients: pd.DataFrame | None = None  # per-patient metadata sheet (index = patient id), where shipped
     source: TaskInput | None = None  # a second dataset, for tasks that train on one and test on another
+    progress: bool = False  # show progress bars (fits, folds, epochs) on stderr; off with --quiet
 
 
 @dataclass
@@ -117,19 +119,21 @@ def fold_indices(data: TaskInput, rotation: dict[str, list[str]], role: str) -> 
     return np.flatnonzero(np.isin(data.parts, rotation.get(role, [])) & data.valid)
 
 
-def per_fold(data: TaskInput, labels: np.ndarray, fit_predict) -> Predictions:
-    """Run ``fit_predict(train_idx, test_idx) -> {variant: pred}`` on every rotation and pool."""
+def per_fold(data: TaskInput, labels: np.ndarray, fit_predict, desc: str = "folds") -> Predictions:
+    """Run ``fit_predict(train_idx, test_idx) -> {variant: pred}`` on every rotation and pool
+    (a bar of folds done when ``data.progress``)."""
     pooled: dict[str, dict[str, list]] = {}
     paths = data.records["path"].to_numpy()
-    for rotation in data.rotations:
-        train, test = fold_indices(data, rotation, "train"), fold_indices(data, rotation, "test")
-        if len(test) == 0 or len(train) == 0:
-            continue
-        for variant, pred in fit_predict(train, test).items():
-            columns = pooled.setdefault(variant, {"id": [], "fold": [], "true": [], "pred": []})
-            columns["id"].append(paths[test])
-            columns["fold"].append(np.full(len(test), rotation["test"][0], dtype=object))
-            columns["true"].append(labels[test])
-            columns["pred"].append(np.asarray(pred))
+    with progress_bar(len(data.rotations), f"{desc} {data.dataset}".strip(), data.progress, unit="fold") as bar:
+        for rotation in data.rotations:
+            train, test = fold_indices(data, rotation, "train"), fold_indices(data, rotation, "test")
+            if len(test) and len(train):
+                for variant, pred in fit_predict(train, test).items():
+                    columns = pooled.setdefault(variant, {"id": [], "fold": [], "true": [], "pred": []})
+                    columns["id"].append(paths[test])
+                    columns["fold"].append(np.full(len(test), rotation["test"][0], dtype=object))
+                    columns["true"].append(labels[test])
+                    columns["pred"].append(np.asarray(pred))
+            bar.update(1)
     return Predictions({v: {k: np.concatenate(parts).astype(str) for k, parts in cols.items()}
                         for v, cols in pooled.items()})

@@ -30,7 +30,7 @@ class CellProbe(Task):
             solver_runs.append(info)
             return {"probe": pred}
 
-        out = per_fold(data, labels, fit_predict)
+        out = per_fold(data, labels, fit_predict, desc=self.name)
         out.extra["solver"] = solver_runs  # per fold: C, iterations, stopping status
         return out
 
@@ -50,7 +50,7 @@ class CellKnn(Task):
             preds = knn_predict(features[train], labels[train], features[test], ks=ks, device=data.device)
             return {f"k{k}": preds[k] for k in ks}
 
-        return per_fold(data, labels, fit_predict)
+        return per_fold(data, labels, fit_predict, desc=self.name)
 
 
 TASKS.add("cell-probe", CellProbe(

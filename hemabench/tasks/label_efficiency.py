@@ -38,6 +38,19 @@ def balanced_accuracy_of(confusion, labels: list[str]) -> float:
     return classification_metrics(*expand_confusion(confusion, labels), labels)["balanced_accuracy"]
 
 
+def repetition_sem(variants: dict, labels: list[str]) -> dict[str, dict[str, float]]:
+    """Per variant (a classifier at one n): the standard error of the mean balanced accuracy
+    over the repetitions, std (ddof 1) / sqrt(R). It says how precisely the repetitions pin the
+    mean down (the 95% CI half-width of the mean is about 1.96 x SEM), not how much one
+    support set's score varies (that spread is the metric's ``std``)."""
+    out = {}
+    for variant, p in variants.items():
+        values = [balanced_accuracy_of(c, labels) for c in p["confusions"]]
+        sem = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+        out[variant] = {"balanced_accuracy": sem, "repetitions": len(values)}
+    return out
+
+
 def curve_auc_metrics(predictions: dict, labels: list[str], max_n: int) -> dict[str, dict]:
     """Per classifier: the normalised area under balanced accuracy over log2(n), per repetition."""
     curves: dict[str, dict[int, list[float]]] = {}
@@ -65,8 +78,10 @@ class LabelEfficiency(Task):
         train, test = fold_indices(data, rotation, "train"), fold_indices(data, rotation, "test")
         perms = support_permutations(train, labels, p["repetitions"], p["seed"])
         result = sweep(data.features, labels, perms, data.features[test], labels[test], self.result_labels(data),
-                       tuple(p["n_grid"]), tuple(p["classifiers"]), seed=p["seed"])
-        return Predictions(sweep_variants(result, p["repetitions"]), extra={
+                       tuple(p["n_grid"]), tuple(p["classifiers"]), seed=p["seed"], progress=data.progress,
+                       desc=f"{self.name} {data.dataset}")
+        variants = sweep_variants(result, p["repetitions"])
+        return Predictions(variants, extra={"repetition_sem": repetition_sem(variants, self.result_labels(data)),
             "support_seed": p["seed"], "support_hash": support_hash(perms, data.records["path"].to_numpy()),
             "effective_n": {str(n): v for n, v in result["effective_n"].items()},
             "auc_max_n": saturation_n(perms, tuple(p["n_grid"])), "fits": result["fits"],

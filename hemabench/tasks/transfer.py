@@ -13,7 +13,7 @@ from hemabench.metrics import aggregate
 from hemabench.paths import benchmarks_dir
 from hemabench.protocols.fewshot import N_GRID, saturation_n, support_hash, support_permutations, sweep
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
-from hemabench.tasks.label_efficiency import CITATION, PARAMS, curve_auc_metrics, sweep_variants
+from hemabench.tasks.label_efficiency import CITATION, PARAMS, curve_auc_metrics, repetition_sem, sweep_variants
 from hemabench.tasks.needs import Needs
 
 
@@ -96,10 +96,12 @@ class BoneMarrowToBlood(Task):
         s_train = s_train[np.isin(s_labels[s_train], mapping.fit_classes(set(s_labels[s_train])))]
         direct_perms = support_permutations(s_train, s_labels, p["repetitions"], p["seed"])
         direct = sweep(source.features, s_labels, direct_perms, data.features[t_test], t_labels[t_test], labels,
-                       (p["source_per_class"],), ("svm",), seed=p["seed"], map_pred=mapping.map_predictions)
+                       (p["source_per_class"],), ("svm",), seed=p["seed"], map_pred=mapping.map_predictions,
+                       progress=data.progress, desc=f"{self.name} {data.dataset} direct")
         adapt_perms = support_permutations(t_train, t_labels, p["repetitions"], p["seed"])
         adapt = sweep(data.features, t_labels, adapt_perms, data.features[t_test], t_labels[t_test], labels,
-                      tuple(p["n_grid"]), ("svm",), seed=p["seed"])
+                      tuple(p["n_grid"]), ("svm",), seed=p["seed"], progress=data.progress,
+                      desc=f"{self.name} {data.dataset} adapt")
         variants = {"direct": sweep_variants(direct, p["repetitions"])[f"svm/n={p['source_per_class']}"],
                     **sweep_variants(adapt, p["repetitions"], prefix={"svm": "adapt"})}
         ids = lambda inp: inp.records["path"].to_numpy()  # noqa: E731
@@ -110,7 +112,7 @@ class BoneMarrowToBlood(Task):
             "support_hash": {"direct": support_hash(direct_perms, ids(source)), "adapt": support_hash(adapt_perms, ids(data))},
             "effective_n": {str(n): v for n, v in adapt["effective_n"].items()},
             "auc_max_n": saturation_n(adapt_perms, tuple(p["n_grid"])), "n_test": int(len(t_test)),
-            "superclasses": mapping.superclasses})
+            "superclasses": mapping.superclasses, "repetition_sem": repetition_sem(variants, labels)})
 
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
         extra = extra or {}
