@@ -18,7 +18,8 @@ import numpy as np
 
 from hemabench.datasets import DATASETS
 from hemabench.datasets.roots import find_root
-from hemabench.embeddings import extract_embeddings, resolve_device
+from hemabench.device import resolve_device
+from hemabench.embeddings import extract_embeddings
 from hemabench.embeddings.distributed import Ranks, launched, ranks_from_env
 from hemabench.encoders import EncoderWeightsMissing, load_encoder
 from hemabench.errors import DatasetNotFound

@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 
 from hemabench.datasets.aml_hehr import BLAST_COLUMNS
+from hemabench.device import resolve_device
 from hemabench.errors import HemabenchError
 from hemabench.protocols.mil import HEAD_NAMES, TrainConfig, cpu_threads, make_head, predict_bags, train_mil
-from hemabench.protocols.probe import resolve_device
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput
 
 AML_DATASETS = ("aml-hehr", "synth-aml")
