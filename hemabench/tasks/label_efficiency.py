@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hemabench.metrics import aggregate
+from hemabench.metrics import over_repetitions
 from hemabench.protocols.fewshot import (
     CLASSIFIERS,
     N_GRID,
@@ -49,8 +49,7 @@ def curve_auc_metrics(predictions: dict, labels: list[str], max_n: int) -> dict[
     for clf, by_n in curves.items():
         ns = sorted(by_n)
         values = [normalised_auc(ns, [by_n[n][r] for n in ns]) for r in range(len(by_n[ns[0]]))]
-        out[f"{clf}/balanced_accuracy_auc"] = {**aggregate(values), "ci95": [float(np.percentile(values, 2.5)),
-                                                                              float(np.percentile(values, 97.5))]}
+        out[f"{clf}/balanced_accuracy_auc"] = over_repetitions(values)
     return out
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import yaml
 
 from hemabench.errors import HemabenchError
-from hemabench.metrics import aggregate
+from hemabench.metrics import over_repetitions
 from hemabench.paths import benchmarks_dir
 from hemabench.protocols.fewshot import N_GRID, saturation_n, support_hash, support_permutations, sweep
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
@@ -67,8 +67,7 @@ def superclass_metrics(predictions: dict, labels: list[str], superclasses: dict)
                 if total:
                     values.append(float(confusion[np.ix_(idx, idx)].sum() / total))
             if values:
-                out[f"{variant}/sensitivity_{name}"] = {**aggregate(values), "ci95": [
-                    float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]}
+                out[f"{variant}/sensitivity_{name}"] = over_repetitions(values)
     return out
 
 
