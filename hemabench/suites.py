@@ -43,8 +43,16 @@ def load_suite(name: str) -> Suite:
         TASKS.get(task)
     for dataset in datasets:
         DATASETS.get(dataset)
+    task_params = dict(raw.get("task_params") or {})
+    for task, overrides in task_params.items():
+        if task not in tasks:
+            raise HemabenchError(f"{path}: task_params names task {task!r}, which the suite does not run")
+        try:
+            TASKS.get(task).with_params(**overrides)  # unknown keys and unusable values fail here, not mid-run
+        except HemabenchError as exc:
+            raise HemabenchError(f"{path}: {exc}") from None
     return Suite(raw["name"], raw.get("description", ""), tuple(tasks), tuple(datasets), tuple(raw.get("encoders", ())),
-                 dict(raw.get("task_params", {})))
+                 task_params)
 
 
 def suite_names() -> list[str]:

@@ -159,26 +159,53 @@ class TorchLogisticRegression:
         return self.classes_[idx.cpu().numpy()]
 
 
+C_RULE = "M*K/100"  # DinoBloom's reference code: M = feature dimension, K = classes
+
+
+def resolve_C(C: float | str | None, n_features: int, n_classes: int) -> float:
+    """A number, or the rule ``"M*K/100"`` (the default) evaluated for this fit."""
+    if C is None or C == C_RULE:
+        return probe_C(n_features, n_classes)
+    if isinstance(C, bool) or not isinstance(C, (int, float)) or not C > 0:
+        raise ValueError(f"C must be a positive number or {C_RULE!r}, got {C!r}")
+    return float(C)
+
+
+def standardise_features(train_X, test_X) -> tuple[np.ndarray, np.ndarray]:
+    """z-scores with the training rows' mean and standard deviation (constant columns left at 0)."""
+    train_X, test_X = np.asarray(train_X, dtype=np.float64), np.asarray(test_X, dtype=np.float64)
+    mean, std = train_X.mean(axis=0), train_X.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return (train_X - mean) / std, (test_X - mean) / std
+
+
 def fit_probe(
     train_X,
     train_y,
     test_X,
     solver: str = "torch",
     device: str | torch.device = "auto",
-    C: float | None = None,
+    C: float | str | None = None,
     max_iter: int = MAX_ITER,
+    standardise: bool = False,
     info: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit the DinoBloom probe and return (predicted labels, class probabilities) for test_X.
 
-    K in C = M*K/100 is the number of distinct labels in ``train_y``.  ``solver='sklearn'``
-    is the reference ``LogisticRegression``; it is given float64 features, as is ours.
-    ``info``, when given, is filled with the solver's iteration count and stopping status.
+    ``C``: a number, or ``"M*K/100"`` (None) with M the feature dimension and K the number of
+    distinct labels in ``train_y``. ``standardise``: z-score features with training statistics
+    first (DinoBloom does not). ``solver='sklearn'`` is the reference ``LogisticRegression``;
+    it is given float64 features, as is ours. ``info``, when given, is filled with the solver,
+    C, iteration count and stopping status.
     """
     n_features, n_classes = np.shape(train_X)[1], len(np.unique(np.asarray(train_y)))
-    C = probe_C(n_features, n_classes) if C is None else C
+    C = resolve_C(C, n_features, n_classes)
     if solver not in ("torch", "sklearn"):
         raise ValueError(f"unknown solver {solver!r}; use 'torch' or 'sklearn'")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    if standardise:
+        train_X, test_X = standardise_features(train_X, test_X)
     with warnings.catch_warnings():
         if info is not None:  # the caller records the stopping status: no warning needed
             warnings.filterwarnings("ignore", message="L-BFGS stopped without converging")
@@ -194,5 +221,21 @@ def fit_probe(
             test_X = np.asarray(test_X, dtype=np.float64)
     if info is not None:
         n_iter = int(np.max(model.n_iter_))
-        info.update(C=C, n_iter=n_iter, status=getattr(model, "status_", "converged" if n_iter < max_iter else "max_iter"))
+        info.update(solver=solver, C=C, n_iter=n_iter,
+                    status=getattr(model, "status_", "converged" if n_iter < max_iter else "max_iter"))
     return model.predict(test_X), model.predict_proba(test_X)
+
+
+def probe_param_problem(params: dict) -> str | None:
+    """Why a probe parameter set (solver, C, max_iter, standardise) cannot be fitted with, or None."""
+    if params["solver"] not in ("torch", "sklearn"):
+        return f"solver must be 'torch' or 'sklearn', got {params['solver']!r}"
+    try:
+        resolve_C(params["C"], 1, 2)
+    except ValueError as exc:
+        return str(exc)
+    if isinstance(params["max_iter"], bool) or not isinstance(params["max_iter"], int) or params["max_iter"] < 1:
+        return f"max_iter must be a positive integer, got {params['max_iter']!r}"
+    if not isinstance(params["standardise"], bool):
+        return f"standardise must be true or false, got {params['standardise']!r}"
+    return None

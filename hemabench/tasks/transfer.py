@@ -13,7 +13,7 @@ from hemabench.metrics import over_repetitions
 from hemabench.paths import benchmarks_dir
 from hemabench.protocols.fewshot import N_GRID, saturation_n, support_hash, support_permutations, sweep
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
-from hemabench.tasks.label_efficiency import CITATION, PARAMS, curve_auc_metrics, sweep_variants
+from hemabench.tasks.label_efficiency import CITATION, METHOD, PARAMS, curve_auc_metrics, sweep_problem, sweep_variants
 
 
 @cache
@@ -73,6 +73,15 @@ def superclass_metrics(predictions: dict, labels: list[str], superclasses: dict)
 
 @dataclass(frozen=True)
 class BoneMarrowToBlood(Task):
+    def check_params(self) -> str | None:
+        p = self.params
+        if not isinstance(p["source_per_class"], int) or isinstance(p["source_per_class"], bool) \
+                or p["source_per_class"] < 1:
+            return f"source_per_class must be a positive integer, got {p['source_per_class']!r}"
+        if not (benchmarks_dir() / "mappings" / f"{p['mapping']}.yaml").is_file():
+            return f"mapping {p['mapping']!r} is not a file in benchmarks/mappings/"
+        return sweep_problem(p, ["svm"])
+
     def mapping(self, dataset: str) -> Mapping:
         return Mapping.for_target(load_mapping(self.params["mapping"]), dataset)
 
@@ -92,10 +101,11 @@ class BoneMarrowToBlood(Task):
         s_train = s_train[np.isin(s_labels[s_train], mapping.fit_classes(set(s_labels[s_train])))]
         direct_perms = support_permutations(s_train, s_labels, p["repetitions"], p["seed"])
         direct = sweep(source.features, s_labels, direct_perms, data.features[t_test], t_labels[t_test], labels,
-                       (p["source_per_class"],), ("svm",), seed=p["seed"], map_pred=mapping.map_predictions)
+                       (p["source_per_class"],), ("svm",), seed=p["seed"], map_pred=mapping.map_predictions,
+                       settings={"svm": p["svm"]})
         adapt_perms = support_permutations(t_train, t_labels, p["repetitions"], p["seed"])
         adapt = sweep(data.features, t_labels, adapt_perms, data.features[t_test], t_labels[t_test], labels,
-                      tuple(p["n_grid"]), ("svm",), seed=p["seed"])
+                      tuple(p["n_grid"]), ("svm",), seed=p["seed"], settings={"svm": p["svm"]})
         variants = {"direct": sweep_variants(direct, p["repetitions"])[f"svm/n={p['source_per_class']}"],
                     **sweep_variants(adapt, p["repetitions"], prefix={"svm": "adapt"})}
         ids = lambda inp: inp.records["path"].to_numpy()  # noqa: E731
@@ -116,13 +126,14 @@ class BoneMarrowToBlood(Task):
 
 TARGETS = {"matek-blood": "matek-bm", "acevedo": "matek-bm", "raabin": "matek-bm", "synth-blood": "synth-bm"}
 TASKS.add("bm-to-blood", BoneMarrowToBlood(
-    name="bm-to-blood", version=1, datasets=tuple(TARGETS), protocol="protocols.md section 4 (Wenderoth transfer)",
+    name="bm-to-blood", version=2, datasets=tuple(TARGETS), protocol="docs/protocols.md#bm-to-blood",
     description="SVM fitted on 250 bone-marrow cells per class, scored on blood datasets through a versioned "
                 "class mapping (direct transfer), and fitted on n target cells per class (domain adaptation)",
     main_metric="direct/balanced_accuracy", detail_variant="direct", variants=("direct", *(f"adapt/n={n}" for n in N_GRID)),
     splits={t: "holdout-70-30" for t in TARGETS if t != "raabin"},
     sources={t: (s, "holdout-70-30") for t, s in TARGETS.items()},
-    params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn")}, "classifiers": ["svm"],
+    params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn")},
             "source_per_class": 250, "mapping": "bm-to-blood"},
+    method={**METHOD, "classifier": "svm (the label-efficiency SVM pipeline), for direct transfer and adaptation"},
     citation=CITATION,
 ))
