@@ -133,6 +133,8 @@ def mil_param_problem(p: dict, main_head: str) -> str | None:
             return f"{key} must be a number in [{low}, {high if high is not None else 'inf'}), got {value!r}"
     if not isinstance(p["nesterov"], bool):
         return f"nesterov must be true or false, got {p['nesterov']!r}"
+    if p["nesterov"] and p["momentum"] <= 0:
+        return "nesterov needs a momentum above 0 (set nesterov: false for plain SGD)"
     blast = p["blast_filter"]
     if blast is not None and (isinstance(blast, bool) or not isinstance(blast, (int, float)) or not 0 <= blast <= 100):
         return f"blast_filter must be null or a percentage in [0, 100], got {blast!r}"
