@@ -115,10 +115,10 @@ def environment() -> jinja2.Environment:
 
 def page_provenance(entries: list[Entry]) -> dict:
     """What every page states: which hemabench made its results, task versions, split fingerprints."""
-    versions = sorted({str((e.result.get("provenance") or {}).get("hemabench_version", "?")) for e in entries})
-    tasks = sorted({f"{e.result['task']} v{e.result['task_version']}" for e in entries})
-    splits = sorted({f"{s.get('dataset', e.result['dataset'])} {s.get('name')} v{s.get('version')}: {s.get('fingerprint')}"
-                     for e in entries for s in (e.result.get("split") or {}, e.result.get("source_split")) if s})
+    versions = sorted({str(e.result.provenance.get("hemabench_version", "?")) for e in entries})
+    tasks = sorted({f"{e.result.task} v{e.result.task_version}" for e in entries})
+    splits = sorted({f"{s.get('dataset', e.result.dataset)} {s.get('name')} v{s.get('version')}: {s.get('fingerprint')}"
+                     for e in entries for s in (e.result.split, e.result.source_split) if s})
     return {"builder": hemabench.__version__, "versions": versions, "tasks": tasks, "splits": splits}
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hemabench.metrics import METRICS
+from hemabench.results import Result
 from hemabench.results.bootstrap import paired_difference
 
 N_BOOT = 1000
@@ -37,9 +38,8 @@ class Comparison:
     significant: bool
 
 
-def _variant(result: dict) -> tuple[dict | None, str]:
-    variant, metric = result["main_metric"].rsplit("/", 1)
-    return (result.get("predictions") or {}).get(variant), metric
+def _variant(result: Result) -> tuple[dict | None, str]:
+    return result.variant_predictions(result.main_variant), result.main_metric_name
 
 
 def _shared_rows(pa: dict, pb: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -83,14 +83,16 @@ def _value_bootstrap(va: list, vb: list, seed: int, n_boot: int):
     return float(d.mean()), d[rng.integers(0, len(d), (n_boot, len(d)))].mean(axis=1), len(d), "repetitions"
 
 
-def compare(name_a: str, a: dict, name_b: str, b: dict, seed: int = 0, n_boot: int = N_BOOT) -> Comparison:
+def compare(name_a: str, a: Result | dict, name_b: str, b: Result | dict, seed: int = 0,
+            n_boot: int = N_BOOT) -> Comparison:
     """Paired bootstrap of main(a) - main(b); not significant when nothing can be paired."""
+    a, b = Result.of(a), Result.of(b)
     (pa, metric), (pb, _) = _variant(a), _variant(b)
     out = None
     if pa is not None and pb is not None and "id" in pa and "id" in pb:
         out = _sample_bootstrap(pa, pb, metric, seed, n_boot)
     if out is None:
-        va, vb = a["metrics"][a["main_metric"]]["values"], b["metrics"][b["main_metric"]]["values"]
+        va, vb = a.main.values, b.main.values
         out = _value_bootstrap(va, vb, seed, n_boot)
         if out is not None and pa is not None and "id" in pa:
             out = (*out[:3], "folds")
@@ -101,7 +103,7 @@ def compare(name_a: str, a: dict, name_b: str, b: dict, seed: int = 0, n_boot: i
     return Comparison(name_a, name_b, observed, (low, high), n, unit, bool(low > 0 or high < 0))
 
 
-def tie_ranks(results: dict[str, dict], seed: int = 0, n_boot: int = N_BOOT) -> tuple[dict[str, int], list[Comparison]]:
+def tie_ranks(results: dict[str, Result], seed: int = 0, n_boot: int = N_BOOT) -> tuple[dict[str, int], list[Comparison]]:
     """Rank = 1 + number of encoders significantly better; all pairwise comparisons."""
     names = sorted(results)
     comparisons = [compare(x, results[x], y, results[y], seed, n_boot)
