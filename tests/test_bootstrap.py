@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.metrics import (
@@ -14,14 +16,18 @@ from sklearn.metrics import (
 )
 
 from hemabench.metrics import over_repetitions
+from hemabench.results import Result
 from hemabench.results.bootstrap import (
     Design,
+    cell_count_replicates,
+    headline_from_cells,
     headline_replicates,
     macro_auc_replicates,
     patient_accuracy_replicates,
     percentile_interval,
 )
-from hemabench.results.scoring import score_predictions
+from hemabench.results.scoring import auc_scores, sample_replicates, score_predictions
+from hemabench.submissions.recompute import recompute
 
 LABELS = ["a", "b", "c"]
 SKLEARN = {"accuracy": accuracy_score, "balanced_accuracy": balanced_accuracy_score,
@@ -48,13 +54,14 @@ def _naive(fold, rows_per_fold, fn):
 def test_replicates_equal_sklearn_on_the_redrawn_samples():
     fold, group, true, pred, proba = _fixture()
     design = Design.build(fold, group)
-    weights = next(design.weights(seed=3, n_boot=5))
+    counts = next(design.unit_counts(seed=3, n_boot=5))
+    weights = counts[:, design.unit]
     assert weights.shape == (5, len(fold))
     # runs of one rotation (f0/s0, f0/s1) share the redraw of their patients
     assert np.array_equal(weights[:, :30], weights[:, 30:60])
-    heads = headline_replicates(design, true, pred, 3, weights, list(SKLEARN))
-    patient = patient_accuracy_replicates(design, true == pred, group, weights)
-    aucs = {key: macro_auc_replicates(design, true, proba, 3, weights, key) for key in ("roc_auc", "pr_auc")}
+    heads = headline_replicates(design, true, pred, 3, counts, list(SKLEARN))
+    patient = patient_accuracy_replicates(design, true == pred, group, counts)
+    aucs = macro_auc_replicates(design, true, proba, 3, weights)
     for r in range(5):
         rows = [np.repeat(np.flatnonzero(fold == f), weights[r, fold == f].astype(int)) for f in design.folds]
         for name, fn in SKLEARN.items():
@@ -71,6 +78,32 @@ def test_replicates_equal_sklearn_on_the_redrawn_samples():
                 return np.mean([fn(true[i] == j, proba[i, j]) for j in range(3) if 0 < (true[i] == j).sum() < len(i)])
 
             assert aucs[key][r] == pytest.approx(_naive(fold, rows, macro))
+
+
+def test_point_aucs_equal_sklearn_with_ties():
+    _, _, true, _, proba = _fixture(2)
+    scores = auc_scores(np.asarray(LABELS)[true], proba, LABELS)
+    for j, label in enumerate(LABELS):
+        assert scores[label]["roc_auc"] == pytest.approx(roc_auc_score(true == j, proba[:, j]), abs=1e-12)
+        assert scores[label]["pr_auc"] == pytest.approx(average_precision_score(true == j, proba[:, j]), abs=1e-12)
+
+
+def test_image_level_cell_counts_match_redrawn_samples_in_distribution():
+    """Single-sample units are redrawn as multinomial cell counts: the same distribution as redrawing
+    samples (same mean and spread of every headline metric), at the cost of the cells."""
+    fold, _, true, pred, _ = _fixture(5)
+    fold = np.char.partition(fold.astype(str), "/")[:, 0]  # two folds of single images
+    design = Design.build(fold, np.arange(len(fold)))
+    assert design.single_samples
+    codes, chunks = cell_count_replicates(design, true * 3 + pred, seed=0, n_boot=4000)
+    counts = np.concatenate(list(chunks))
+    assert counts.sum(axis=2).tolist() == [[59.0, 35.0]] * 4000  # G - 1 of each fold's G samples
+    by_cells = headline_from_cells(counts, codes, 3, list(SKLEARN))
+    by_samples = {k: np.concatenate([v[k] for v in (headline_replicates(design, true, pred, 3, c, list(SKLEARN))
+                                                    for c in design.unit_counts(1, 4000))]) for k in SKLEARN}
+    for name in SKLEARN:
+        assert by_cells[name].mean() == pytest.approx(by_samples[name].mean(), abs=0.004)
+        assert by_cells[name].std() == pytest.approx(by_samples[name].std(), rel=0.06)
 
 
 def _payload(fold, group, true, pred, proba=None):
@@ -139,15 +172,34 @@ def test_coverage_of_the_fold_mean_interval(patients):
     n_sets = 1000
     for i in range(n_sets):
         fold, true, pred, group, true_acc, true_bacc = _simulate(rng, patients)
+        p = {"id": np.arange(len(fold)).astype(str), "fold": fold, "true": np.asarray(LABELS)[true],
+             "pred": np.asarray(LABELS)[pred], **({"group": group} if patients else {})}
+        reps = sample_replicates(p, LABELS, seed=i, n_boot=300)  # what the scorer draws
         design = Design.build(fold, group)
-        reps = {k: [] for k in hits}
-        for weights in design.weights(seed=i, n_boot=300):
-            for k, v in headline_replicates(design, true, pred, 3, weights, list(hits)).items():
-                reps[k].append(v)
-        estimate = headline_replicates(design, true, pred, 3, np.ones((1, len(true))), list(hits))
+        estimate = headline_replicates(design, true, pred, 3, np.ones((1, design.n_units)), list(hits))
         for k, truth in (("accuracy", true_acc), ("balanced_accuracy", true_bacc)):
-            low, high = percentile_interval(np.concatenate(reps[k]), estimate[k][0])  # as the scorer does
+            low, high = percentile_interval(reps[k], estimate[k][0])  # as the scorer does
             hits[k] += low <= truth <= high
     print(f"coverage over {n_sets} simulated test sets:", {k: n / n_sets for k, n in hits.items()})
     for k, n in hits.items():
         assert 0.92 <= n / n_sets <= 0.98, (k, n / n_sets)
+
+
+REFERENCES = sorted((Path(__file__).resolve().parents[1] / "submissions").glob("*/results/*/*.json"))
+
+
+def test_every_committed_interval_contains_its_mean():
+    assert REFERENCES
+    outside = [f"{path.relative_to(path.parents[4])}: {key} {m['mean']} {m['ci95']}"
+               for path in REFERENCES for key, m in Result.load(path).metrics.items()
+               if not m["ci95"][0] <= m["mean"] <= m["ci95"][1]]
+    assert outside == []
+
+
+@pytest.mark.parametrize("name", ["breakhis-subtype/synth-breakhis.json", "aml-mil/synth-aml.json"])
+def test_rescored_references_keep_every_mean_inside_its_interval(name):
+    """The results whose pooled-bootstrap intervals used to exclude their mean (macro F1 on tiny
+    patient folds, average precision with tied probabilities), scored afresh."""
+    for path in [p for p in REFERENCES if p.as_posix().endswith(name)]:
+        fresh = recompute(Result.load(path))["metrics"]
+        assert all(m["ci95"][0] <= m["mean"] <= m["ci95"][1] for m in fresh.values())

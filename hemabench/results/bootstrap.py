@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 from hemabench.metrics import _summary, encode
 
@@ -68,12 +69,22 @@ class Design:
             out[:, cols] = np.bincount(draws.ravel(), minlength=b * len(cols)).reshape(b, len(cols))
         return out
 
-    def weights(self, seed: int, n_boot: int):
-        """Chunks of (b, n) sample weights, ``n_boot`` replicates in all, from ``default_rng(seed)``."""
+    @property
+    def single_samples(self) -> bool:
+        """Every unit is one sample and every stratum one fold (image-level, no repeated runs)."""
+        return self.n_units == len(self.unit) and len(self.strata) == len(self.folds)
+
+    def unit_counts(self, seed: int, n_boot: int):
+        """Chunks of (b, n_units) draw counts, ``n_boot`` replicates in all, from ``default_rng(seed)``."""
         rng = np.random.default_rng(seed)
         per_chunk = max(1, CHUNK_CELLS // max(1, len(self.unit)))
         for start in range(0, n_boot, per_chunk):
-            yield self.counts(rng, min(per_chunk, n_boot - start))[:, self.unit]
+            yield self.counts(rng, min(per_chunk, n_boot - start))
+
+    def weights(self, seed: int, n_boot: int):
+        """Chunks of (b, n) sample weights: each sample weighs its unit's draw count."""
+        for counts in self.unit_counts(seed, n_boot):
+            yield counts[:, self.unit]
 
 
 def _codes(values: np.ndarray, names: list[str]) -> np.ndarray:
@@ -90,24 +101,61 @@ def _fold_mean(per_fold: np.ndarray) -> np.ndarray:
 
 
 def confusion_replicates(design: Design, true_idx: np.ndarray, pred_idx: np.ndarray, k: int,
-                         weights: np.ndarray) -> np.ndarray:
-    """(b, F, K, K) weighted confusion matrices per replicate and fold."""
-    b, f = len(weights), len(design.folds)
+                         counts: np.ndarray) -> np.ndarray:
+    """(b, F, K, K) confusion matrices per replicate and fold, from (b, n_units) unit draw counts:
+    one sparse product with each unit's per-fold confusion counts (a patient is one row)."""
+    b, f = len(counts), len(design.folds)
     cells = (design.fold * k + true_idx) * k + pred_idx
-    offsets = (np.arange(b) * f * k * k)[:, None]
-    flat = np.bincount((cells[None, :] + offsets).ravel(), weights.ravel(), b * f * k * k)
-    return flat.reshape(b, f, k, k)
+    per_unit = sparse.csr_matrix((np.ones(len(cells)), (design.unit, cells)), shape=(design.n_units, f * k * k))
+    return np.asarray((per_unit.T @ counts.T).T).reshape(b, f, k, k)
 
 
-def headline_replicates(design, true_idx, pred_idx, k, weights, names) -> dict[str, np.ndarray]:
-    """Fold-mean of each headline metric, per replicate."""
+def cell_count_replicates(design: Design, cells: np.ndarray, seed: int, n_boot: int):
+    """For single-sample units: (codes, chunks of (b, F, J) counts of each distinct ``cells`` code).
+
+    Redrawing G - 1 of a fold's G samples, seen only through the cells (e.g. confusion-matrix
+    cells) they fall in, is a multinomial draw over the fold's occupied cells, so a replicate
+    costs the number of cells, not of samples: 100,000 test images cost what 400 do."""
+    codes, compact = np.unique(cells, return_inverse=True)
+    compact = compact.reshape(-1)
+    n_folds, n_codes = len(design.folds), len(codes)
+    sizes = np.zeros((n_folds, n_codes))
+    np.add.at(sizes, (design.fold, compact), 1.0)
+    rng = np.random.default_rng(seed)
+    per_chunk = max(1, CHUNK_CELLS // max(1, n_folds * n_codes))
+
+    def chunks():
+        for start in range(0, n_boot, per_chunk):
+            b = min(per_chunk, n_boot - start)
+            out = np.zeros((b, n_folds, n_codes))
+            for f in range(n_folds):
+                occupied = np.flatnonzero(sizes[f])
+                g = sizes[f].sum()
+                out[:, f, occupied] = rng.multinomial(max(1, int(g) - 1), sizes[f, occupied] / g, size=b)
+            yield out
+
+    return codes, chunks()
+
+
+def headline_from_cells(counts: np.ndarray, cell_of_code: np.ndarray, k: int, names) -> dict[str, np.ndarray]:
+    """Fold-mean headline metrics from (b, F, J) counts of codes, code j in confusion cell ``cell_of_code[j]``."""
+    onehot = np.zeros((len(cell_of_code), k * k))
+    onehot[np.arange(len(cell_of_code)), cell_of_code] = 1.0
+    b, n_folds = counts.shape[:2]
     with np.errstate(invalid="ignore", divide="ignore"):
-        summary = _summary(confusion_replicates(design, true_idx, pred_idx, k, weights))
+        summary = _summary((counts @ onehot).reshape(b, n_folds, k, k))
+    return {name: _fold_mean(summary[name]) for name in names}
+
+
+def headline_replicates(design, true_idx, pred_idx, k, counts, names) -> dict[str, np.ndarray]:
+    """Fold-mean of each headline metric, per replicate ((b, n_units) unit draw counts)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        summary = _summary(confusion_replicates(design, true_idx, pred_idx, k, counts))
     return {name: _fold_mean(summary[name]) for name in names}
 
 
 def patient_accuracy_replicates(design: Design, correct: np.ndarray, group: np.ndarray,
-                                weights: np.ndarray) -> np.ndarray:
+                                counts: np.ndarray) -> np.ndarray:
     """Fold-mean of (mean over redrawn patients of each one's fraction correct)."""
     _, group_code = np.unique(np.asarray(group, dtype=str), return_inverse=True)
     _, pair = np.unique(design.fold * (int(group_code.max()) + 1) + group_code.reshape(-1), return_inverse=True)
@@ -118,7 +166,7 @@ def patient_accuracy_replicates(design: Design, correct: np.ndarray, group: np.n
     first = np.zeros(n_pairs, dtype=np.int64)
     first[pair[::-1]] = np.arange(len(pair))[::-1]  # one sample per (fold, patient): its weight is the pair's
     pair_fold = design.fold[first]
-    w = weights[:, first]  # (b, pairs)
+    w = counts[:, design.unit[first]]  # (b, pairs): a patient's draws in its fold
     onehot = np.zeros((n_pairs, len(design.folds)))
     onehot[np.arange(n_pairs), pair_fold] = 1.0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -126,44 +174,47 @@ def patient_accuracy_replicates(design: Design, correct: np.ndarray, group: np.n
     return _fold_mean(per_fold)
 
 
-def _weighted_auc(score: np.ndarray, positive: np.ndarray, weights: np.ndarray, key: str) -> np.ndarray:
-    """(b,) one-vs-rest ROC-AUC or average precision of one class under per-sample weights.
+def weighted_aucs(score: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """(b,) one-vs-rest ROC-AUC and average precision of one class under per-sample weights.
 
-    Samples are grouped by distinct score (ties share a threshold, as in scikit-learn); per
-    replicate the weighted positives and negatives at each score come from one bincount.
+    Samples are sorted by score once; tied scores form one threshold (as in scikit-learn), whose
+    weighted positives and negatives are differences of cumulative sums at the ends of the ties.
+    NaN where a replicate lacks positives or negatives (scikit-learn leaves such a class out).
     """
-    b = len(weights)
-    values, level = np.unique(score, return_inverse=True)
-    u = len(values)
-    offsets = (np.arange(b) * u)[:, None]
-    index = (level[None, :] + offsets).ravel()
-    pos = np.bincount(index, (weights * positive).ravel(), b * u).reshape(b, u)
-    neg = np.bincount(index, (weights * ~positive).ravel(), b * u).reshape(b, u)
-    total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
+    order = np.argsort(score, kind="stable")
+    ordered = score[order]
+    ends = np.flatnonzero(np.r_[ordered[1:] != ordered[:-1], True])  # last sample of each distinct score
+    w = weights[:, order]
+    pos_mask = positive[order]
+    cum_pos = np.cumsum(w * pos_mask, axis=1)[:, ends]  # weight of positives scored <= each threshold
+    cum_neg = np.cumsum(w * ~pos_mask, axis=1)[:, ends]
+    pos = np.diff(cum_pos, axis=1, prepend=0.0)
+    neg = np.diff(cum_neg, axis=1, prepend=0.0)
+    total_pos, total_neg = cum_pos[:, -1], cum_neg[:, -1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        if key == "roc_auc":  # P(score_pos > score_neg) + 1/2 P(tie)
-            below = np.cumsum(neg, axis=1) - neg
-            out = (pos * (below + 0.5 * neg)).sum(axis=1) / (total_pos * total_neg)
-        else:  # average precision: sum over thresholds (high to low) of recall gain x precision
-            tps, fps = np.cumsum(pos[:, ::-1], axis=1), np.cumsum(neg[:, ::-1], axis=1)
-            precision = np.nan_to_num(tps / (tps + fps))
-            out = (pos[:, ::-1] * precision).sum(axis=1) / total_pos
-    return np.where((total_pos > 0) & (total_neg > 0), out, np.nan)
+        roc = (pos * (cum_neg - 0.5 * neg)).sum(axis=1) / (total_pos * total_neg)  # P(pos > neg) + P(tie)/2
+        tps = total_pos[:, None] - cum_pos + pos  # positives scored >= each threshold
+        fps = total_neg[:, None] - cum_neg + neg
+        ap = (pos * np.nan_to_num(tps / (tps + fps))).sum(axis=1) / total_pos  # recall gain x precision
+    defined = (total_pos > 0) & (total_neg > 0)
+    return {"roc_auc": np.where(defined, roc, np.nan), "pr_auc": np.where(defined, ap, np.nan)}
 
 
 def macro_auc_replicates(design: Design, true_idx: np.ndarray, proba: np.ndarray, k: int,
-                         weights: np.ndarray, key: str) -> np.ndarray:
-    """Fold-mean of the macro (over classes with positives and negatives) ROC-AUC or AP."""
-    per_fold = np.full((len(weights), len(design.folds)), np.nan)
+                         weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Fold-mean of the macro (over classes with positives and negatives) ROC-AUC and AP."""
+    per_fold = {key: np.full((len(weights), len(design.folds)), np.nan) for key in ("roc_auc", "pr_auc")}
     for f in range(len(design.folds)):
         rows = np.flatnonzero(design.fold == f)
-        per_class = np.stack([_weighted_auc(proba[rows, j], true_idx[rows] == j, weights[:, rows], key)
-                              for j in range(k)], axis=1)
-        seen = np.isfinite(per_class)
-        n = seen.sum(axis=1)
-        per_fold[:, f] = np.divide(np.where(seen, per_class, 0.0).sum(axis=1), n,
-                                   out=np.full(len(weights), np.nan), where=n > 0)
-    return _fold_mean(per_fold)
+        w = weights[:, rows]
+        per_class = [weighted_aucs(proba[rows, j], true_idx[rows] == j, w) for j in range(k)]
+        for key, out in per_fold.items():
+            stacked = np.stack([c[key] for c in per_class], axis=1)
+            seen = np.isfinite(stacked)
+            n = seen.sum(axis=1)
+            out[:, f] = np.divide(np.where(seen, stacked, 0.0).sum(axis=1), n,
+                                  out=np.full(len(weights), np.nan), where=n > 0)
+    return {key: _fold_mean(out) for key, out in per_fold.items()}
 
 
 def percentile_interval(replicates: np.ndarray, estimate: float | None = None, alpha: float = 0.05) -> list[float]:
@@ -202,6 +253,12 @@ def paired_difference(pa: dict, pb: dict, metric: str, labels: list[str], seed: 
                     for pred in preds]
         return [headline_replicates(design, true, pred, k, weights, [metric])[metric] for pred in preds]
 
-    a, b = score(np.ones((1, len(true))))
-    diffs = [np.subtract(*score(w)) for w in design.weights(seed, n_boot)]
+    a, b = score(np.ones((1, design.n_units)))
+    if design.single_samples and metric != "patient_accuracy":  # joint (a cell, b cell) counts
+        cells = [true * k + pred for pred in preds]
+        codes, chunks = cell_count_replicates(design, cells[0] * k * k + cells[1], seed, n_boot)
+        diffs = [headline_from_cells(c, codes // (k * k), k, [metric])[metric]
+                 - headline_from_cells(c, codes % (k * k), k, [metric])[metric] for c in chunks]
+    else:
+        diffs = [np.subtract(*score(c)) for c in design.unit_counts(seed, n_boot)]
     return float(a[0] - b[0]), np.concatenate(diffs), design.n_units

@@ -16,15 +16,17 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from hemabench.metrics import aggregate, classification_metrics, encode, over_repetitions
 from hemabench.results.bootstrap import (
     Design,
+    cell_count_replicates,
+    headline_from_cells,
     headline_replicates,
     macro_auc_replicates,
     patient_accuracy_replicates,
     percentile_interval,
+    weighted_aucs,
 )
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
@@ -46,14 +48,16 @@ def patient_accuracy(true, pred, group) -> float:
 
 
 def auc_scores(true, proba, labels: list[str]) -> dict[str, dict[str, float]]:
-    """Per-class one-vs-rest ROC-AUC and average precision, for classes with positives and negatives."""
+    """Per-class one-vs-rest ROC-AUC and average precision (scikit-learn's ``roc_auc_score`` and
+    ``average_precision_score``, computed as one replicate of the bootstrap's), for classes
+    with positives and negatives."""
     true, proba = np.asarray(true), np.asarray(proba, dtype=float)
-    out = {}
+    ones, out = np.ones((1, len(true))), {}
     for j, label in enumerate(labels):
         positive = true == label
         if 0 < positive.sum() < len(true):
-            out[label] = {"roc_auc": float(roc_auc_score(positive, proba[:, j])),
-                          "pr_auc": float(average_precision_score(positive, proba[:, j]))}
+            scores = weighted_aucs(proba[:, j], positive, ones)
+            out[label] = {"roc_auc": float(scores["roc_auc"][0]), "pr_auc": float(scores["pr_auc"][0])}
     return out
 
 
@@ -62,21 +66,32 @@ def _macro_auc(true, proba, labels, key: str) -> float:
     return float(np.mean([s[key] for s in scores.values()])) if scores else float("nan")
 
 
-def _sample_replicates(p: dict, labels: list[str], seed: int, n_boot: int) -> dict[str, np.ndarray]:
-    """ci95 of each fold-mean metric: test units redrawn within each fold (see :mod:`.bootstrap`)."""
+def sample_replicates(p: dict, labels: list[str], seed: int, n_boot: int) -> dict[str, np.ndarray]:
+    """Bootstrap replicates of each fold-mean metric: test units redrawn within each fold (see
+    :mod:`.bootstrap`); image-level headline metrics through cell counts, the rest through
+    per-sample weights."""
     true, pred = encode(np.asarray(p["true"], dtype=str), labels), encode(np.asarray(p["pred"], dtype=str), labels)
     group = np.asarray(p["group"], dtype=str) if "group" in p else None
     design = Design.build(p["fold"], group if group is not None else p.get("id"))
     k, chunks = len(labels), defaultdict(list)
     proba = np.asarray(p["proba"], dtype=float) if "proba" in p else None
-    for weights in design.weights(seed, n_boot):
-        for name, values in headline_replicates(design, true, pred, k, weights, HEADLINE).items():
-            chunks[name].append(values)
+    by_cells = design.single_samples
+    if by_cells:
+        codes, counts = cell_count_replicates(design, true * k + pred, seed, n_boot)
+        for c in counts:
+            for name, values in headline_from_cells(c, codes, k, HEADLINE).items():
+                chunks[name].append(values)
+    if by_cells and group is None and proba is None:
+        return {name: np.concatenate(values) for name, values in chunks.items()}
+    for counts in design.unit_counts(seed, n_boot):
+        if not by_cells:
+            for name, values in headline_replicates(design, true, pred, k, counts, HEADLINE).items():
+                chunks[name].append(values)
         if group is not None:
-            chunks["patient_accuracy"].append(patient_accuracy_replicates(design, true == pred, group, weights))
+            chunks["patient_accuracy"].append(patient_accuracy_replicates(design, true == pred, group, counts))
         if proba is not None:
-            for key in ("roc_auc", "pr_auc"):
-                chunks[f"{key}_macro"].append(macro_auc_replicates(design, true, proba, k, weights, key))
+            for key, values in macro_auc_replicates(design, true, proba, k, counts[:, design.unit]).items():
+                chunks[f"{key}_macro"].append(values)
     return {name: np.concatenate(values) for name, values in chunks.items()}
 
 
@@ -99,7 +114,7 @@ def _score_variant(p: dict, labels: list[str], seed: int, n_boot: int) -> tuple[
         for key in ("roc_auc", "pr_auc"):
             values = [_macro_auc(true[folds == f], proba[folds == f], labels, key) for f in names]
             metrics[f"{key}_macro"] = aggregate([v for v in values if np.isfinite(v)] or [float("nan")])
-    for name, replicates in _sample_replicates(p, labels, seed, n_boot).items():
+    for name, replicates in sample_replicates(p, labels, seed, n_boot).items():
         metrics[name]["ci95"] = percentile_interval(replicates, metrics[name]["mean"])
     return metrics, fold_scores, names
 
