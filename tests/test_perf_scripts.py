@@ -144,3 +144,10 @@ def test_decode_cost(tmp_path):
     assert (breakhis["format"], breakhis["size"]) == ("PNG", "700x460") and breakhis["JPEG draft+resize ms"] is None
     for row in (raabin, breakhis):
         assert 0 < row["decode ms"] < row["decode+resize ms"] and row["bottleneck"] in ("decode", "model")
+
+
+def test_score_result(tmp_path):
+    stdout, payload = run_script("score_result.py", tmp_path, "--samples", "300", "--variants", "2", "--classes", "3",
+                                 "--patients", "6", "--proba", "--n-boot", "50", "--repeats", "1")
+    row = payload["figures"][0]
+    assert row["samples"] == 300 and row["json MB"] > 0 and row["median s"] > 0 and "s per MB" in stdout
