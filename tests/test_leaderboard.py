@@ -285,7 +285,7 @@ def test_incompatible_versions_and_params_are_never_ranked_together(tmp_path):
     from hemabench.leaderboard import build_site
 
     ref = json.loads((REFERENCES / "handcrafted/results/cell-probe/synth-bm.json").read_text())
-    for name, changes in {"v2": {"task_version": 2}, "light": {"task_metadata": {**ref["task_metadata"],
+    for name, changes in {"next": {"task_version": ref["task_version"] + 1}, "light": {"task_metadata": {**ref["task_metadata"],
                                                                                  "params": {"repetitions": 3}}}}.items():
         write(tmp_path / "run", {**ref, **changes, "encoder": {**ref["encoder"], "name": name}})
     write(tmp_path / "run", ref)
