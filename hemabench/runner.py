@@ -20,21 +20,14 @@ import numpy as np
 from hemabench.backends import fit_backend
 from hemabench.datasets import get_dataset
 from hemabench.datasets.roots import find_root
-from hemabench.embeddings import extract_embeddings, resolve_device
+from hemabench.device import resolve_device
+from hemabench.embeddings import extract_embeddings
 from hemabench.embeddings.cost import extraction_throughput, measure_cost
 from hemabench.embeddings.distributed import Ranks, launched, ranks_from_env
 from hemabench.encoders import EncoderWeightsMissing, load_encoder
 from hemabench.errors import DatasetNotFound, HemabenchError
 from hemabench.provenance import now, provenance
-from hemabench.results import (
-    build_result,
-    is_current,
-    predictions_payload,
-    read_result,
-    result_path,
-    score_predictions,
-    write_result,
-)
+from hemabench.results import Result, build_result, predictions_payload, result_path, score_predictions
 from hemabench.splits import MaterialisedSplit, get_rule
 from hemabench.tasks import TASKS, TaskInput
 
@@ -65,7 +58,7 @@ class Outcome:
     task: str
     dataset: str
     status: str  # computed | reused | skipped
-    result: dict | None = None
+    result: Result | None = None
     reason: str = ""
     path: Path | None = None
 
@@ -227,9 +220,10 @@ def _prepare(session: _Session, task_name: str, dataset: str) -> Outcome | _Pend
     split = session.split(dataset, task.split_for(dataset))
     source_split = session.split(*source) if source else None
     path = result_path(options.out, encoder.spec.name, task_name, dataset)  # `local:DIR` -> its safe name
-    existing = read_result(path)
+    existing = Result.read(path)
     fingerprints = [split.fingerprint] + ([source_split.fingerprint] if source_split else [])
-    if not options.overwrite and is_current(existing, task, fingerprints, encoder.weights_sha256):
+    if not options.overwrite and existing is not None and existing.is_current(task, fingerprints,
+                                                                              encoder.weights_sha256):
         return Outcome(session.encoder_name, task_name, dataset, "reused", result=existing, path=path)
     return _Pending(task, dataset, split, source_split, path, started)
 
@@ -262,6 +256,6 @@ def _evaluate(session: _Session, step: _Pending) -> Outcome:
         source_split=step.source_split,
         provenance=provenance(device, {"split": step.split.rule.seed, "protocol": options.seed,
                                        "bootstrap": options.seed}, step.started, phases))
-    result["encoder_cost"] = session.cost(dataset)
-    write_result(step.path, result)
+    result.data["encoder_cost"] = session.cost(dataset)
+    result.write(step.path)
     return Outcome(session.encoder_name, task.name, dataset, "computed", result=result, path=step.path)

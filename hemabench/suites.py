@@ -55,8 +55,19 @@ def load_suite(name: str) -> Suite:
         DATASETS.get(dataset)
         for task in by_task:
             TASKS.get(task)
+    task_params = dict(raw.get("task_params") or {})
+    dataset_task_params = dict(raw.get("dataset_task_params") or {})
+    overridden = [(task, o) for task, o in task_params.items()] + \
+        [(task, {**task_params.get(task, {}), **o}) for by_task in dataset_task_params.values() for task, o in by_task.items()]
+    for task, overrides in overridden:
+        if task not in tasks:
+            raise HemabenchError(f"{path}: task_params names task {task!r}, which the suite does not run")
+        try:
+            TASKS.get(task).with_params(**overrides)  # unknown keys and unusable values fail here, not mid-run
+        except HemabenchError as exc:
+            raise HemabenchError(f"{path}: {exc}") from None
     return Suite(raw["name"], raw.get("description", ""), tuple(tasks), tuple(datasets), tuple(raw.get("encoders", ())),
-                 dict(raw.get("task_params", {})), dict(raw.get("dataset_task_params", {})))
+                 task_params, dataset_task_params)
 
 
 def suite_names() -> list[str]:

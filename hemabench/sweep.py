@@ -24,6 +24,7 @@ from submitit.core.utils import FailedJobError, UncompletedJobError
 from submitit.local.debug import DebugJob
 
 from hemabench.errors import HemabenchError
+from hemabench.results import Result
 from hemabench.runner import Outcome, RunOptions, RunReport, run_plan
 
 EXECUTORS = ("slurm", "local", "debug")
@@ -174,24 +175,18 @@ def _export_distributed() -> int:
 
 
 def _summary(o: Outcome) -> dict:
-    row = {"encoder": o.encoder, "task": o.task, "dataset": o.dataset, "status": o.status, "reason": o.reason,
-           "path": str(o.path) if o.path else None, "main_metric": None, "mean": None, "std": None, "ci95": None}
-    if o.result is not None:
-        metric = o.result["main_metric"]
-        score = o.result["metrics"][metric]
-        row.update(main_metric=metric, mean=float(score["mean"]), std=float(score["std"]),
-                   ci95=[float(v) for v in score["ci95"]])
-    return row
+    """What travels back from a job: the outcome, and where its result file is (not the result)."""
+    return {"encoder": o.encoder, "task": o.task, "dataset": o.dataset, "status": o.status, "reason": o.reason,
+            "path": str(o.path) if o.path else None}
 
 
 def _outcome(row: dict) -> Outcome:
-    """A summary row back as an Outcome whose ``result`` holds just the main metric (for print_summary)."""
-    result = None
-    if row["main_metric"] is not None:
-        result = {"main_metric": row["main_metric"],
-                  "metrics": {row["main_metric"]: {"mean": row["mean"], "std": row["std"], "ci95": row["ci95"]}}}
+    """A summary row back as an Outcome, its result read from the file the job wrote (the sweep's
+    output folder is shared); None if that file is gone."""
+    path = Path(row["path"]) if row["path"] else None
+    result = Result.read(path) if path is not None and row["status"] != "skipped" else None
     return Outcome(row["encoder"], row["task"], row["dataset"], row["status"], result=result, reason=row["reason"],
-                   path=Path(row["path"]) if row["path"] else None)
+                   path=path)
 
 
 def wait(jobs: list[SweepJob]) -> RunReport:

@@ -22,7 +22,7 @@ from hemabench.protocols.mil import (
     pad_bags,
     train_mil,
 )
-from hemabench.results import SCHEMA_PATH, scoring
+from hemabench.results import SCHEMA_PATH
 from hemabench.splits.rules import SplitRule
 from hemabench.tasks import TASKS, TaskInput
 from hemabench.tasks.aml_mil import blast_filter, make_bags, rotation_roles, top_cells
@@ -210,7 +210,6 @@ def test_cli_run_on_the_real_layout(tmp_path, cli, monkeypatch):
     """`hemabench run --task aml-mil` on a fixture tree named like the TCIA download (lighter epochs)."""
     trees.aml_hehr(tmp_path / "data")
     monkeypatch.setitem(TASKS._items, "aml-mil", task(max_epochs=3, patience=2))
-    monkeypatch.setattr(scoring, "N_BOOTSTRAP_AUC", 20)  # AUC intervals cost more than this protocol here
     out = tmp_path / "results"
     code, stdout, _ = cli("run", "--encoder", "handcrafted", "--task", "aml-mil", "--dataset", "aml-hehr",
                           "--data-root", tmp_path / "data", "--out", out, "--no-progress")

@@ -150,9 +150,9 @@ def test_limited_task_fits_only_training_patients_and_grows(monkeypatch):
                                                     for v in ["40x", "100x", "200x", "400x", "all"]))
     seen, probe = [], bh._Context.probe
 
-    def spy(self, train, test, **tags):
+    def spy(self, params, train, test, **tags):
         seen.append((train, test, tags))
-        return probe(self, train, test, **tags)
+        return probe(self, params, train, test, **tags)
 
     monkeypatch.setattr(bh._Context, "probe", spy)
     preds = task.evaluate(data)
@@ -202,7 +202,7 @@ def test_cli_end_to_end_on_the_real_layout(tmp_path, cli):
     jsonschema.validate(binary, schema)
     for m in MAGS:
         assert {f"{m}x/accuracy", f"{m}x/patient_accuracy", f"{m}x/balanced_accuracy"} <= set(binary["metrics"])
-    assert binary["main_metric"] == "all/patient_accuracy" and binary["task_metadata"]["params"]["magnifications"]
+    assert binary["main_metric"] == "all/patient_accuracy" and binary["task_metadata"]["method"]["magnifications"]
     assert len(binary["predictions"]["all"]["id"]) == 9 * 4 * 3  # the misfiled 100X-in-40X file is skipped
     cross = json.loads((out / "handcrafted" / "breakhis-crossmag" / "breakhis.json").read_text())
     jsonschema.validate(cross, schema)

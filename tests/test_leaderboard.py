@@ -18,7 +18,7 @@ from hemabench.leaderboard.clinical import load_cost_models
 from hemabench.leaderboard.collect import anchor
 from hemabench.leaderboard.ranking import tie_ranks
 from hemabench.leaderboard.tables import pct
-from hemabench.results import score_predictions, scoring
+from hemabench.results import score_predictions
 
 REFERENCES = Path(__file__).resolve().parents[1] / "submissions"
 AML = ["CBFB_MYH11", "NPM1", "PML_RARA", "RUNX1_RUNX1T1", "control"]
@@ -29,11 +29,7 @@ def make_result(task, dataset, encoder, labels, predictions, main_metric, extra=
                 fingerprint="a" * 64) -> dict:
     """A result file as the runner writes it, scored by the real scorer from ``predictions``."""
     variant = main_metric.rsplit("/", 1)[0]
-    saved, scoring.N_BOOTSTRAP_AUC = scoring.N_BOOTSTRAP_AUC, 5  # fixtures need AUCs present, not precise
-    try:
-        scores = score_predictions(predictions, labels, variant, n_boot=50)
-    finally:
-        scoring.N_BOOTSTRAP_AUC = saved
+    scores = score_predictions(predictions, labels, variant, n_boot=50)
     return {"schema_version": "1.0", "task": task, "task_version": version, "dataset": dataset,
             "task_metadata": {"description": f"fabricated {task}", "params": params or {}, "detail_variant": variant},
             "dataset_info": {"synthetic": True}, "split": {"dataset": dataset, "name": "patient-cv5", "version": 1,
@@ -290,7 +286,7 @@ def test_incompatible_versions_and_params_are_never_ranked_together(tmp_path):
     from hemabench.leaderboard import build_site
 
     ref = json.loads((REFERENCES / "handcrafted/results/cell-probe/synth-bm.json").read_text())
-    for name, changes in {"v2": {"task_version": 2}, "light": {"task_metadata": {**ref["task_metadata"],
+    for name, changes in {"next": {"task_version": ref["task_version"] + 1}, "light": {"task_metadata": {**ref["task_metadata"],
                                                                                  "params": {"repetitions": 3}}}}.items():
         write(tmp_path / "run", {**ref, **changes, "encoder": {**ref["encoder"], "name": name}})
     write(tmp_path / "run", ref)

@@ -169,3 +169,10 @@ def test_backend_speedup_quick(tmp_path):
     stdout, payload = run_script("backend_speedup.py", tmp_path, "--quick", "--workers", "1", "2")
     assert [r["workers"] for r in payload["figures"]] == [1, 1, 2]
     assert payload["identical"] is True and all(r["seconds"] > 0 for r in payload["figures"])
+
+
+def test_score_result(tmp_path):
+    stdout, payload = run_script("score_result.py", tmp_path, "--samples", "300", "--variants", "2", "--classes", "3",
+                                 "--patients", "6", "--proba", "--n-boot", "50", "--repeats", "1")
+    row = payload["figures"][0]
+    assert row["samples"] == 300 and row["json MB"] > 0 and row["median s"] > 0 and "s per MB" in stdout

@@ -34,7 +34,9 @@ def test_confusion_only_variant_mean_over_repetitions():
     expected = [balanced_accuracy_score(*expand_confusion(c, LABELS)) for c in confusions]
     metric = scores["metrics"]["svm/balanced_accuracy"]
     assert metric["values"] == pytest.approx(expected) and metric["mean"] == pytest.approx(np.mean(expected))
-    assert metric["ci95"] == pytest.approx([np.percentile(expected, 2.5), np.percentile(expected, 97.5)])
+    assert metric["spread95"] == pytest.approx([np.percentile(expected, 2.5), np.percentile(expected, 97.5)])
+    means = np.asarray(expected)[np.random.default_rng(0).integers(0, 20, (1000, 20))].mean(axis=1)
+    assert metric["ci95"] == pytest.approx(list(np.quantile(means, [0.025, 0.975])))  # the mean's interval
     assert scores["confusion_matrix"]["counts"] == confusions.sum(axis=0).tolist()
 
 

@@ -158,7 +158,7 @@ def test_check_against_base_catches_silent_changes_and_removals(submission, tmp_
     assert str(problem).startswith('submissions/handcrafted/results/cell-probe/synth-bm.json: '
                                    'metrics["probe/balanced_accuracy"].mean: changed 0.7853 -> 0.5000 since HEAD '
                                    'without a task version change')
-    edit_json(path, lambda r: r.update(task_version=2))
+    edit_json(path, lambda r: r.update(task_version=r["task_version"] + 1))
     assert against_base("HEAD", subs).problems == []  # the protocol changed with it
     path.unlink()
     (problem,) = against_base("HEAD", subs).problems

@@ -65,7 +65,7 @@ def test_local_jobs_match_an_independent_in_process_run_and_a_failed_job_is_name
         ours, theirs = _result(out, outcome.encoder), _result(tmp_path / "direct", outcome.encoder)
         metric = ours["main_metric"]
         assert ours["metrics"][metric]["values"] == pytest.approx(theirs["metrics"][metric]["values"])
-        assert outcome.result["metrics"][metric]["mean"] == pytest.approx(theirs["metrics"][metric]["mean"])
+        assert outcome.result.main.mean == pytest.approx(theirs["metrics"][metric]["mean"])
         assert ours["predictions"] == theirs["predictions"]
         assert ours["split"]["fingerprint"] == theirs["split"]["fingerprint"]
 

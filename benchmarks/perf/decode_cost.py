@@ -31,7 +31,8 @@ from _common import add_json_option, finish, machine, machine_line, median_secon
 from _inputs import LAYOUTS, load_benchmark_encoder, write_like  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from hemabench.embeddings.accel import choose_batch_size, default_workers, prepare_model, resolve_device  # noqa: E402
+from hemabench.device import resolve_device  # noqa: E402
+from hemabench.embeddings.accel import choose_batch_size, default_workers, prepare_model  # noqa: E402
 from hemabench.embeddings.cache import CHUNK_SIZE  # noqa: E402
 from hemabench.embeddings.pixels import PixelCache, split_transform  # noqa: E402
 

@@ -35,10 +35,10 @@ sys.path[:0] = [str(HERE.parents[1]), str(HERE)]  # run from a checkout without 
 
 from _common import add_json_option, finish, machine, machine_line, median_seconds  # noqa: E402
 
+from hemabench.device import resolve_device  # noqa: E402
 from hemabench.metrics import classification_metrics  # noqa: E402
 from hemabench.protocols.mil import HEAD_NAMES  # noqa: E402
-from hemabench.protocols.probe import resolve_device  # noqa: E402
-from hemabench.tasks import TASKS  # noqa: E402
+from hemabench.tasks import TASKS, aml_mil  # noqa: E402
 
 # name -> (patients, mean cells per patient, feature dimension, class shift of a marked cell in noise std units);
 # the shifts give a weak signal: at 150 max epochs / patience 20, early stopping near epoch 60 (real) / 85 (small)
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per (shape, head); median reported")
     parser.add_argument("--max-epochs", type=int, default=None, help="override the task's max_epochs (150)")
     parser.add_argument("--patience", type=int, default=None, help="override the task's patience (20)")
-    parser.add_argument("--cpu-threads", type=int, default=None, help="override the task's cpu_threads (1)")
+    parser.add_argument("--cpu-threads", type=int, default=None, help="threads per CPU fit (default: the task's, hemabench.tasks.aml_mil.CPU_THREADS = 1)")
     parser.add_argument("--signal", type=float, default=None,
                         help="shift of a marked cell along its class direction (default: per shape, 0.6 / 2.0)")
     parser.add_argument("--fraction", type=float, default=0.2, help="fraction of a bag's cells that are marked")
@@ -100,13 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     info = machine()
     print(machine_line(info), flush=True)
 
-    overrides = {k: v for k, v in (("max_epochs", args.max_epochs), ("patience", args.patience),
-                                   ("cpu_threads", args.cpu_threads)) if v is not None}
+    overrides = {k: v for k, v in (("max_epochs", args.max_epochs), ("patience", args.patience)) if v is not None}
     task = TASKS.get("aml-mil").with_params(**overrides)
+    if args.cpu_threads is not None:  # an execution setting (results record it in extra.cpu_threads)
+        aml_mil.CPU_THREADS = args.cpu_threads
     device = resolve_device(args.device)
     p = task.params
     print(f"aml-mil run: max_epochs {p['max_epochs']}, patience {p['patience']}, bags_per_step "
-          f"{p['bags_per_step']}, cpu_threads {p['cpu_threads']}; device {device}", flush=True)
+          f"{p['bags_per_step']}, cpu_threads {aml_mil.CPU_THREADS}; device {device}", flush=True)
     class_names = [str(c) for c in range(N_CLASSES)]
     rows = []
     for shape in args.shapes:
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                          "times": [round(t, 3) for t in times]})
         del tensors
     finish(args, "mil_fold", "aml-mil: seconds per fold (one run of one head)", rows, info,
-           task_params={k: p[k] for k in ("max_epochs", "patience", "bags_per_step", "cpu_threads", "lr")},
+           task_params={**{k: p[k] for k in ("max_epochs", "patience", "bags_per_step", "lr")},
+                        "cpu_threads": aml_mil.CPU_THREADS},
            shapes={s: {**dict(zip(("patients", "mean_cells", "dim", "signal"), SHAPES[s])),
                        **({"signal": args.signal} if args.signal is not None else {})} for s in args.shapes})
     return 0

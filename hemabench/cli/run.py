@@ -144,19 +144,30 @@ def require_results(report, command: str) -> None:
         raise HemabenchError(f"nothing was evaluated{hint}")
 
 
+def _band(band) -> str:
+    return f"[{100 * band[0]:.1f}, {100 * band[1]:.1f}]" if band else ""
+
+
 def print_summary(report) -> None:
+    """One row per result: the main metric's mean, the 95% CI of that mean, and for repeated runs
+    the spread of single runs, labelled apart; a probe that stopped at max_iter is flagged."""
     rows, skipped = [], []
     for o in report.outcomes:
         if o.status == "skipped":
             skipped.append(o)
             continue
-        metric = o.result["main_metric"]
-        score = o.result["metrics"][metric]
-        low, high = score["ci95"]
-        rows.append({"encoder": o.encoder, "task": o.task, "dataset": o.dataset, "main metric": metric,
-                     "mean": f"{100 * score['mean']:.1f}", "± std": f"{100 * score['std']:.1f}",
-                     "95% CI": f"[{100 * low:.1f}, {100 * high:.1f}]", "status": o.status})
+        if o.result is None:
+            rows.append({"encoder": o.encoder, "task": o.task, "dataset": o.dataset, "status": o.status})
+            continue
+        score = o.result.main
+        rows.append({"encoder": o.encoder, "task": o.task, "dataset": o.dataset, "main metric": o.result.main_metric,
+                     "mean": f"{100 * score.mean:.1f}" + (f" ({o.result.max_iter_note})" if o.result.max_iter_note else ""), "± std": f"{100 * score.std:.1f}",
+                     "95% CI of mean": _band(score.ci95), "spread95 (single runs)": _band(score.spread95),
+                     "status": o.status})
     if rows:
+        if not any(row.get("spread95 (single runs)") for row in rows):
+            for row in rows:
+                row.pop("spread95 (single runs)", None)
         print_table(rows)
     reasons = {}
     for o in skipped:

@@ -19,17 +19,6 @@ CPU_BATCH_SIZE = 64  # CPU throughput is flat beyond a few dozen images; memory 
 MIN_BATCH_SIZE = 1
 
 
-def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
-    """auto -> this process's GPU when CUDA is present (``LOCAL_RANK`` under torchrun), else CPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise HemabenchError("--device cuda was asked for, but PyTorch sees no CUDA device on this machine")
-    if device == "cuda":
-        return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
-    return torch.device(device)
-
-
 def default_workers(device: torch.device) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return min(8, cores) if device.type == "cuda" else max(0, min(4, cores - 1))

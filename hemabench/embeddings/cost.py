@@ -18,7 +18,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hemabench.embeddings.accel import prepare_model, resolve_device
+from hemabench.device import resolve_device
+from hemabench.embeddings.accel import prepare_model
 from hemabench.embeddings.cache import CacheEntry
 from hemabench.provenance import device_description
 

@@ -28,15 +28,15 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from hemabench.datasets.sources import FolderImages
-from hemabench.embeddings.accel import choose_batch_size, default_workers, prepare_model, resolve_device
+from hemabench.device import resolve_device
+from hemabench.embeddings.accel import choose_batch_size, default_workers, prepare_model
 from hemabench.embeddings.cache import CHUNK_SIZE, CacheEntry, Embeddings, cache_key
 from hemabench.embeddings.distributed import Ranks, ranks_from_env
 from hemabench.embeddings.integrity import entry_lock
 from hemabench.embeddings.pixels import PixelCache, SplitTransform, split_transform
 from hemabench.errors import HemabenchError
 
-__all__ = ["ExtractionStats", "RecordImages", "default_workers", "encoder_identity", "extract_embeddings",
-           "resolve_device"]
+__all__ = ["ExtractionStats", "RecordImages", "default_workers", "encoder_identity", "extract_embeddings"]
 
 
 class RecordImages(Dataset):

@@ -149,10 +149,10 @@ def environment(downloads: Downloads | None = None) -> jinja2.Environment:
 
 def page_provenance(entries: list[Entry]) -> dict:
     """What every page states: which hemabench made its results, task versions, split fingerprints."""
-    versions = sorted({str((e.result.get("provenance") or {}).get("hemabench_version", "?")) for e in entries})
-    tasks = sorted({f"{e.result['task']} v{e.result['task_version']}" for e in entries})
-    splits = sorted({f"{s.get('dataset', e.result['dataset'])} {s.get('name')} v{s.get('version')}: {s.get('fingerprint')}"
-                     for e in entries for s in (e.result.get("split") or {}, e.result.get("source_split")) if s})
+    versions = sorted({str(e.result.provenance.get("hemabench_version", "?")) for e in entries})
+    tasks = sorted({f"{e.result.task} v{e.result.task_version}" for e in entries})
+    splits = sorted({f"{s.get('dataset', e.result.dataset)} {s.get('name')} v{s.get('version')}: {s.get('fingerprint')}"
+                     for e in entries for s in (e.result.split, e.result.source_split) if s})
     return {"builder": hemabench.__version__, "versions": versions, "tasks": tasks, "splits": splits}
 
 
@@ -171,15 +171,15 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
     boards = group_boards(entries)
     for board in boards:
         board.ranks, board.comparisons = tie_ranks({e: entry.result for e, entry in board.entries.items()
-                                                    if ranked(entry.result)})  # never papers, unregistered splits
+                                                    if ranked(entry.result.data)})  # never papers, unregistered splits
     values = load_reported()
     only_papers = paper_boards(boards, values)
     foreign = prepare_out(out, OWNED)  # removes only what an earlier build wrote, else refuses
     downloads = Downloads(out)
     site, env, models = Site(out, data_root, report, figures), environment(downloads), load_cost_models()
     encoders = sorted({e.encoder for e in entries} | {r.encoder for r in values if not r.external})
-    site.custom_sources = {e.result["dataset"]: str(info["source"]) for e in entries if e.origin == "local run"
-                           and (info := e.result.get("dataset_info") or {}).get("custom") and info.get("source")}
+    site.custom_sources = {e.result.dataset: str(info["source"]) for e in entries if e.origin == "local run"
+                           and (info := e.result.data.get("dataset_info") or {}).get("custom") and info.get("source")}
 
     def write(rel: str, template: str, page_entries: list[Entry], **context) -> None:
         path = out / rel

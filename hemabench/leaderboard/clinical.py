@@ -19,6 +19,7 @@ import yaml
 from hemabench.errors import HemabenchError
 from hemabench.metrics import aggregate, confusion_counts, encode
 from hemabench.paths import benchmarks_dir
+from hemabench.results import Result
 
 
 @dataclass(frozen=True)
@@ -125,10 +126,11 @@ def variant_confusions(columns: dict, labels: list[str]) -> list[np.ndarray]:
     return [confusion_counts(true[folds == f], pred[folds == f], len(labels)) for f in dict.fromkeys(folds)]
 
 
-def clinical_scores(result: dict, variant: str, models: list[CostModel]) -> dict | None:
+def clinical_scores(result: Result, variant: str, models: list[CostModel]) -> dict | None:
     """Cost and group accuracy of one result's variant, or None when no cost file covers its labels."""
-    model = model_for(result.get("labels") or [], models)
-    columns = (result.get("predictions") or {}).get(variant)
+    result = Result.of(result)
+    model = model_for(result.labels, models)
+    columns = result.variant_predictions(variant)
     if model is None or columns is None:
         return None
-    return model.scores(variant_confusions(columns, list(result["labels"])), list(result["labels"]))
+    return model.scores(variant_confusions(columns, result.labels), result.labels)

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hemabench.results import Result, ResultError, Score
+
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SUBMISSION_RESULTS = "results"
 ENCODER_FILE = "encoder.yaml"
@@ -36,31 +38,22 @@ def digest(value, n: int = 8) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
-def detail_variant(result: dict) -> str:
-    """The variant whose per-class numbers and confusion matrix the result reports."""
-    return (result.get("task_metadata") or {}).get("detail_variant") or result["main_metric"].rsplit("/", 1)[0]
-
-
-def task_params(result: dict) -> dict:
-    return (result.get("task_metadata") or {}).get("params") or {}
-
-
 @dataclass
 class Entry:
     """One result file, with where it came from and its encoder's submission metadata."""
 
-    result: dict
+    result: Result
     path: Path
     origin: str  # "submission" or "local run"
     meta: dict = field(default_factory=dict)  # encoder.yaml of a submission ({} for a local run)
 
     @property
     def encoder(self) -> str:
-        return str(self.result["encoder"]["name"])
+        return self.result.encoder
 
     @property
-    def main(self) -> dict:
-        return self.result["metrics"][self.result["main_metric"]]
+    def main(self) -> Score:
+        return self.result.main
 
 
 @dataclass
@@ -73,7 +66,7 @@ class Board:
     comparisons: list = field(default_factory=list)
 
     @property
-    def first(self) -> dict:
+    def first(self) -> Result:
         return next(iter(self.entries.values())).result
 
     @property
@@ -98,38 +91,30 @@ class Board:
 
     @property
     def main_metric(self) -> str:
-        return self.first["main_metric"]
+        return self.first.main_metric
 
     def sorted_encoders(self) -> list[str]:
         """Best tie group first, then by mean main score."""
         unranked = len(self.entries) + 1  # published numbers, unregistered splits: after every ranked row
-        return sorted(self.entries, key=lambda e: (self.ranks.get(e, unranked), -self.entries[e].main["mean"], e))
+        return sorted(self.entries, key=lambda e: (self.ranks.get(e, unranked), -self.entries[e].main.mean, e))
 
 
-def board_key(result: dict) -> tuple:
-    split, source = result.get("split") or {}, result.get("source_split") or {}
-    return (result["task"], result["dataset"], result["task_version"], digest(task_params(result)),
+def board_key(result: Result) -> tuple:
+    split, source = result.split, result.source_split
+    return (result.task, result.dataset, result.task_version, digest(result.params),
             str(split.get("fingerprint", "")), str(source.get("fingerprint", "")),
-            f"{split.get('name')}@{split.get('version')}", result["main_metric"])
+            f"{split.get('name')}@{split.get('version')}", result.main_metric)
 
 
-def _read_json(path: Path, warnings: list[str]) -> dict | None:
+def _read_json(path: Path, warnings: list[str]) -> Result | None:
     from hemabench.submissions.layout import MAX_RESULT_BYTES
     from hemabench.untrusted import UntrustedInput, load_json
 
     try:
-        result = load_json(path, MAX_RESULT_BYTES)
-    except (OSError, UntrustedInput) as exc:
-        warnings.append(f"{exc}; skipped" if isinstance(exc, UntrustedInput) else f"{path}: skipped, not readable ({exc})")
+        return Result.from_dict(load_json(path, MAX_RESULT_BYTES), path)
+    except (OSError, UntrustedInput, ResultError) as exc:
+        warnings.append(f"{exc}; skipped" if not isinstance(exc, OSError) else f"{path}: skipped, not readable ({exc})")
         return None
-    if not isinstance(result, dict):
-        warnings.append(f"{path}: skipped, not a JSON object")
-        return None
-    missing = [k for k in ("task", "task_version", "dataset", "encoder", "main_metric", "metrics") if k not in result]
-    if missing or not isinstance(result.get("encoder"), dict) or result["main_metric"] not in result["metrics"]:
-        warnings.append(f"{path}: skipped, not a hemabench result (missing {missing or 'main metric'})")
-        return None
-    return result
 
 
 def _json_files(folder: Path, warnings: list[str]) -> list[Path]:
@@ -158,16 +143,15 @@ def load_entries(submissions: Path | None = None, results: list[Path] | tuple = 
             for path in _json_files(folder / SUBMISSION_RESULTS, warnings):
                 result = _read_json(path, warnings)
                 if result is not None:
-                    found[(result["encoder"]["name"], board_key(result))] = Entry(result, path, "submission", meta)
+                    found[(result.encoder, board_key(result))] = Entry(result, path, "submission", meta)
     metas = {e.encoder: e.meta for e in found.values() if e.meta}
     for folder in results:
         for path in _json_files(Path(folder), warnings) if Path(folder).is_dir() else []:
             result = _read_json(path, warnings)
             if result is not None:
-                meta = metas.get(result["encoder"]["name"], {})  # the submitted metadata, for the same weights only
-                same = meta.get("weights_sha256") == result["encoder"].get("weights_sha256")
-                found[(result["encoder"]["name"], board_key(result))] = Entry(result, path, "local run",
-                                                                              meta if same else {})
+                meta = metas.get(result.encoder, {})  # the submitted metadata, for the same weights only
+                same = meta.get("weights_sha256") == result.weights_sha256
+                found[(result.encoder, board_key(result))] = Entry(result, path, "local run", meta if same else {})
     return list(found.values())
 
 

@@ -63,7 +63,7 @@ def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: lis
     """Cost and reproduced-minus-reported columns on the run rows; paper rows below them, unranked."""
     main_pairs = {p.encoder: p for p in pairs if p.metric == board.main_metric}
     for row, encoder in zip(table["rows"], board.sorted_encoders()):
-        cells = cost_cells(board.entries[encoder].result)
+        cells = cost_cells(board.entries[encoder].result.data)
         pair = main_pairs.get(encoder)
         row["cells"] += [cells[c] for c in COST_COLUMNS] + [pair.cell() if pair else plain("–")]
         row.setdefault("data", {})["tier"] = "run"
@@ -135,11 +135,11 @@ def pairs_table(pairs: list[Pair], table_id: str = "pairs", boards: list[str] | 
 
 
 def pareto(board: Board, site) -> str | None:
-    rows = [{"encoder": e, "score": board.entries[e].main["mean"],
-             "images_per_s": (board.entries[e].result.get("encoder_cost") or {}).get("forward_images_per_s"),
-             "gflops": (board.entries[e].result.get("encoder_cost") or {}).get("gflops_per_image"),
-             "device": (board.entries[e].result.get("encoder_cost") or {}).get("device")}
-            for e in board.sorted_encoders() if isinstance(board.entries[e].result.get("encoder_cost"), dict)]
+    rows = [{"encoder": e, "score": board.entries[e].main.mean,
+             "images_per_s": (board.entries[e].result.data.get("encoder_cost") or {}).get("forward_images_per_s"),
+             "gflops": (board.entries[e].result.data.get("encoder_cost") or {}).get("gflops_per_image"),
+             "device": (board.entries[e].result.data.get("encoder_cost") or {}).get("device")}
+            for e in board.sorted_encoders() if isinstance(board.entries[e].result.data.get("encoder_cost"), dict)]
     if not rows:
         return None
     frame = pd.DataFrame(rows).astype({"images_per_s": float, "gflops": float})
@@ -150,14 +150,14 @@ def encoder_costs(encoder: str, boards: list[Board], title) -> dict | None:
     """The encoder page's cost table: one row per result (devices and datasets differ)."""
     rows, names = [], []
     for b in boards:
-        cost = b.entries[encoder].result.get("encoder_cost")
+        cost = b.entries[encoder].result.data.get("encoder_cost")
         if not isinstance(cost, dict):
             continue
         names.append(title(b))
         rows.append({"parameters": plain(f"{cost['parameters']:,}", cost["parameters"]),
                      "embedding": plain(cost["embedding_dim"], cost["embedding_dim"]),
                      "input": plain(f"{cost['input_size']} px", cost["input_size"]),
-                     **cost_cells(b.entries[encoder].result),
+                     **cost_cells(b.entries[encoder].result.data),
                      "peak memory (MB)": plain(f"{cost['peak_memory_mb']:.0f}", cost["peak_memory_mb"],
                                                title=cost.get("peak_memory_kind", "")),
                      "device": plain(cost["device"])})

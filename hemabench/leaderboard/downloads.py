@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 from hemabench.leaderboard.collect import slug
+from hemabench.results import Score
 
 FOLDER = "downloads"
 
@@ -75,10 +76,14 @@ class Downloads:
         self.written += 1
 
 
-def score_json(score: dict | None) -> dict | None:
+def score_json(score: Score | dict | None) -> dict | None:
+    """mean, std, ci95 (of the mean) and, for repeated runs, spread95 (of single runs)."""
     if not score:
         return None
-    return {k: score.get(k) for k in ("mean", "std", "ci95") if k in score}
+    if isinstance(score, Score):
+        score = {"mean": score.mean, "std": score.std, "ci95": list(score.ci95),
+                 **({"spread95": list(score.spread95)} if score.spread95 else {})}
+    return {k: score.get(k) for k in ("mean", "std", "ci95", "spread95") if k in score}
 
 
 def board_json(board, pairs, reported) -> dict:
@@ -87,8 +92,8 @@ def board_json(board, pairs, reported) -> dict:
         "task": board.task, "dataset": board.dataset, "task_version": board.version,
         "params_digest": board.params_digest, "main_metric": board.main_metric,
         "runs": [{"encoder": e, "tier": "run", "rank": board.ranks.get(e), "origin": board.entries[e].origin,
-                  "main": score_json(board.entries[e].main), "encoder_cost": board.entries[e].result.get("encoder_cost"),
-                  "metrics": {k: score_json(v) for k, v in board.entries[e].result["metrics"].items()}}
+                  "main": score_json(board.entries[e].main), "encoder_cost": board.entries[e].result.data.get("encoder_cost"),
+                  "metrics": {k: score_json(v) for k, v in board.entries[e].result.metrics.items()}}
                  for e in board.sorted_encoders()],
         "reported": [reported_json(r) for r in reported],
         "reproduced_minus_reported": [{"encoder": p.encoder, "metric": p.metric, "difference": p.difference,

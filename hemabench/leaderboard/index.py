@@ -13,7 +13,7 @@ import statistics
 
 import pandas as pd
 
-from hemabench.leaderboard.collect import Board, anchor, task_params
+from hemabench.leaderboard.collect import Board, anchor
 from hemabench.leaderboard.context import protocol_words
 from hemabench.leaderboard.pages import board_href, board_title, dataset_title, encoder_href, split_text
 from hemabench.leaderboard.reported import PaperBoard, encoder_head, reported_cell, task_family, trained_on
@@ -29,10 +29,10 @@ def encoder_facts(name: str, entries: list) -> dict:
         spec = ENCODERS.get(name)
         facts = {"family": spec.family, "params_m": float(spec.params_m), "trained": trained_on(spec.training_data)}
     except Exception:  # a submitted encoder that is not in this registry: what its results say
-        spec = (entries[0].result["encoder"].get("spec") or {}) if entries else {}
+        spec = (entries[0].result.data["encoder"].get("spec") or {}) if entries else {}
         facts = {"family": str(spec.get("family", "")), "params_m": spec.get("params_m"),
                  "trained": trained_on(str(spec.get("training_data", "")))}
-    costs = [e.result["encoder_cost"] for e in entries if isinstance(e.result.get("encoder_cost"), dict)]
+    costs = [e.result.data["encoder_cost"] for e in entries if isinstance(e.result.data.get("encoder_cost"), dict)]
     facts["costs"] = costs
     return facts
 
@@ -56,10 +56,10 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
     heads, groups = [], []
     for kind, b in columns_all:
         if kind == "run":
-            words, title = protocol_words(b.task, task_params(b.first), b.params_digest)
+            words, title = protocol_words(b.task, b.first.params, b.params_digest)
             heads.append({"text": board_title(b), "href": board_href(b), "sub": f"v{b.version} · {words}",
                           "title": f"{dataset_title(b.dataset)}; {b.main_metric}; {title}; "
-                                   f"split {split_text(b.first.get('split'))}"})
+                                   f"split {split_text(b.first.split)}"})
         else:
             heads.append({"text": board_title(b), "href": f"tasks/{b.slug}.html", "sub": f"v{b.version} · papers only · {b.main_metric}",
                           "title": f"{b.main_metric}; no hemabench run yet: published numbers only"})
@@ -82,7 +82,7 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
         for kind, b in columns_all:
             entry = b.entries.get(encoder) if kind == "run" else None
             cell = (with_badge(score_cell(entry.main, f"{board_href(b)}#enc-{anchor(encoder)}", b.ranks.get(encoder)),
-                               entry.result) if entry else plain("–"))
+                               entry.result.data) if entry else plain("–"))
             cells.append(_mark_trained(cell, b.dataset, facts["trained"]))
         rows.append(_row(f"row-{anchor(encoder)}", plain(encoder, encoder, href=encoder_href(encoder)), cells,
                          facts, "run"))
@@ -107,10 +107,10 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
     table["csv"] = downloads.table(table)
     board_rows = {}
     for b in boards:
-        words, _ = protocol_words(b.task, task_params(b.first), b.params_digest)
+        words, _ = protocol_words(b.task, b.first.params, b.params_digest)
         board_rows[f"{board_title(b)} (v{b.version}, {words})"] = {
             "dataset": dataset_title(b.dataset), "main metric": b.main_metric, "task version": b.version, "params": b.params_digest,
-            "split": split_text(b.first.get("split")), "source split": split_text(b.first.get("source_split")),
+            "split": split_text(b.first.split), "source split": split_text(b.first.source_split or None),
             "encoders": len(b.entries)}
     for b in paper_boards:
         board_rows[f"{b.task} / {b.dataset} (v{b.version}, papers only)"] = {

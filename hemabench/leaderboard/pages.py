@@ -9,7 +9,7 @@ import pandas as pd
 
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.clinical import clinical_scores, model_for
-from hemabench.leaderboard.collect import Board, Entry, anchor, detail_variant, slug, task_params
+from hemabench.leaderboard.collect import Board, Entry, anchor, slug
 from hemabench.leaderboard.context import (
     encoder_costs,
     extend_ranking,
@@ -60,34 +60,34 @@ def split_text(split: dict | None) -> str:
 
 
 def provenance_row(entry: Entry) -> dict:
-    r, prov = entry.result, entry.result.get("provenance") or {}
+    r, prov = entry.result, entry.result.provenance
     return {"origin": f"{entry.origin}: {entry.path.name}", "hemabench": prov.get("hemabench_version", ""),
-            "git commit": prov.get("git_commit") or "", "task version": r.get("task_version"),
-            "weights sha256": r["encoder"].get("weights_sha256", ""),
-            "split fingerprint": (r.get("split") or {}).get("fingerprint", ""),
-            "source split fingerprint": (r.get("source_split") or {}).get("fingerprint", ""),
+            "git commit": prov.get("git_commit") or "", "task version": r.task_version,
+            "weights sha256": r.weights_sha256 or "",
+            "split fingerprint": r.split.get("fingerprint", ""),
+            "source split fingerprint": r.source_split.get("fingerprint", ""),
             "device": prov.get("device", ""), "finished": prov.get("finished", "")}
 
 
 def _ranking(board: Board, clinical: dict) -> dict:
     variant = board.main_metric.rsplit("/", 1)[0]
-    others = sorted({k for e in board.entries.values() for k in e.result["metrics"]
+    others = sorted({k for e in board.entries.values() for k in e.result.metrics
                      if k.startswith(variant + "/") and "/" not in k[len(variant) + 1:]
                      and k != board.main_metric and "/sensitivity_" not in k})
     rows, heads, ids = [], [], []
     for encoder in board.sorted_encoders():
         entry = board.entries[encoder]
-        row = {"rank": plain(board.ranks.get(encoder, unranked_reason(entry.result)), board.ranks.get(encoder),
+        row = {"rank": plain(board.ranks.get(encoder, unranked_reason(entry.result.data)), board.ranks.get(encoder),
                              cls="rank-cell",
                              data={"rank": str(board.ranks.get(encoder))}),
-               board.main_metric: score_cell(entry.main)}
-        row.update({k.rsplit("/", 1)[1]: score_cell(entry.result["metrics"].get(k)) for k in others})
+               board.main_metric: score_cell(entry.main, note=entry.result.max_iter_note)}
+        row.update({k.rsplit("/", 1)[1]: score_cell(entry.result.metrics.get(k)) for k in others})
         scores = clinical.get(encoder)
         if scores:
             row[f"mean cost ({scores['model']})"] = score_cell(scores["mean_cost"], scale=1, digits=2)
             row[f"{scores['group_kind']} accuracy"] = score_cell(scores["group_accuracy"])
         row["source"] = plain(entry.origin)
-        row["trust"] = trust_cell(entry.result)
+        row["trust"] = trust_cell(entry.result.data)
         rows.append(row)
         heads.append(plain(encoder, encoder, href=encoder_href(encoder, "../")))
         ids.append(f"enc-{anchor(encoder)}")
@@ -95,7 +95,7 @@ def _ranking(board: Board, clinical: dict) -> dict:
                     "repetitions, 95% interval); rank = 1 + number of encoders significantly better (paired bootstrap); "
                     "mean cost: clinically weighted error per sample, lower is better",
                     row_ids=ids, index_name="encoder", heads=heads,
-                    row_cls=[tier_of(board.entries[e].result) for e in board.sorted_encoders()])
+                    row_cls=[tier_of(board.entries[e].result.data) for e in board.sorted_encoders()])
 
 
 def _comparisons(board: Board) -> dict | None:
@@ -112,11 +112,11 @@ def _comparisons(board: Board) -> dict | None:
 
 def _variants(board: Board) -> dict | None:
     name = board.main_metric.rsplit("/", 1)[1]
-    keys = sorted({k for e in board.entries.values() for k in e.result["metrics"] if k.endswith("/" + name)
+    keys = sorted({k for e in board.entries.values() for k in e.result.metrics if k.endswith("/" + name)
                    and not CURVE_VARIANT.match(k.rsplit("/", 1)[0]) and "->" not in k})
     if len(keys) < 2:
         return None
-    scores = {e: board.entries[e].result["metrics"] for e in board.sorted_encoders()}
+    scores = {e: board.entries[e].result.metrics for e in board.sorted_encoders()}
     return metric_matrix(scores, keys, "variants", f"{name} of every variant, %", index_name="variant")
 
 
@@ -134,29 +134,29 @@ def _cost_model(labels: list[str], models, site, board: Board) -> dict | None:
 def board_context(board: Board, site, models, values: list[Reported] = ()) -> dict:
     first = board.first
     paired = pairs(board, list(values))
-    meta = first.get("task_metadata") or {}
-    labels = list(dict.fromkeys(str(x) for e in board.entries.values() for x in e.result.get("labels", [])))
-    clinical = {e: clinical_scores(entry.result, detail_variant(entry.result), models)
+    meta = first.metadata
+    labels = list(dict.fromkeys(x for e in board.entries.values() for x in e.result.labels))
+    clinical = {e: clinical_scores(entry.result, entry.result.detail_variant, models)
                 for e, entry in board.entries.items()}
     confusions = []
     for encoder in board.sorted_encoders():
         result = board.entries[encoder].result
-        cm = result.get("confusion_matrix") or {}
+        cm = result.confusion_matrix
         if cm.get("counts"):
             counts, normalised = confusion_tables(cm["counts"], list(cm["labels"]), encoder)
             figure = site.figure(f"{board.slug}-cm-{slug(encoder)}.svg", figures.confusion_figure, cm["counts"],
                                  list(cm["labels"]), f"{encoder}: % of each true class")
             confusions.append({"encoder": encoder, "id": f"cm-{anchor(encoder)}", "counts": counts,
                                "normalised": normalised, "figure": figure})
-    per_class = {e: board.entries[e].result.get("per_class") or {} for e in board.sorted_encoders()}
-    scores = {e: board.entries[e].result["metrics"] for e in board.sorted_encoders()}
+    per_class = {e: board.entries[e].result.per_class for e in board.sorted_encoders()}
+    scores = {e: board.entries[e].result.metrics for e in board.sorted_encoders()}
     all_keys = sorted({k for s in scores.values() for k in s})
     return {
         "board": board, "title": board_title(board), "dataset_title": dataset_title(board.dataset), "meta": meta,
-        "detail_variant": detail_variant(first),
-        "params_json": json.dumps(task_params(first), indent=1, sort_keys=True),
-        "protocol_words": protocol_words(board.task, task_params(first), board.params_digest),
-        "split": split_text(first.get("split")), "source_split": split_text(first.get("source_split")),
+        "detail_variant": first.detail_variant,
+        "params_json": json.dumps(first.params, indent=1, sort_keys=True),
+        "protocol_words": protocol_words(board.task, first.params, board.params_digest),
+        "split": split_text(first.split), "source_split": split_text(first.source_split or None),
         "ranking": extend_ranking(_ranking(board, clinical), board, list(values), paired),
         "published": published_table(board.task, board.dataset, list(values)), "pairs": pairs_table(paired),
         "pareto": pareto(board, site), "comparisons": _comparisons(board), "variants": _variants(board),
@@ -174,15 +174,16 @@ def encoder_context(encoder: str, boards: list[Board], values: list[Reported] = 
     entries = [(b, b.entries[encoder]) for b in boards if encoder in b.entries]
     paired = [(b, p) for b in boards for p in pairs(b, list(values)) if p.encoder == encoder]
     meta = next((e.meta for _, e in entries if e.meta), {})
-    spec = meta.get("spec") or (entries[0][1].result["encoder"].get("spec") if entries else _registered(encoder)) or {}
-    weights = sorted({str(e.result["encoder"].get("weights_sha256", "")) for _, e in entries})
+    spec = meta.get("spec") or (entries[0][1].result.data["encoder"].get("spec") if entries else _registered(encoder)) or {}
+    weights = sorted({str(e.result.weights_sha256 or "") for _, e in entries})
     rows = {}
     for b, e in entries:
         rows[board_title(b) + f" (v{b.version}, params {b.params_digest})"] = {
-            "main metric": plain(b.main_metric), "score": score_cell(e.main, board_href(b, "../") + f"#enc-{anchor(encoder)}"),
+            "main metric": plain(b.main_metric), "score": score_cell(e.main, board_href(b, "../") + f"#enc-{anchor(encoder)}",
+                                                                     note=e.result.max_iter_note),
             "rank": plain(f"{b.ranks.get(encoder)} of {len(b.entries)}", b.ranks.get(encoder)),
-            "split fingerprint": plain((e.result.get("split") or {}).get("fingerprint", "")),
-            "hemabench": plain((e.result.get("provenance") or {}).get("hemabench_version", ""))}
+            "split fingerprint": plain(e.result.split.get("fingerprint", "")),
+            "hemabench": plain(e.result.provenance.get("hemabench_version", ""))}
     spec_rows = {k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v)) for k, v in spec.items()}
     return {"encoder": encoder, "spec": spec_rows, "submission": meta.get("submission") or {}, "weights": weights,
             "key_facts": {k: spec.get(k, "") for k in ("license", "params_m", "training_data", "citation")},

@@ -1,9 +1,10 @@
 """Significance-aware ranks: a paired bootstrap between every two encoders of a board.
 
 Two encoders are compared on what they share. Where per-sample predictions are stored,
-the shared test samples (matched by id and fold) are resampled together, by patient when
-samples carry a ``group`` and by id otherwise (an AML patient's runs stay together), and
-the difference of the main metric is recomputed on each resample. Where only confusions
+the shared test samples (matched by id and fold) are resampled together with the units and
+structure of the results' own intervals: by patient when samples carry a ``group`` and by
+id otherwise (an AML patient's runs stay together), redrawn within each fold, and the
+difference of the fold-mean main metric is recomputed on each resample. Where only confusions
 per repetition are stored, or the main metric is derived across variants (an area under
 a curve), the per-repetition values are paired by index and their mean difference is
 bootstrapped. A difference is significant when its 95% interval excludes zero.
@@ -19,10 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hemabench.metrics import METRICS, _summary, encode
+from hemabench.metrics import METRICS
+from hemabench.results import Result
+from hemabench.results.bootstrap import paired_difference
 
 N_BOOT = 1000
-CHUNK = 50  # resamples scored at once
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,8 @@ class Comparison:
     significant: bool
 
 
-def _variant(result: dict) -> tuple[dict | None, str]:
-    variant, metric = result["main_metric"].rsplit("/", 1)
-    return (result.get("predictions") or {}).get(variant), metric
+def _variant(result: Result) -> tuple[dict | None, str]:
+    return result.variant_predictions(result.main_variant), result.main_metric_name
 
 
 def _shared_rows(pa: dict, pb: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -50,44 +51,25 @@ def _shared_rows(pa: dict, pb: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sample_bootstrap(pa: dict, pb: dict, metric: str, seed: int, n_boot: int):
-    """(observed a-b, resampled a-b, units, unit name) over shared samples, or None if not possible."""
+    """(observed a-b, resampled a-b, units, unit name) over shared samples, or None if not possible.
+
+    The units and their redraw are the ones of the result's own ci95 (patients, or samples,
+    redrawn within each fold; the fold means compared)."""
     per_patient = metric == "patient_accuracy"
     if metric not in METRICS and not per_patient:
         return None
-    if per_patient and not ("group" in pa and "group" in pb):
+    grouped = "group" in pa and "group" in pb
+    if per_patient and not grouped:
         return None
     ia, ib = _shared_rows(pa, pb)
     if len(ia) == 0:
         return None
-    grouped = "group" in pa and "group" in pb
-    units = np.asarray(pa["group" if grouped else "id"])[ia]
-    _, unit = np.unique(units, return_inverse=True)
-    labels = sorted(set(np.asarray(pa["true"])[ia]) | set(np.asarray(pa["pred"])[ia]) | set(np.asarray(pb["pred"])[ib]))
-    k, n_units = len(labels), int(unit.max()) + 1
-    true = encode(np.asarray(pa["true"])[ia], labels)
-    cells = [true * k + encode(np.asarray(p["pred"])[i], labels) for p, i in ((pa, ia), (pb, ib))]
-
-    if per_patient:  # mean over (resampled) patients of each patient's fraction correct
-        size = np.bincount(unit, minlength=n_units)
-        accs = [np.bincount(unit, (c // k == c % k).astype(float), n_units) / size for c in cells]
-
-    def score(weights: np.ndarray) -> np.ndarray:  # weights: (b, n_units) -> (b,) a - b
-        if per_patient:
-            return weights @ (accs[0] - accs[1]) / weights.sum(axis=1)
-        row_w = weights[:, unit]
-        offsets = (np.arange(len(weights)) * k * k)[:, None]
-        stacks = [np.bincount((c[None, :] + offsets).ravel(), row_w.ravel(), len(weights) * k * k)
-                  .reshape(len(weights), k, k) for c in cells]
-        return _summary(stacks[0])[metric] - _summary(stacks[1])[metric]
-
-    rng = np.random.default_rng(seed)
-    observed = float(score(np.ones((1, n_units)))[0])
-    diffs = []
-    for start in range(0, n_boot, CHUNK):
-        b = min(CHUNK, n_boot - start)
-        draws = rng.integers(0, n_units, (b, n_units)) + (np.arange(b) * n_units)[:, None]
-        diffs.append(score(np.bincount(draws.ravel(), minlength=b * n_units).reshape(b, n_units).astype(float)))
-    return observed, np.concatenate(diffs), n_units, "patients" if grouped else "samples"
+    keys = ("id", "fold", "true", "pred") + (("group",) if grouped else ())
+    sa = {key: np.asarray(pa[key])[ia] for key in keys}
+    sb = {**sa, "pred": np.asarray(pb["pred"])[ib]}
+    labels = sorted(set(sa["true"]) | set(sa["pred"]) | set(sb["pred"]))
+    observed, diffs, n_units = paired_difference(sa, sb, metric, labels, seed, n_boot)
+    return observed, diffs, n_units, "patients" if grouped else "samples"
 
 
 def _value_bootstrap(va: list, vb: list, seed: int, n_boot: int):
@@ -101,14 +83,16 @@ def _value_bootstrap(va: list, vb: list, seed: int, n_boot: int):
     return float(d.mean()), d[rng.integers(0, len(d), (n_boot, len(d)))].mean(axis=1), len(d), "repetitions"
 
 
-def compare(name_a: str, a: dict, name_b: str, b: dict, seed: int = 0, n_boot: int = N_BOOT) -> Comparison:
+def compare(name_a: str, a: Result | dict, name_b: str, b: Result | dict, seed: int = 0,
+            n_boot: int = N_BOOT) -> Comparison:
     """Paired bootstrap of main(a) - main(b); not significant when nothing can be paired."""
+    a, b = Result.of(a), Result.of(b)
     (pa, metric), (pb, _) = _variant(a), _variant(b)
     out = None
     if pa is not None and pb is not None and "id" in pa and "id" in pb:
         out = _sample_bootstrap(pa, pb, metric, seed, n_boot)
     if out is None:
-        va, vb = a["metrics"][a["main_metric"]]["values"], b["metrics"][b["main_metric"]]["values"]
+        va, vb = a.main.values, b.main.values
         out = _value_bootstrap(va, vb, seed, n_boot)
         if out is not None and pa is not None and "id" in pa:
             out = (*out[:3], "folds")
@@ -119,7 +103,7 @@ def compare(name_a: str, a: dict, name_b: str, b: dict, seed: int = 0, n_boot: i
     return Comparison(name_a, name_b, observed, (low, high), n, unit, bool(low > 0 or high < 0))
 
 
-def tie_ranks(results: dict[str, dict], seed: int = 0, n_boot: int = N_BOOT) -> tuple[dict[str, int], list[Comparison]]:
+def tie_ranks(results: dict[str, Result], seed: int = 0, n_boot: int = N_BOOT) -> tuple[dict[str, int], list[Comparison]]:
     """Rank = 1 + number of encoders significantly better; all pairwise comparisons."""
     names = sorted(results)
     comparisons = [compare(x, results[x], y, results[y], seed, n_boot)

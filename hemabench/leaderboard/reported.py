@@ -99,7 +99,7 @@ def pairs(board: Board, values: list[Reported]) -> list[Pair]:
     out = []
     for r in for_board(board.task, board.dataset, values):
         entry = board.entries.get(r.encoder)
-        score = run_value(entry.result, r.metric) if entry is not None else None
+        score = run_value(entry.result.data, r.metric) if entry is not None else None
         if score is not None and "mean" in score:
             out.append(Pair(r.encoder, r.metric, score, r))
     return sorted(out, key=lambda p: (p.encoder, p.metric, p.reported.source))

@@ -16,7 +16,7 @@ import re
 import pandas as pd
 
 from hemabench.leaderboard import figures
-from hemabench.leaderboard.collect import Board, anchor, detail_variant, slug
+from hemabench.leaderboard.collect import Board, anchor, slug
 from hemabench.leaderboard.tables import as_table, pct, plain, score_cell
 
 CURVE_VARIANT = re.compile(r"^(?P<clf>.+)/n=(?P<n>\d+)$")
@@ -26,7 +26,7 @@ CURVE_METRIC = "balanced_accuracy"
 def curves(board: Board, site) -> dict | None:
     rows = []
     for encoder, entry in board.entries.items():
-        for key, score in entry.result["metrics"].items():
+        for key, score in entry.result.metrics.items():
             variant, _, metric = key.rpartition("/")
             match = CURVE_VARIANT.match(variant)
             if match and metric == CURVE_METRIC:
@@ -38,13 +38,14 @@ def curves(board: Board, site) -> dict | None:
     main_variant, main_name = board.main_metric.rsplit("/", 1)
     references = None
     if main_name == CURVE_METRIC and not CURVE_VARIANT.match(main_variant):
-        references = pd.DataFrame([{"encoder": e, "label": main_variant, "mean": entry.main["mean"]}
+        references = pd.DataFrame([{"encoder": e, "label": main_variant, "mean": entry.main.mean}
                                    for e, entry in board.entries.items()])
     figure = site.figure(f"{board.slug}-curves.svg", figures.curves_figure, frame, board.dataset, references)
     table = frame.set_index(["classifier", "n", "encoder"])["score"].unstack("encoder")
     table.index = [f"{clf} n={n}" for clf, n in table.index]
     return {"figure": figure, "references": references is not None, "table": as_table(table.map(score_cell), "curves",
-                                                "balanced accuracy, % (± std, [2.5, 97.5] percentiles over repetitions)",
+                                                "balanced accuracy, % (± std; CI = 95% interval of the mean over "
+                                                "repetitions; spread = 2.5-97.5 percentiles of single repetitions)",
                                                 index_name="classifier, labelled per class")}
 
 
@@ -52,9 +53,9 @@ def superclass_rows(board: Board) -> dict[str, tuple[dict, list]]:
     """name -> ({encoder: metric entry}, members) for the detail variant's superclass sensitivities."""
     out: dict[str, tuple[dict, list]] = {}
     for encoder, entry in board.entries.items():
-        prefix = f"{detail_variant(entry.result)}/sensitivity_"
-        members = (entry.result.get("extra") or {}).get("superclasses") or {}
-        for key, score in entry.result["metrics"].items():
+        prefix = f"{entry.result.detail_variant}/sensitivity_"
+        members = entry.result.extra.get("superclasses") or {}
+        for key, score in entry.result.metrics.items():
             if key.startswith(prefix) and "/" not in key[len(prefix):]:
                 name = key[len(prefix):]
                 out.setdefault(name, ({}, [str(m) for m in members.get(name, [])]))[0][encoder] = score
@@ -65,7 +66,7 @@ def crossmag(board: Board, site) -> list[dict]:
     """Per encoder: the train x test magnification matrices (image- and patient-level accuracy)."""
     out = []
     for encoder in board.sorted_encoders():
-        cm = (board.entries[encoder].result.get("extra") or {}).get("crossmag")
+        cm = board.entries[encoder].result.extra.get("crossmag")
         if not cm:
             continue
         mags = [f"{m}x" for m in cm.get("magnifications", [])]
@@ -93,7 +94,7 @@ def attention(board: Board, site) -> list[dict]:
     """Per encoder and patient: the top-attended cells, as thumbnails when the images are local."""
     out = []
     for encoder in board.sorted_encoders():
-        att = (board.entries[encoder].result.get("extra") or {}).get("attention")
+        att = board.entries[encoder].result.extra.get("attention")
         if not isinstance(att, dict) or not att:
             continue
         patients = []
@@ -105,5 +106,5 @@ def attention(board: Board, site) -> list[dict]:
             patients.append({"patient": str(patient), "true": info.get("true", ""), "pred": info.get("pred", ""),
                              "run": info.get("run", ""), "cells": cells})
         out.append({"encoder": encoder, "patients": patients,
-                    "note": (board.entries[encoder].result.get("extra") or {}).get("attention_runs", "")})
+                    "note": board.entries[encoder].result.extra.get("attention_runs", "")})
     return out

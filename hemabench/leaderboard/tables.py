@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from hemabench.leaderboard.collect import anchor
+from hemabench.results import Score
 
 
 def pct(value, digits: int = 1, scale: float = 100) -> str:
@@ -22,18 +23,28 @@ def pct(value, digits: int = 1, scale: float = 100) -> str:
     return f"{scale * float(value):.{digits}f}"
 
 
-def score_cell(score: dict | None, href: str | None = None, rank: int | None = None, scale: float = 100,
-               digits: int = 1) -> dict:
-    """mean ± std [low, high] of one metric entry (fractions shown as percentages by default)."""
+def score_cell(score: Score | dict | None, href: str | None = None, rank: int | None = None, scale: float = 100,
+               digits: int = 1, note: str = "") -> dict:
+    """mean ± std, then "CI [low, high]" (the 95% interval of the mean) and, for repeated runs,
+    "spread [..]" (single runs), labelled apart; ``note`` (e.g. a probe stopped at max_iter)
+    is shown beside the number."""
     if not score:
         return {"text": "–", "sort": ""}
-    low, high = (score.get("ci95") or [None, None])[:2]
-    text = f"{pct(score['mean'], digits, scale)} ± {pct(score['std'], digits, scale)}"
-    sub = f"[{pct(low, digits, scale)}, {pct(high, digits, scale)}]" if low is not None else None
-    return {"text": text, "sub": sub, "sort": repr(float(score["mean"])), "href": href,
-            "rank": rank, "title": f"mean {score['mean']!r}, std {score['std']!r}, 95% interval [{low!r}, {high!r}]",
-            "data": {"mean": repr(float(score["mean"])), "std": repr(float(score["std"])),
-                     "low": repr(low), "high": repr(high)}}
+    get = (lambda k: getattr(score, k, None)) if isinstance(score, Score) else score.get
+    mean, std = float(get("mean")), float(get("std"))
+    low, high = (get("ci95") or [None, None])[:2]
+    spread = get("spread95")
+    text = f"{pct(mean, digits, scale)} ± {pct(std, digits, scale)}" + (f" ({note})" if note else "")
+    sub = f"CI [{pct(low, digits, scale)}, {pct(high, digits, scale)}]" if low is not None else None
+    if spread:
+        sub += f" · spread [{pct(spread[0], digits, scale)}, {pct(spread[1], digits, scale)}]"
+    title = f"mean {mean!r}, std {std!r}, 95% CI of the mean [{low!r}, {high!r}]"
+    if spread:
+        title += f", spread of single runs (2.5-97.5 percentiles) [{spread[0]!r}, {spread[1]!r}]"
+    if note:
+        title += f"; {note}: some fits stopped at the iteration limit"
+    return {"text": text, "sub": sub, "sort": repr(mean), "href": href, "rank": rank, "title": title,
+            "data": {"mean": repr(mean), "std": repr(std), "low": repr(low), "high": repr(high)}}
 
 
 def trust_cell(result: dict) -> dict:

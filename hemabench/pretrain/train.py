@@ -34,7 +34,8 @@ from tqdm import tqdm
 from hemabench import __version__
 from hemabench.atomic import atomic_path, atomic_write_text
 from hemabench.datasets import DATASETS, load_dataset
-from hemabench.embeddings.extract import default_workers, resolve_device
+from hemabench.device import resolve_device
+from hemabench.embeddings.extract import default_workers
 from hemabench.encoders.build import create_architecture, seeded
 from hemabench.encoders.local import SPEC_FILE, WEIGHTS_FILE, local_encoder_name
 from hemabench.encoders.spec import spec_from_dict

@@ -29,18 +29,39 @@ N_GRID = (1, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1500, 2000)
 CLASSIFIERS = ("svm", "lr", "knn")
 
 
-def make_classifier(name: str, seed: int, n_train: int | None = None):
-    """The reference settings; SVC's internal Platt-scaling CV is seeded with the task seed.
+REFERENCE_SETTINGS = {  # Wenderoth's reference code; tasks record (and may override) these
+    "svm": {"kernel": "rbf", "C": 1.0, "gamma": "scale", "class_weight": "balanced", "probability": True},
+    "lr": {"C": 2.5, "class_weight": "balanced", "max_iter": 10000},
+    "knn": {"n_neighbors": 3, "weights": "distance"},
+}
+_ESTIMATORS = {"svm": SVC, "lr": LogisticRegression, "knn": KNeighborsClassifier}
 
-    kNN uses k = 3, or every training cell when there are fewer (n = 1 on a two-class dataset
-    of one's own; never the case on the registered datasets)."""
+
+def make_classifier(name: str, seed: int, settings: dict | None = None, n_train: int | None = None):
+    """The classifier with ``settings`` (default: the reference's); SVC's internal Platt-scaling
+    CV is seeded with the task seed. kNN's k is capped at the number of training cells (n = 1 on
+    a two-class dataset of one's own; never the case on the registered datasets)."""
+    if name not in _ESTIMATORS:
+        raise ValueError(f"unknown classifier {name!r}; one of {CLASSIFIERS}")
+    kwargs = dict(REFERENCE_SETTINGS[name] if settings is None else settings)
     if name == "svm":
-        return SVC(C=1.0, kernel="rbf", gamma="scale", class_weight="balanced", probability=True, random_state=seed)
-    if name == "lr":
-        return LogisticRegression(C=2.5, class_weight="balanced", max_iter=10000)
-    if name == "knn":
-        return KNeighborsClassifier(n_neighbors=min(3, n_train or 3), weights="distance")
-    raise ValueError(f"unknown classifier {name!r}; one of {CLASSIFIERS}")
+        kwargs["random_state"] = seed
+    if name == "knn" and n_train:
+        kwargs["n_neighbors"] = min(kwargs.get("n_neighbors", 5), n_train)
+    return _ESTIMATORS[name](**kwargs)
+
+
+def settings_problem(name: str, settings) -> str | None:
+    """Why ``settings`` cannot configure classifier ``name`` (unknown keyword, no probabilities), or None."""
+    if not isinstance(settings, dict):
+        return f"{name} settings must be a mapping of {_ESTIMATORS[name].__name__} keywords, got {settings!r}"
+    known = set(_ESTIMATORS[name]().get_params()) - {"random_state"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        return f"{name} has no setting {unknown[0]!r}; {_ESTIMATORS[name].__name__} takes: {', '.join(sorted(known))}"
+    if name == "svm" and settings.get("probability") is not True:
+        return "svm needs probability: true (predictions are the argmax of predicted probabilities)"
+    return None
 
 
 def support_permutations(train_idx: np.ndarray, labels: np.ndarray, repetitions: int, seed: int) -> list[dict]:
@@ -72,10 +93,12 @@ def effective_n(perm: dict, n: int) -> dict[str, int]:
     return {str(c): int(min(n, len(rows))) for c, rows in perm.items()}
 
 
-def fit_predict(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0) -> dict[str, np.ndarray]:
+def fit_predict(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0,
+                settings: dict | None = None) -> dict[str, np.ndarray]:
     """One fit of the reference pipeline per classifier, sharing the transform and PCA.
 
-    Prediction = argmax of predicted probabilities, as in the reference."""
+    ``settings``: classifier -> keywords (default: the reference's). Prediction = argmax of
+    predicted probabilities, as in the reference."""
     scaler = YeoJohnsonStandardizer().fit(train_x)
     pca = PCA().fit(scaler.transform(train_x))
     z_train, z_test = pca.transform(scaler.transform(train_x)), pca.transform(scaler.transform(test_x))
@@ -83,27 +106,27 @@ def fit_predict(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0
     for name in classifiers:
         with warnings.catch_warnings():  # SVC(probability=True) is the reference; deprecated in scikit-learn 1.9
             warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
-            model = make_classifier(name, seed, len(train_x)).fit(z_train, train_y)
+            model = make_classifier(name, seed, (settings or {}).get(name), len(train_x)).fit(z_train, train_y)
         out[name] = model.classes_[np.argmax(model.predict_proba(z_test), axis=1)]
     return out
 
 
-def _job(train_x, train_y, rows, test_x, test_y, label_order, classifiers, seed, map_pred):
-    preds = fit_predict(train_x[rows], train_y[rows], test_x, classifiers, seed)
+def _job(train_x, train_y, rows, test_x, test_y, label_order, classifiers, seed, map_pred, settings=None):
+    preds = fit_predict(train_x[rows], train_y[rows], test_x, classifiers, seed, settings)
     return {name: confusion_matrix(test_y, map_pred(p) if map_pred else p, labels=label_order)
             for name, p in preds.items()}
 
 
 def sweep(train_x: np.ndarray, train_y: np.ndarray, perms: list[dict], test_x: np.ndarray, test_y: np.ndarray,
           label_order: list[str], n_grid=N_GRID, classifiers=CLASSIFIERS, seed: int = 0, n_jobs: int | None = None,
-          map_pred=None, progress: bool = False, desc: str = "sweep") -> dict:
+          map_pred=None, settings: dict | None = None, progress: bool = False, desc: str = "sweep") -> dict:
     """Confusion matrices per (classifier, n) and repetition on the test set.
 
     ``perms`` index rows of ``train_x``; ``map_pred`` maps predicted labels onto the scored
-    ones (class mappings across domains). Each distinct support set is one independent job
-    (its fits depend on nothing else, every one seeded with ``seed``), so the jobs may run
-    anywhere joblib's active backend sends them (``hemabench run --backend dask``) and give
-    the same numbers; ``progress`` shows fits done / total. Returns {"confusions": {(clf, n): [K x K per rep]},
+    ones (class mappings across domains); ``settings`` configures the classifiers. Each distinct
+    support set is one independent job (its fits depend on nothing else, every one seeded with
+    ``seed``), so the jobs may run anywhere joblib's active backend sends them (``hemabench run
+    --backend dask``) and give the same numbers; ``progress`` shows fits done / total. Returns {"confusions": {(clf, n): [K x K per rep]},
     "effective_n": {n: {class: n_eff}}, "fits": number of pipeline fits actually run}."""
     unique: dict[bytes, np.ndarray] = {}
     plan: dict[tuple[int, int], bytes] = {}
@@ -116,7 +139,7 @@ def sweep(train_x: np.ndarray, train_y: np.ndarray, perms: list[dict], test_x: n
     n_jobs = n_jobs or int(os.environ.get("HEMABENCH_JOBS", 0)) or -1
     keys = list(unique)
     jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_job)(train_x, train_y, unique[k], test_x, test_y, label_order, classifiers, seed, map_pred)
+        delayed(_job)(train_x, train_y, unique[k], test_x, test_y, label_order, classifiers, seed, map_pred, settings)
         for k in keys)
     by_key = {}
     with progress_bar(len(keys) * len(classifiers), desc, progress) as bar:

@@ -23,7 +23,8 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from hemabench.protocols.probe import resolve_device, to_tensor
+from hemabench.device import resolve_device
+from hemabench.protocols.probe import to_tensor
 
 
 def _nearest(q: torch.Tensor, train: torch.Tensor, train_sq: torch.Tensor, k: int, chunk: int) -> torch.Tensor:

@@ -31,18 +31,9 @@ import warnings
 import numpy as np
 import torch
 
+from hemabench.device import resolve_device
+from hemabench.protocols.lbfgs import MAX_ITER, TOL, lbfgs
 from hemabench.protocols.threads import cpu_threads
-
-MAX_ITER = 1000
-TOL = 1e-4  # scikit-learn's default: stop when max |gradient| <= tol
-EPS64 = float(np.finfo(np.float64).eps)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' means CUDA when available, else CPU; anything else is passed to torch."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def to_tensor(X, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -61,197 +52,6 @@ def to_tensor(X, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
 def probe_C(n_features: int, n_classes: int) -> float:
     """DinoBloom's inverse regularisation strength, C = M*K/100."""
     return n_features * n_classes / 100.0
-
-
-# --------------------------------------------------------------------------------------
-# More-Thuente line search: a transcription of MINPACK-2 dcsrch/dcstep as scipy's
-# L-BFGS-B uses them.  numpy float64 scalars keep C's inf/nan semantics.
-
-
-def _dcstep(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
-    """One safeguarded cubic/quadratic step; returns the updated interval and the new step."""
-    sgnd = dp * (dx / np.abs(dx))
-
-    def cubic(s0, f0, d0, s1, f1, d1, clip=False):  # (theta, |gamma|) of the interpolating cubic
-        theta = 3.0 * (f0 - f1) / (s1 - s0) + d0 + d1
-        s = np.fmax(np.abs(theta), np.fmax(np.abs(d0), np.abs(d1)))
-        disc = (theta / s) ** 2 - (d0 / s) * (d1 / s)
-        return theta, s * np.sqrt(np.fmax(0.0, disc) if clip else disc)
-
-    if fp > fx:  # higher value: minimum bracketed
-        theta, gamma = cubic(stx, fx, dx, stp, fp, dp)
-        gamma = -gamma if stp < stx else gamma
-        r = ((gamma - dx) + theta) / (((gamma - dx) + gamma) + dp)
-        stpc = stx + r * (stp - stx)
-        stpq = stx + ((dx / ((fx - fp) / (stp - stx) + dx)) / 2.0) * (stp - stx)
-        stpf = stpc if np.abs(stpc - stx) < np.abs(stpq - stx) else stpc + (stpq - stpc) / 2.0
-        brackt = True
-    elif sgnd < 0.0:  # lower value, derivatives of opposite sign: bracketed
-        theta, gamma = cubic(stx, fx, dx, stp, fp, dp)
-        gamma = -gamma if stp > stx else gamma
-        r = ((gamma - dp) + theta) / (((gamma - dp) + gamma) + dx)
-        stpc = stp + r * (stx - stp)
-        stpq = stp + (dp / (dp - dx)) * (stx - stp)
-        stpf = stpc if np.abs(stpc - stp) > np.abs(stpq - stp) else stpq
-        brackt = True
-    elif np.abs(dp) < np.abs(dx):  # lower value, same sign, derivative shrinking
-        theta, gamma = cubic(stx, fx, dx, stp, fp, dp, clip=True)
-        gamma = -gamma if stp > stx else gamma
-        r = ((gamma - dp) + theta) / ((gamma + (dx - dp)) + gamma)
-        if r < 0.0 and gamma != 0.0:
-            stpc = stp + r * (stx - stp)
-        else:
-            stpc = stpmax if stp > stx else stpmin
-        stpq = stp + (dp / (dp - dx)) * (stx - stp)
-        if brackt:
-            stpf = stpc if np.abs(stpc - stp) < np.abs(stpq - stp) else stpq
-            bound = stp + 0.66 * (sty - stp)
-            stpf = np.fmin(bound, stpf) if stp > stx else np.fmax(bound, stpf)
-        else:
-            stpf = stpc if np.abs(stpc - stp) > np.abs(stpq - stp) else stpq
-            stpf = np.fmax(stpmin, np.fmin(stpmax, stpf))
-    elif brackt:  # lower value, same sign, derivative not shrinking
-        theta, gamma = cubic(sty, fy, dy, stp, fp, dp)
-        gamma = -gamma if stp > sty else gamma
-        r = ((gamma - dp) + theta) / (((gamma - dp) + gamma) + dy)
-        stpf = stp + r * (sty - stp)
-    else:
-        stpf = stpmax if stp > stx else stpmin
-
-    if fp > fx:
-        sty, fy, dy = stp, fp, dp
-    else:
-        if sgnd < 0.0:
-            sty, fy, dy = stx, fx, dx
-        stx, fx, dx = stp, fp, dp
-    return stx, fx, dx, sty, fy, dy, stpf, brackt
-
-
-class _LineSearch:
-    """MINPACK-2 dcsrch: find a step with sufficient decrease and curvature (strong Wolfe)."""
-
-    def __init__(self, f0, g0, stp, stpmax, ftol=1e-3, gtol=0.9, xtol=0.1, stpmin=0.0):
-        f0, g0, stp = np.float64(f0), np.float64(g0), np.float64(stp)
-        self.ftol, self.gtol, self.xtol, self.stpmin, self.stpmax = ftol, gtol, xtol, stpmin, stpmax
-        self.brackt, self.stage = False, 1
-        self.finit, self.ginit, self.gtest = f0, g0, ftol * g0
-        self.width = stpmax - stpmin
-        self.width1 = self.width / 0.5
-        self.stx, self.fx, self.gx = np.float64(0.0), f0, g0
-        self.sty, self.fy, self.gy = np.float64(0.0), f0, g0
-        self.stmin, self.stmax = 0.0, stp + 4.0 * stp
-        self.stp = stp
-
-    def done(self, f, g) -> bool:
-        """Feed f and f' at ``self.stp``; True when the search ends, else ``self.stp`` is the next trial."""
-        f, g, stp = np.float64(f), np.float64(g), self.stp
-        ftest = self.finit + stp * self.gtest
-        if self.stage == 1 and f <= ftest and g >= 0.0:
-            self.stage = 2
-        brackt = self.brackt
-        if (
-            (brackt and (stp <= self.stmin or stp >= self.stmax))
-            or (brackt and self.stmax - self.stmin <= self.xtol * self.stmax)
-            or (stp == self.stpmax and f <= ftest and g <= self.gtest)
-            or (stp == self.stpmin and (f > ftest or g >= self.gtest))
-            or (f <= ftest and np.abs(g) <= self.gtol * (-self.ginit))
-        ):
-            return True  # converged, or a warning: scipy accepts the step either way
-        with np.errstate(all="ignore"):
-            if self.stage == 1 and f <= self.fx and f > ftest:  # modified function in stage 1
-                gt = self.gtest
-                out = _dcstep(self.stx, self.fx - self.stx * gt, self.gx - gt, self.sty, self.fy - self.sty * gt,
-                              self.gy - gt, stp, f - stp * gt, g - gt, brackt, self.stmin, self.stmax)  # fmt: skip
-                self.stx, fxm, gxm, self.sty, fym, gym, stp, brackt = out
-                self.fx, self.fy = fxm + self.stx * gt, fym + self.sty * gt
-                self.gx, self.gy = gxm + gt, gym + gt
-            else:
-                out = _dcstep(self.stx, self.fx, self.gx, self.sty, self.fy, self.gy, stp, f, g,
-                              brackt, self.stmin, self.stmax)  # fmt: skip
-                self.stx, self.fx, self.gx, self.sty, self.fy, self.gy, stp, brackt = out
-        if brackt:
-            if np.abs(self.sty - self.stx) >= 0.66 * self.width1:
-                stp = self.stx + 0.5 * (self.sty - self.stx)
-            self.width1, self.width = self.width, np.abs(self.sty - self.stx)
-            self.stmin, self.stmax = np.fmin(self.stx, self.sty), np.fmax(self.stx, self.sty)
-        else:
-            self.stmin, self.stmax = stp + 1.1 * (stp - self.stx), stp + 4.0 * (stp - self.stx)
-        stp = np.fmin(np.fmax(stp, self.stpmin), self.stpmax)
-        if brackt and (stp <= self.stmin or stp >= self.stmax or self.stmax - self.stmin <= self.xtol * self.stmax):
-            stp = self.stx  # no further progress possible: fall back to the best step
-        self.brackt, self.stp = brackt, stp
-        return False
-
-
-def lbfgs(fg, x, max_iter=MAX_ITER, gtol=TOL, factr=64.0, m=10, maxls=50, maxfun=15000):
-    """Minimise ``fg(x) -> (float f, tensor grad)`` like scipy's unconstrained L-BFGS-B.
-
-    Without bounds L-BFGS-B's generalized Cauchy point is ``x - g`` (first step and after
-    a memory reset) and its subspace step is the L-BFGS direction ``-H g``, computed here
-    with the two-loop recursion (H0 = I/theta, theta = y'y/s'y).  Returns (x, n_iter, status).
-    """
-    f, g = fg(x)
-    nfev, n_iter, theta = 1, 0, 1.0
-    mem: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (s, y, s'y), oldest first
-    if g.abs().max().item() <= gtol:
-        return x, 0, "converged"
-    while True:
-        d = -g if not mem else -_two_loop(g, mem, theta)
-        dnorm = torch.linalg.vector_norm(d).item()
-        stp = min(1.0 / dnorm, 1e10) if n_iter == 0 else 1.0
-        x0, f0, g0 = x, f, g
-        gd0 = torch.dot(g, d).item()
-        ls, ok = None, gd0 < 0.0
-        if ok:
-            ls = _LineSearch(f0, gd0, stp, stpmax=1e10)
-            for _ in range(maxls):
-                x = torch.add(x0, d, alpha=float(ls.stp))
-                f, g = fg(x)
-                nfev += 1
-                gd = torch.dot(g, d).item()
-                if ls.done(f, gd):
-                    break
-            else:
-                ok = False
-        if not ok:  # line search failed: restore, then reset the memory or give up
-            x, f, g = x0, f0, g0
-            if not mem:
-                return x, n_iter, "abnormal line search"
-            mem, theta = [], 1.0
-            continue
-        n_iter += 1
-        if n_iter >= max_iter:
-            return x, n_iter, "max_iter"
-        if nfev > maxfun:
-            return x, n_iter, "maxfun"
-        if g.abs().max().item() <= gtol:
-            return x, n_iter, "converged"
-        if f0 - f <= factr * EPS64 * max(abs(f0), abs(f), 1.0):
-            return x, n_iter, "converged (relative reduction)"
-        stp = float(ls.stp)
-        dr, ddum = (gd - gd0) * stp, -gd0 * stp  # s'y and -s'g0, as L-BFGS-B computes them
-        if dr > EPS64 * ddum:  # else skip the update (curvature condition fails)
-            y = g - g0
-            mem.append((d * stp, y, dr))
-            if len(mem) > m:
-                mem.pop(0)
-            theta = torch.dot(y, y).item() / dr
-
-
-def _two_loop(g: torch.Tensor, mem, theta: float) -> torch.Tensor:
-    """H @ g for the L-BFGS inverse-Hessian approximation (Nocedal & Wright, Alg. 7.4)."""
-    q, alphas = g.clone(), []
-    for s, y, sy in reversed(mem):
-        a = torch.dot(s, q) / sy
-        q -= a * y
-        alphas.append(a)
-    q /= theta
-    for (s, y, sy), a in zip(mem, reversed(alphas)):
-        q += (a - torch.dot(y, q) / sy) * s
-    return q
-
-
-# --------------------------------------------------------------------------------------
 
 
 def _objective(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor, l2: float, binary: bool):
@@ -359,26 +159,53 @@ class TorchLogisticRegression:
         return self.classes_[idx.cpu().numpy()]
 
 
+C_RULE = "M*K/100"  # DinoBloom's reference code: M = feature dimension, K = classes
+
+
+def resolve_C(C: float | str | None, n_features: int, n_classes: int) -> float:
+    """A number, or the rule ``"M*K/100"`` (the default) evaluated for this fit."""
+    if C is None or C == C_RULE:
+        return probe_C(n_features, n_classes)
+    if isinstance(C, bool) or not isinstance(C, (int, float)) or not C > 0:
+        raise ValueError(f"C must be a positive number or {C_RULE!r}, got {C!r}")
+    return float(C)
+
+
+def standardise_features(train_X, test_X) -> tuple[np.ndarray, np.ndarray]:
+    """z-scores with the training rows' mean and standard deviation (constant columns left at 0)."""
+    train_X, test_X = np.asarray(train_X, dtype=np.float64), np.asarray(test_X, dtype=np.float64)
+    mean, std = train_X.mean(axis=0), train_X.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return (train_X - mean) / std, (test_X - mean) / std
+
+
 def fit_probe(
     train_X,
     train_y,
     test_X,
     solver: str = "torch",
     device: str | torch.device = "auto",
-    C: float | None = None,
+    C: float | str | None = None,
     max_iter: int = MAX_ITER,
+    standardise: bool = False,
     info: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit the DinoBloom probe and return (predicted labels, class probabilities) for test_X.
 
-    K in C = M*K/100 is the number of distinct labels in ``train_y``.  ``solver='sklearn'``
-    is the reference ``LogisticRegression``; it is given float64 features, as is ours.
-    ``info``, when given, is filled with the solver's iteration count and stopping status.
+    ``C``: a number, or ``"M*K/100"`` (None) with M the feature dimension and K the number of
+    distinct labels in ``train_y``. ``standardise``: z-score features with training statistics
+    first (DinoBloom does not). ``solver='sklearn'`` is the reference ``LogisticRegression``;
+    it is given float64 features, as is ours. ``info``, when given, is filled with the solver,
+    C, iteration count and stopping status.
     """
     n_features, n_classes = np.shape(train_X)[1], len(np.unique(np.asarray(train_y)))
-    C = probe_C(n_features, n_classes) if C is None else C
+    C = resolve_C(C, n_features, n_classes)
     if solver not in ("torch", "sklearn"):
         raise ValueError(f"unknown solver {solver!r}; use 'torch' or 'sklearn'")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
+    if standardise:
+        train_X, test_X = standardise_features(train_X, test_X)
     with warnings.catch_warnings():
         if info is not None:  # the caller records the stopping status: no warning needed
             warnings.filterwarnings("ignore", message="L-BFGS stopped without converging")
@@ -394,5 +221,21 @@ def fit_probe(
             test_X = np.asarray(test_X, dtype=np.float64)
     if info is not None:
         n_iter = int(np.max(model.n_iter_))
-        info.update(C=C, n_iter=n_iter, status=getattr(model, "status_", "converged" if n_iter < max_iter else "max_iter"))
+        info.update(solver=solver, C=C, n_iter=n_iter,
+                    status=getattr(model, "status_", "converged" if n_iter < max_iter else "max_iter"))
     return model.predict(test_X), model.predict_proba(test_X)
+
+
+def probe_param_problem(params: dict) -> str | None:
+    """Why a probe parameter set (solver, C, max_iter, standardise) cannot be fitted with, or None."""
+    if params["solver"] not in ("torch", "sklearn"):
+        return f"solver must be 'torch' or 'sklearn', got {params['solver']!r}"
+    try:
+        resolve_C(params["C"], 1, 2)
+    except ValueError as exc:
+        return str(exc)
+    if isinstance(params["max_iter"], bool) or not isinstance(params["max_iter"], int) or params["max_iter"] < 1:
+        return f"max_iter must be a positive integer, got {params['max_iter']!r}"
+    if not isinstance(params["standardise"], bool):
+        return f"standardise must be true or false, got {params['standardise']!r}"
+    return None

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from hemabench.atomic import atomic_write_text
-
-SCHEMA_VERSION = "1.0"
-SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
+from hemabench.results.result import SCHEMA_VERSION, Result
 
 
 def result_path(out: Path, encoder: str, task: str, dataset: str) -> Path:
@@ -37,8 +33,8 @@ def _split_info(split) -> dict:
 
 
 def build_result(*, task, dataset_spec, split, encoder, labels: list[str], predictions: dict, scores: dict,
-                 extra: dict, excluded: dict[str, str], provenance: dict, source_split=None) -> dict:
-    return {
+                 extra: dict, excluded: dict[str, str], provenance: dict, source_split=None) -> Result:
+    return Result.from_dict({
         "schema_version": SCHEMA_VERSION,
         "task": task.name,
         "task_version": task.version,
@@ -58,26 +54,4 @@ def build_result(*, task, dataset_spec, split, encoder, labels: list[str], predi
         "excluded": [{"path": p, "reason": r} for p, r in sorted(excluded.items())],
         "extra": extra,
         "provenance": provenance,
-    }
-
-
-def write_result(path: Path, result: dict) -> None:
-    atomic_write_text(path, json.dumps(result, indent=1, default=float))
-
-
-def read_result(path: Path) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def is_current(result: dict | None, task, fingerprints: list[str], weights_sha256: str) -> bool:
-    """A stored result can be reused when nothing that determines it has changed."""
-    if not result or result.get("schema_version") != SCHEMA_VERSION:
-        return False
-    stored = [result.get("split", {}).get("fingerprint")] + \
-        ([result["source_split"].get("fingerprint")] if "source_split" in result else [])
-    return result.get("task_version") == task.version and stored == fingerprints and \
-        result.get("task_metadata", {}).get("params") == json.loads(json.dumps(task.params)) and \
-        result.get("encoder", {}).get("weights_sha256") == weights_sha256
+    })

@@ -1,23 +1,36 @@
 """From stored predictions to every reported number: the one path used by runs and by validation.
 
 Per variant, each headline metric gets ``values`` per fold (or repetition), their mean and
-std, and a 95% interval: a percentile bootstrap over test samples where per-sample
-predictions are stored, else the 2.5-97.5 percentiles over repetitions (confusion-only
-variants). Patient-level accuracy (mean over patients of the fraction of their samples
+std, and a 95% interval *of that mean*: where per-sample predictions are stored, a
+percentile bootstrap that redraws test units (patients where samples carry a ``group``,
+else samples) within each fold and averages the refitted fold metrics
+(:mod:`hemabench.results.bootstrap`); for confusion-only variants (repetitions), a
+bootstrap of the mean over repetitions as ``ci95`` and the 2.5-97.5 percentiles of
+single repetitions as ``spread95``. Patient-level accuracy (mean over patients of the fraction of their samples
 classified correctly) is added where samples carry a ``group``; one-vs-rest ROC-AUC and
 PR-AUC (macro over classes present) where they carry ``proba``.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+from collections import defaultdict
 
-from hemabench.metrics import aggregate, bootstrap_ci, classification_metrics
+import numpy as np
+
+from hemabench.metrics import aggregate, classification_metrics, encode, over_repetitions
+from hemabench.results.bootstrap import (
+    Design,
+    cell_count_replicates,
+    headline_from_cells,
+    headline_replicates,
+    macro_auc_replicates,
+    patient_accuracy_replicates,
+    percentile_interval,
+    weighted_aucs,
+)
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
 N_BOOTSTRAP = 1000
-N_BOOTSTRAP_AUC = 200
 
 
 def expand_confusion(counts, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -35,14 +48,16 @@ def patient_accuracy(true, pred, group) -> float:
 
 
 def auc_scores(true, proba, labels: list[str]) -> dict[str, dict[str, float]]:
-    """Per-class one-vs-rest ROC-AUC and average precision, for classes with positives and negatives."""
+    """Per-class one-vs-rest ROC-AUC and average precision (scikit-learn's ``roc_auc_score`` and
+    ``average_precision_score``, computed as one replicate of the bootstrap's), for classes
+    with positives and negatives."""
     true, proba = np.asarray(true), np.asarray(proba, dtype=float)
-    out = {}
+    ones, out = np.ones((1, len(true))), {}
     for j, label in enumerate(labels):
         positive = true == label
         if 0 < positive.sum() < len(true):
-            out[label] = {"roc_auc": float(roc_auc_score(positive, proba[:, j])),
-                          "pr_auc": float(average_precision_score(positive, proba[:, j]))}
+            scores = weighted_aucs(proba[:, j], positive, ones)
+            out[label] = {"roc_auc": float(scores["roc_auc"][0]), "pr_auc": float(scores["pr_auc"][0])}
     return out
 
 
@@ -51,51 +66,56 @@ def _macro_auc(true, proba, labels, key: str) -> float:
     return float(np.mean([s[key] for s in scores.values()])) if scores else float("nan")
 
 
-def _bootstrap(fn, n: int, seed: int, n_boot: int, units=None) -> list[float]:
-    """Percentile interval of ``fn(rows)`` over resamples of rows (or of whole units, e.g. patients)."""
-    rng = np.random.default_rng(seed)
-    if units is not None:
-        names, inverse = np.unique(np.asarray(units), return_inverse=True)
-        members = [np.flatnonzero(inverse == u) for u in range(len(names))]
-    values = []
-    for _ in range(n_boot):
-        if units is None:
-            rows = rng.integers(0, n, n)
-        else:
-            rows = np.concatenate([members[u] for u in rng.integers(0, len(members), len(members))])
-        value = fn(rows)
-        if np.isfinite(value):
-            values.append(value)
-    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if values else [float("nan")] * 2
+def sample_replicates(p: dict, labels: list[str], seed: int, n_boot: int) -> dict[str, np.ndarray]:
+    """Bootstrap replicates of each fold-mean metric: test units redrawn within each fold (see
+    :mod:`.bootstrap`); image-level headline metrics through cell counts, the rest through
+    per-sample weights."""
+    true, pred = encode(np.asarray(p["true"], dtype=str), labels), encode(np.asarray(p["pred"], dtype=str), labels)
+    group = np.asarray(p["group"], dtype=str) if "group" in p else None
+    design = Design.build(p["fold"], group if group is not None else p.get("id"))
+    k, chunks = len(labels), defaultdict(list)
+    proba = np.asarray(p["proba"], dtype=float) if "proba" in p else None
+    by_cells = design.single_samples
+    if by_cells:
+        codes, counts = cell_count_replicates(design, true * k + pred, seed, n_boot)
+        for c in counts:
+            for name, values in headline_from_cells(c, codes, k, HEADLINE).items():
+                chunks[name].append(values)
+    if by_cells and group is None and proba is None:
+        return {name: np.concatenate(values) for name, values in chunks.items()}
+    for counts in design.unit_counts(seed, n_boot):
+        if not by_cells:
+            for name, values in headline_replicates(design, true, pred, k, counts, HEADLINE).items():
+                chunks[name].append(values)
+        if group is not None:
+            chunks["patient_accuracy"].append(patient_accuracy_replicates(design, true == pred, group, counts))
+        if proba is not None:
+            for key, values in macro_auc_replicates(design, true, proba, k, counts[:, design.unit]).items():
+                chunks[f"{key}_macro"].append(values)
+    return {name: np.concatenate(values) for name, values in chunks.items()}
 
 
 def _score_variant(p: dict, labels: list[str], seed: int, n_boot: int) -> tuple[dict, list[dict], list[str]]:
     folds = np.asarray(p["fold"], dtype=str)
     names = list(dict.fromkeys(folds))
-    if "confusions" in p:
+    if "confusions" in p:  # repetitions: ci95 of their mean, spread95 of single runs
         fold_scores = [classification_metrics(*expand_confusion(c, labels), labels) for c in p["confusions"]]
-        metrics = {}
-        for name in HEADLINE:
-            values = [s[name] for s in fold_scores]
-            metrics[name] = {**aggregate(values), "ci95": [float(np.percentile(values, 2.5)),
-                                                           float(np.percentile(values, 97.5))]}
+        metrics = {name: over_repetitions([s[name] for s in fold_scores], seed, n_boot) for name in HEADLINE}
         return metrics, fold_scores, names
     true, pred = np.asarray(p["true"], dtype=str), np.asarray(p["pred"], dtype=str)
     fold_scores = [classification_metrics(true[folds == f], pred[folds == f], labels) for f in names]
-    metrics = {name: {**aggregate([s[name] for s in fold_scores]),
-                      "ci95": bootstrap_ci(true, pred, name, labels, n_boot=n_boot, seed=seed)} for name in HEADLINE}
+    metrics = {name: aggregate([s[name] for s in fold_scores]) for name in HEADLINE}
     if "group" in p:
         group = np.asarray(p["group"], dtype=str)
-        values = [patient_accuracy(true[folds == f], pred[folds == f], group[folds == f]) for f in names]
-        metrics["patient_accuracy"] = {**aggregate(values), "ci95": _bootstrap(
-            lambda r: patient_accuracy(true[r], pred[r], group[r]), len(true), seed, n_boot, units=group)}
+        metrics["patient_accuracy"] = aggregate(
+            [patient_accuracy(true[folds == f], pred[folds == f], group[folds == f]) for f in names])
     if "proba" in p:
         proba = np.asarray(p["proba"], dtype=float)
         for key in ("roc_auc", "pr_auc"):
             values = [_macro_auc(true[folds == f], proba[folds == f], labels, key) for f in names]
-            metrics[f"{key}_macro"] = {**aggregate([v for v in values if np.isfinite(v)] or [float("nan")]),
-                                       "ci95": _bootstrap(lambda r, k=key: _macro_auc(true[r], proba[r], labels, k),
-                                                          len(true), seed, N_BOOTSTRAP_AUC)}
+            metrics[f"{key}_macro"] = aggregate([v for v in values if np.isfinite(v)] or [float("nan")])
+    for name, replicates in sample_replicates(p, labels, seed, n_boot).items():
+        metrics[name]["ci95"] = percentile_interval(replicates, metrics[name]["mean"])
     return metrics, fold_scores, names
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hemabench.errors import HemabenchError
-from hemabench.leaderboard.collect import task_params
+from hemabench.results import Result
 from hemabench.submissions.layout import RESULTS, Problem
 
 EPSILON = 0.02  # absolute, on the 0-1 scale: two percentage points of the main metric
@@ -29,21 +29,17 @@ class CheckReport:
     lines: list[str] = field(default_factory=list)  # what was compared, for the log
 
 
-def _main(result: dict) -> float:
-    return float(result["metrics"][result["main_metric"]]["mean"])
-
-
 def reference_files(submissions: Path, encoders: list[str] | None = None) -> list[Path]:
     return sorted(p for p in Path(submissions).glob(f"*/{RESULTS}/*/*.json")
                   if not encoders or p.parents[2].name in encoders)
 
 
-def reproducible(result: dict) -> str:
+def reproducible(result: Result) -> str:
     """'' when CI can re-run this result, else why not."""
     from hemabench.datasets import DATASETS
     from hemabench.encoders import ENCODERS
 
-    name, dataset = result["encoder"]["name"], result["dataset"]
+    name, dataset = result.encoder, result.dataset
     if name not in ENCODERS or not ENCODERS.get(name).is_offline:
         return "encoder needs downloaded weights"
     if dataset not in DATASETS or not DATASETS.get(dataset).embedded:
@@ -58,45 +54,49 @@ def rerun(submissions: Path, epsilon: float = EPSILON, encoders: list[str] | Non
     from hemabench.tasks import TASKS
 
     report = report or CheckReport()
-    plans: dict[str, list[tuple[Path, dict]]] = {}
+    plans: dict[str, list[tuple[Path, Result]]] = {}
     for path in reference_files(submissions, encoders):
-        result = json.loads(path.read_text())
+        try:
+            result = Result.load(path)
+        except HemabenchError as exc:
+            report.problems.append(Problem(str(path), "", str(exc)))
+            continue
         why = reproducible(result)
         if why:
             report.lines.append(f"not re-run: {path} ({why})")
-        elif result["task_version"] != TASKS.get(result["task"]).version:
-            report.problems.append(Problem(str(path), "task_version", f"{result['task_version']} but the task is now "
-                                           f"v{TASKS.get(result['task']).version}: regenerate the reference "
+        elif result.task_version != TASKS.get(result.task).version:
+            report.problems.append(Problem(str(path), "task_version", f"{result.task_version} but the task is now "
+                                           f"v{TASKS.get(result.task).version}: regenerate the reference "
                                            "(hemabench run + hemabench submit --overwrite)"))
         else:
-            plans.setdefault(result["encoder"]["name"], []).append((path, result))
+            plans.setdefault(result.encoder, []).append((path, result))
     with tempfile.TemporaryDirectory(prefix="hemabench-check-") as tmp:
         for encoder, items in plans.items():
             recorded: dict[str, dict] = {}  # dataset -> task -> the parameters the reference recorded
             for _, r in items:
-                recorded.setdefault(r["dataset"], {})[r["task"]] = task_params(r)
+                recorded.setdefault(r.dataset, {})[r.task] = r.params
             options = RunOptions(out=Path(tmp), progress=progress, device="cpu", dataset_task_params=recorded)
-            outcomes = {(o.task, o.dataset): o for o in run_plan([encoder], [(r["task"], r["dataset"]) for _, r in items],
+            outcomes = {(o.task, o.dataset): o for o in run_plan([encoder], [(r.task, r.dataset) for _, r in items],
                                                                   options).outcomes}
             for path, old in items:
-                _compare(path, old, outcomes[(old["task"], old["dataset"])], epsilon, report)
+                _compare(path, old, outcomes[(old.task, old.dataset)], epsilon, report)
     return report
 
 
-def _compare(path: Path, old: dict, outcome, epsilon: float, report: CheckReport) -> None:
+def _compare(path: Path, old: Result, outcome, epsilon: float, report: CheckReport) -> None:
     if outcome.result is None:
         report.problems.append(Problem(str(path), "", f"could not be re-run: {outcome.reason}"))
         return
     new = outcome.result
-    if (new.get("split") or {}).get("fingerprint") != (old.get("split") or {}).get("fingerprint"):
+    if new.split.get("fingerprint") != old.split.get("fingerprint"):
         report.problems.append(Problem(str(path), "split.fingerprint", "the re-run used a different split "
-                                       f"({new['split']['fingerprint']}): the dataset or split rule changed"))
-    delta = _main(new) - _main(old)
-    line = f"{path}: {old['main_metric']} {_main(old):.4f} -> {_main(new):.4f} (Δ {delta:+.4f})"
-    report.lines.append(line)
+                                       f"({new.split.get('fingerprint')}): the dataset or split rule changed"))
+    before, after = old.main.mean, new.main.mean
+    delta = after - before
+    report.lines.append(f"{path}: {old.main_metric} {before:.4f} -> {after:.4f} (Δ {delta:+.4f})")
     if abs(delta) > epsilon:
-        report.problems.append(Problem(str(path), f'metrics["{old["main_metric"]}"].mean',
-                                       f"moved {_main(old):.4f} -> {_main(new):.4f} on re-run "
+        report.problems.append(Problem(str(path), f'metrics["{old.main_metric}"].mean',
+                                       f"moved {before:.4f} -> {after:.4f} on re-run "
                                        f"(|Δ| {abs(delta):.4f} > ε {epsilon})"))
 
 
@@ -117,28 +117,31 @@ def against_base(rev: str, submissions: Path, epsilon: float = EPSILON, report: 
     rel = submissions.relative_to(root).as_posix()
     listed = _git(root, "ls-tree", "-r", "--name-only", rev, "--", rel).splitlines()
     for name in sorted(n for n in listed if n.endswith(".json") and f"/{RESULTS}/" in n):
-        old = json.loads(_git(root, "show", f"{rev}:{name}"))
         path = root / name
         if not path.is_file():
             report.problems.append(Problem(name, "", f"was committed at {rev} and has been removed"))
             continue
-        new = json.loads(path.read_text())
-        if new == old:
+        try:
+            old = Result.from_dict(json.loads(_git(root, "show", f"{rev}:{name}")), f"{rev}:{name}")
+            new = Result.load(path)
+        except (HemabenchError, ValueError) as exc:
+            report.problems.append(Problem(name, "", str(exc)))
             continue
-        protocol_changed = (new.get("task_version") != old.get("task_version")
-                            or task_params(new) != task_params(old))
-        if protocol_changed:
-            report.lines.append(f"{name}: changed with its task version/parameters (v{old.get('task_version')} -> "
-                                f"v{new.get('task_version')})")
-        elif new.get("main_metric") != old.get("main_metric"):
-            report.problems.append(Problem(name, "main_metric", f"changed from {old.get('main_metric')!r} to "
-                                           f"{new.get('main_metric')!r} without a task version change"))
-        elif abs(_main(new) - _main(old)) > epsilon:
-            report.problems.append(Problem(name, f'metrics["{new["main_metric"]}"].mean',
-                                           f"changed {_main(old):.4f} -> {_main(new):.4f} since {rev} without a task "
-                                           f"version change (|Δ| {abs(_main(new) - _main(old)):.4f} > ε {epsilon})"))
+        if new.data == old.data:
+            continue
+        if new.task_version != old.task_version or new.params != old.params:
+            report.lines.append(f"{name}: changed with its task version/parameters (v{old.task_version} -> "
+                                f"v{new.task_version})")
+        elif new.main_metric != old.main_metric:
+            report.problems.append(Problem(name, "main_metric", f"changed from {old.main_metric!r} to "
+                                           f"{new.main_metric!r} without a task version change"))
+        elif abs(new.main.mean - old.main.mean) > epsilon:
+            report.problems.append(Problem(name, f'metrics["{new.main_metric}"].mean',
+                                           f"changed {old.main.mean:.4f} -> {new.main.mean:.4f} since {rev} without a "
+                                           f"task version change (|Δ| {abs(new.main.mean - old.main.mean):.4f} > ε "
+                                           f"{epsilon})"))
         else:
-            report.lines.append(f"{name}: changed within ε ({_main(old):.4f} -> {_main(new):.4f})")
+            report.lines.append(f"{name}: changed within ε ({old.main.mean:.4f} -> {new.main.mean:.4f})")
     return report
 
 

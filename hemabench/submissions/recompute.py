@@ -13,24 +13,24 @@ from functools import lru_cache
 
 import yaml
 
-from hemabench.leaderboard.collect import detail_variant, task_params
 from hemabench.paths import benchmarks_dir
+from hemabench.results.result import Result
 from hemabench.submissions.layout import Problem
 
 REL_TOL, ABS_TOL = 1e-9, 1e-12
 FROZEN = "fingerprints.yaml"  # optional: benchmarks/fingerprints.yaml, {dataset: {split: {version, fingerprint}}}
 
 
-def recompute(result: dict) -> dict:
+def recompute(result: Result | dict) -> dict:
     """metrics, per_class and confusion_matrix as the runner would write them."""
     from hemabench.results import score_predictions
     from hemabench.tasks import TASKS
 
-    task = TASKS.get(result["task"]).with_params(**task_params(result))
-    seed = int(((result.get("provenance") or {}).get("seeds") or {}).get("bootstrap", 0))
-    labels = list(result["labels"])
-    scores = score_predictions(result["predictions"], labels, detail_variant(result), seed=seed)
-    scores["metrics"].update(task.summarise(result["predictions"], labels, result.get("extra") or {}))
+    result = Result.of(result)
+    task = TASKS.get(result.task).with_params(**result.params)
+    labels = result.labels
+    scores = score_predictions(result.predictions, labels, result.detail_variant, seed=result.bootstrap_seed)
+    scores["metrics"].update(task.summarise(result.predictions, labels, result.extra))
     return scores
 
 

@@ -48,7 +48,7 @@ class ReproduceReport:
 
 
 def _as_dict(result) -> dict:
-    return result if isinstance(result, dict) else result.to_dict()  # a typed Result object
+    return result if isinstance(result, dict) else result.data  # a typed Result object
 
 
 def prediction_cells(result: dict) -> dict[tuple, str]:
@@ -78,7 +78,8 @@ def sample_embeddings(encoder_name: str, dataset: str, split_name: str, fraction
     from PIL import Image
 
     from hemabench.datasets import load_dataset
-    from hemabench.embeddings import extract_embeddings, resolve_device
+    from hemabench.device import resolve_device
+    from hemabench.embeddings import extract_embeddings
     from hemabench.encoders import load_encoder
     from hemabench.splits import MaterialisedSplit, get_rule
 
@@ -131,8 +132,8 @@ def reproduce(submission: Path, fraction: float = FRACTION, seed: int = SEED, to
               data_root: str | None = None, device: str = "auto", by: str | None = None, record: bool = True,
               ledger: Path | None = None, progress: bool = False) -> ReproduceReport:
     """Re-run every result of one submission folder and compare (see the module docstring)."""
-    from hemabench.embeddings import resolve_device
-    from hemabench.leaderboard.collect import task_params
+    from hemabench.device import resolve_device
+    from hemabench.results import Result
     from hemabench.runner import RunOptions, run_plan
     from hemabench.untrusted import load_json
 
@@ -147,7 +148,7 @@ def reproduce(submission: Path, fraction: float = FRACTION, seed: int = SEED, to
         for path, stored in items:
             encoder = stored["encoder"]["name"]
             options = RunOptions(out=Path(tmp) / path.parent.name, data_root=data_root, device=device,
-                                 progress=progress, task_params={stored["task"]: task_params(stored)})
+                                 progress=progress, task_params={stored["task"]: Result.from_dict(stored, path).params})
             outcome = run_plan([encoder], [(stored["task"], stored["dataset"])], options).outcomes[0]
             if outcome.result is None:
                 report.problems.append(Problem(str(path), "", f"could not be re-run: {outcome.reason}"))

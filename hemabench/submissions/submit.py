@@ -9,7 +9,6 @@ filled in and refreshes the spec and hash.
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 
 import yaml
@@ -17,6 +16,7 @@ import yaml
 import hemabench
 from hemabench.atomic import atomic_write_text
 from hemabench.errors import HemabenchError
+from hemabench.results import Result
 from hemabench.submissions.layout import ENCODER_FILE, dumps, name_problem, result_path
 
 TODO = "TODO"
@@ -61,9 +61,8 @@ def submit(encoder: str, results: str | Path, submissions: str | Path = "submiss
     results, root = Path(results), Path(submissions)
     written, hashes = [], set()
     for path in find_run_files(results, encoder):
-        result = json.loads(path.read_text())
-        names = {"encoder.name": result.get("encoder", {}).get("name"), "task": result.get("task"),
-                 "dataset": result.get("dataset")}
+        result = Result.load(path)  # a file that is not a result stops here, naming it
+        names = {"encoder.name": result.encoder, "task": result.task, "dataset": result.dataset}
         for field, value in names.items():
             problem = name_problem(str(path), field, value)
             if problem:
@@ -73,10 +72,10 @@ def submit(encoder: str, results: str | Path, submissions: str | Path = "submiss
         target = result_path(root, encoder, names["task"], names["dataset"])
         if target.exists() and not overwrite:
             raise HemabenchError(f"{target} exists; pass --overwrite to replace it")
-        atomic_write_text(target, dumps(result) + "\n")
+        atomic_write_text(target, dumps(result.data) + "\n")
         target.chmod(0o644)
         written.append(target)
-        hashes.add(result["encoder"]["weights_sha256"])
+        hashes.add(result.weights_sha256)
     if len(hashes) != 1:
         raise HemabenchError(f"the results of {encoder!r} come from {len(hashes)} different weights: {sorted(hashes)}")
     meta_path = root / encoder / ENCODER_FILE

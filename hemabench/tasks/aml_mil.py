@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 
 from hemabench.datasets.aml_hehr import BLAST_COLUMNS
+from hemabench.device import resolve_device
 from hemabench.errors import HemabenchError
 from hemabench.protocols.mil import HEAD_NAMES, TrainConfig, cpu_threads, make_head, predict_bags, train_mil
-from hemabench.protocols.probe import resolve_device
 from hemabench.protocols.progress import epoch_callback, progress_bar
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput
 from hemabench.tasks.needs import Needs
@@ -114,8 +114,42 @@ def top_cells(attention: torch.Tensor, predicted: int, rows: np.ndarray, paths: 
     return [{"path": str(paths[rows[i]]), "score": round(float(s), 6)} for s, i in zip(scores, order.tolist())]
 
 
+POSITIVE_INTS = ("attention_hidden", "scorer_hidden", "abmil_hidden", "max_epochs", "patience", "bags_per_step",
+                 "seeds", "top_k")
+CPU_THREADS = 1  # per MIL fit on CPU: tiny models, where more threads only add overhead on shared cores
+
+
+def mil_param_problem(p: dict, main_head: str) -> str | None:
+    """Why an aml-mil parameter set cannot be trained with, or None."""
+    heads = p["heads"]
+    if not isinstance(heads, list) or not heads or any(h not in HEAD_NAMES for h in heads) or heads[0] != main_head:
+        return f"heads must be a list of {', '.join(HEAD_NAMES)} starting with the main head {main_head!r}, got {heads!r}"
+    for key in POSITIVE_INTS:
+        if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
+            return f"{key} must be a positive integer, got {p[key]!r}"
+    numbers = {"lr": (0.0, None), "momentum": (0.0, 1.0), "abmil_dropout": (0.0, 1.0)}
+    for key, (low, high) in numbers.items():
+        value = p[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or \
+                (high is not None and value >= high) or (key == "lr" and value <= 0):
+            return f"{key} must be a number in [{low}, {high if high is not None else 'inf'}), got {value!r}"
+    if not isinstance(p["nesterov"], bool):
+        return f"nesterov must be true or false, got {p['nesterov']!r}"
+    if p["nesterov"] and p["momentum"] <= 0:
+        return "nesterov needs a momentum above 0 (set nesterov: false for plain SGD)"
+    blast = p["blast_filter"]
+    if blast is not None and (isinstance(blast, bool) or not isinstance(blast, (int, float)) or not 0 <= blast <= 100):
+        return f"blast_filter must be null or a percentage in [0, 100], got {blast!r}"
+    if not isinstance(p["keep_labels"], list) or not all(isinstance(x, str) for x in p["keep_labels"]):
+        return f"keep_labels must be a list of labels, got {p['keep_labels']!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class AmlMil(Task):
+    def check_params(self) -> str | None:
+        return mil_param_problem(self.params, self.main_metric.split("/")[0])
+
     def train_config(self) -> TrainConfig:
         p = self.params
         return TrainConfig(lr=p["lr"], momentum=p["momentum"], nesterov=p["nesterov"], max_epochs=p["max_epochs"],
@@ -133,7 +167,7 @@ class AmlMil(Task):
         features = np.asarray(data.features, dtype=np.float32)
         tensors = [torch.from_numpy(features[rows]).to(device) for rows in bags.rows]
         paths = data.records["path"].to_numpy()
-        extra.update(bags=bags.summary(), runs=[], attention={},
+        extra.update(bags=bags.summary(), runs=[], attention={}, cpu_threads=CPU_THREADS,
                      attention_runs="seed 0 (s0) of each patient's test rotation; main head; predicted class")
         columns = {head: {"id": [], "fold": [], "true": [], "pred": [], "proba": []} for head in p["heads"]}
         runs = progress_bar(len(data.rotations) * p["seeds"] * len(p["heads"]), f"{self.name} {data.dataset}",
@@ -173,7 +207,7 @@ class AmlMil(Task):
         (float64, n x C) and attention maps. ``on_epoch`` is train_mil's per-epoch hook (a progress bar)."""
         config = self.train_config()
         forked = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=forked), cpu_threads(self.params["cpu_threads"], device):
+        with torch.random.fork_rng(devices=forked), cpu_threads(CPU_THREADS, device):
             torch.manual_seed(seed)
             model = make_head(head, tensors[0].shape[1], n_classes, self.params).to(device)
             model, log = train_mil(model, tensors, y, roles["train"], roles["val"], config, seed, on_epoch)
@@ -186,24 +220,27 @@ class AmlMil(Task):
 PARAMS = {
     "heads": list(HEAD_NAMES),  # the first is the main head (and the one whose attention is stored)
     "attention_hidden": 128, "scorer_hidden": 64, "abmil_hidden": 128, "abmil_dropout": 0.25,
-    "optimizer": "SGD", "lr": 1e-3, "momentum": 0.9, "nesterov": True,
+    "lr": 1e-3, "momentum": 0.9, "nesterov": True, "max_epochs": 150, "patience": 20,
+    "bags_per_step": 1, "seeds": 3, "top_k": 8, "blast_filter": None, "keep_labels": ["control"],
+}
+METHOD = {
+    "optimizer": "SGD (lr, momentum, nesterov as in params)",
     "scheduler": "cosine annealing stepped per epoch, T_max = max_epochs",
-    "max_epochs": 150, "patience": 20, "early_stopping": "mean cross-entropy over validation bags; best epoch restored",
+    "early_stopping": "mean cross-entropy over validation bags; best epoch restored",
     "sampling": "class-balanced, with replacement, as many draws per epoch as training bags",
-    "bags_per_step": 1, "cpu_threads": 1, "seeds": 3, "top_k": 8, "blast_filter": None, "keep_labels": ["control"],
+    "intervals": "ci95: patients redrawn within each test fold (a rotation's seeds share the redraw)",
 }
 DESCRIPTION = ("Patient-level AML subtype (4 genetic subtypes + control) by attention MIL on cell embeddings: "
                "class-wise multi-head attention (AMiL, main) and gated ABMIL; 5 rotations x 3 seeds")
-PROTOCOL = "protocols.md section 5 (Hehr AMiL / DinoBloom ABMIL); docs/protocols-aml-mil.md"
 
 TASKS.add("aml-mil", AmlMil(
-    name="aml-mil", version=1, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label", protocol=PROTOCOL,
-    description=DESCRIPTION,
-    main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params=PARAMS, citation=CITATION,
+    name="aml-mil", version=2, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label",
+    protocol="docs/protocols-aml-mil.md#aml-mil", description=DESCRIPTION,
+    main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params=PARAMS, method=METHOD, citation=CITATION,
 ))
 TASKS.add("aml-mil-blast20", AmlMil(
-    name="aml-mil-blast20", version=1, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label",
-    protocol=PROTOCOL,
+    name="aml-mil-blast20", version=2, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label",
+    protocol="docs/protocols-aml-mil.md#aml-mil-blast20", method=METHOD,
     description=DESCRIPTION + "; AML patients with < 20% blood myeloblasts + promyelocytes + myelocytes excluded",
     main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params={**PARAMS, "blast_filter": 20},
     citation=CITATION,

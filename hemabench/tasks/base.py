@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from hemabench.errors import HemabenchError
 from hemabench.protocols.progress import progress_bar
 from hemabench.registry import Registry
 from hemabench.tasks.needs import Needs
@@ -62,7 +63,7 @@ class Task:
     variants: tuple[str, ...]
     label_column: str = "label"
     splits: dict[str, str] = field(default_factory=dict)  # dataset -> split rule (default: the dataset's default)
-    params: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # every value here is used by evaluate (suites may override)
     citation: str = ""
     detail_variant: str = ""  # variant whose per-class numbers and confusion matrix are reported (default: main's)
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)  # target -> (source dataset, its split rule)
@@ -72,6 +73,7 @@ class Task:
     def serves(self, spec) -> bool:
         """Whether the task can run on a dataset (registered or a user's own)."""
         return self.needs.serves(spec)
+    method: dict = field(default_factory=dict)  # fixed parts of the protocol, in words (not parameters)
 
     def split_for(self, dataset: str) -> str | None:
         return self.splits.get(dataset) or self.needs.split_for(dataset)
@@ -97,8 +99,25 @@ class Task:
         return None
 
     def with_params(self, **overrides) -> Task:
-        """The same task with some parameters changed (suites may do this; results record it)."""
-        return dataclasses.replace(self, params={**self.params, **overrides}) if overrides else self
+        """The same task with some parameters changed (suites may do this; results record it).
+
+        Only the task's own parameters can be set, and only to values its computation
+        accepts: an override that would be recorded without changing anything is an error."""
+        if not overrides:
+            return self
+        unknown = [key for key in overrides if key not in self.params]
+        if unknown:
+            raise HemabenchError(f"task {self.name!r} has no parameter {unknown[0]!r}; its parameters are: "
+                                 f"{', '.join(self.params)}")
+        task = dataclasses.replace(self, params={**self.params, **overrides})
+        problem = task.check_params()
+        if problem:
+            raise HemabenchError(f"task {self.name!r}: {problem}")
+        return task
+
+    def check_params(self) -> str | None:
+        """Why ``self.params`` cannot be computed with, or None (tasks refine this)."""
+        return None
 
     def evaluate(self, data: TaskInput) -> Predictions:
         raise NotImplementedError
@@ -107,8 +126,9 @@ class Task:
         return {"name": self.name, "version": self.version, "description": self.description,
                 "datasets": list(self.datasets), "protocol": self.protocol, "main_metric": self.main_metric,
                 "variants": list(self.variants), "label_column": self.label_column, "params": self.params,
-                "detail_variant": self.main_variant, "needs": self.needs.describe(), "sources": {k: list(v) for k, v in self.sources.items()},
-                "citation": self.citation}
+                "detail_variant": self.main_variant, "needs": self.needs.describe(),
+                "sources": {k: list(v) for k, v in self.sources.items()},
+                "citation": self.citation, **({"method": self.method} if self.method else {})}
 
 
 TASKS: Registry[Task] = Registry("task")

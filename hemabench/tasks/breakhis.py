@@ -18,17 +18,18 @@ import numpy as np
 from hemabench.errors import HemabenchError
 from hemabench.protocols import fit_probe
 from hemabench.results.scoring import patient_accuracy
-from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
+from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices
+from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, ProbeTask, probe_kwargs
 from hemabench.tasks.needs import Needs
 
 MAGNIFICATIONS = (40, 100, 200, 400)
 FRACTIONS = (5, 10, 20, 40, 60, 80, 100)  # percent of the training labels (breakhis-limited)
 MAIN_FRACTION = 20  # MPCS's limited-label headline (its Table 5)
 NEEDS = Needs(frozenset({"tissue-labels", "tumour-subtypes", "patients", "magnifications"}))
-PROTOCOL = "protocols.md section 6 (BreakHis magnification); docs/protocols-breakhis.md"
 CITATION = "Chhipa et al., Magnification Prior (MPCS), WACV 2023; Spanhol et al., IEEE TBME 2016"
-PROBE = {"solver": "torch", "C": "M*K/100", "max_iter": 1000, "penalty": "l2", "standardise": False,
-         "fit": "one probe per rotation and training magnification, on the raw embeddings"}
+METHOD = {**PROBE_METHOD, "fit": "one probe per rotation and training magnification, on the raw embeddings",
+          "magnifications": list(MAGNIFICATIONS),
+          "intervals": "ci95: patients redrawn within each test fold (image and patient-level metrics alike)"}
 
 
 def mag(m: int) -> str:
@@ -82,7 +83,7 @@ class _Context:
         labels = data.records[label_column].astype(str).to_numpy()
         return cls(data, labels, mags, present, [f for f in folds if len(f[2]) and len(f[3])])
 
-    def probe(self, train: np.ndarray, test: np.ndarray, **tags) -> np.ndarray:
+    def probe(self, params: dict, train: np.ndarray, test: np.ndarray, **tags) -> np.ndarray:
         """The shared step: fit on rows ``train``, predict rows ``test``; logs C, iterations, status."""
         classes = np.unique(self.labels[train])
         info: dict = {"n_train": int(len(train)), "train_per_class": {str(c): int(np.sum(self.labels[train] == c))
@@ -92,8 +93,8 @@ class _Context:
             info["status"] = "single training class: constant prediction"
         else:
             X = np.asarray(self.data.features, dtype=np.float32)
-            pred, _ = fit_probe(X[train], self.labels[train], X[test], solver=PROBE["solver"],
-                                device=self.data.device, info=info)
+            pred, _ = fit_probe(X[train], self.labels[train], X[test], device=self.data.device, info=info,
+                                **probe_kwargs(params))
         self.fits.append({**tags, **info})
         return pred
 
@@ -140,7 +141,7 @@ def mag_mean(variants: dict, names: list[str]) -> dict:
 
 
 @dataclass(frozen=True)
-class BreakHisTask(Task):
+class BreakHisTask(ProbeTask):
     """Per rotation, per training magnification: ``fit_at`` fits and files its predictions."""
 
     def evaluate(self, data: TaskInput) -> Predictions:
@@ -167,7 +168,7 @@ class PerMagnification(BreakHisTask):
 
     def fit_at(self, ctx, index, fold, m, train, test) -> None:
         if np.any(ctx.mags[test] == m):
-            pred = ctx.probe(train, test, fold=fold, magnification=m)
+            pred = ctx.probe(self.params, train, test, fold=fold, magnification=m)
             ctx.add_by_mag(test, fold, pred, lambda t: (mag(m), "all") if t == m else ())
 
     def summary(self, variants, ctx) -> dict:
@@ -178,6 +179,14 @@ class PerMagnification(BreakHisTask):
 class LimitedLabels(BreakHisTask):
     """Binary, per magnification, on nested seeded fractions of each rotation's training images."""
 
+    def check_params(self) -> str | None:
+        fractions = self.params["fractions"]
+        if not isinstance(fractions, list) or any(not isinstance(f, int) or isinstance(f, bool) or not 0 < f <= 100
+                                                  for f in fractions) or MAIN_FRACTION not in fractions:
+            return f"fractions must be percentages in (0, 100] including {MAIN_FRACTION} (the main metric's), " \
+                   f"got {fractions!r}"
+        return super().check_params()
+
     def fit_at(self, ctx, index, fold, m, train, test) -> None:
         if not np.any(ctx.mags[test] == m):
             return
@@ -185,7 +194,7 @@ class LimitedLabels(BreakHisTask):
         subsets = limited_sample(ctx.labels, ctx.data.records["path"].astype(str).to_numpy(), train,
                                  self.params["fractions"], seed)
         for f, rows in subsets.items():
-            pred = ctx.probe(rows, test, fold=fold, magnification=m, fraction=f, seed=seed)
+            pred = ctx.probe(self.params, rows, test, fold=fold, magnification=m, fraction=f, seed=seed)
             ctx.add_by_mag(test, fold, pred, lambda t, f=f: (f"{mag(m)}-{f}pct", f"all-{f}pct") if t == m else ())
 
     def summary(self, variants, ctx) -> dict:
@@ -198,7 +207,7 @@ class CrossMagnification(BreakHisTask):
     """Fit at one magnification, test at all four; ``diag``/``offdiag`` pool same- and cross-scale tests."""
 
     def fit_at(self, ctx, index, fold, m, train, test) -> None:
-        pred = ctx.probe(train, test, fold=fold, magnification=m)
+        pred = ctx.probe(self.params, train, test, fold=fold, magnification=m)
         ctx.add_by_mag(test, fold, pred, lambda t: (f"{mag(m)}->{mag(t)}", "diag" if t == m else "offdiag"))
 
     def pooled_members(self, variant: str, variants) -> list[str] | None:
@@ -224,27 +233,28 @@ class CrossMagnification(BreakHisTask):
         return {"crossmag": out}
 
 
-def _register(cls, name: str, description: str, main_metric: str, variants, **kwargs) -> None:
-    TASKS.add(name, cls(name=name, version=1, description=description, datasets=NEEDS.registered(), needs=NEEDS, protocol=PROTOCOL,
-                        main_metric=main_metric, variants=tuple(variants), citation=CITATION, **kwargs))
+def _register(cls, name: str, description: str, main_metric: str, variants, anchor: str, **kwargs) -> None:
+    TASKS.add(name, cls(name=name, version=2, description=description, datasets=NEEDS.registered(), needs=NEEDS,
+                        protocol=f"docs/protocols-breakhis.md#{anchor}", main_metric=main_metric,
+                        variants=tuple(variants), citation=CITATION, **kwargs))
 
 
 PER_MAG = [mag(m) for m in MAGNIFICATIONS]
 _register(PerMagnification, "breakhis-binary", "Benign vs malignant, linear probe fitted and tested within each "
-          "magnification; 'all' pools the four", "all/patient_accuracy", PER_MAG + ["all"],
-          params={**PROBE, "magnifications": list(MAGNIFICATIONS), "pooled": "all"})
+          "magnification; 'all' pools the four", "all/patient_accuracy", PER_MAG + ["all"], "breakhis-binary-and-subtype",
+          params=dict(PROBE_PARAMS), method={**METHOD, "pooled": "all"})
 _register(PerMagnification, "breakhis-subtype", "8 tumour subtypes, linear probe fitted and tested within each "
-          "magnification; 'all' pools the four", "all/patient_accuracy", PER_MAG + ["all"], label_column="fine_label",
-          params={**PROBE, "magnifications": list(MAGNIFICATIONS), "pooled": "all"})
+          "magnification; 'all' pools the four", "all/patient_accuracy", PER_MAG + ["all"], "breakhis-binary-and-subtype",
+          label_column="fine_label", params=dict(PROBE_PARAMS), method={**METHOD, "pooled": "all"})
 _register(LimitedLabels, "breakhis-limited", "Benign vs malignant per magnification, probe fitted on a seeded "
           "class-stratified fraction of the training images", f"all-{MAIN_FRACTION}pct/patient_accuracy",
-          [f"{v}-{f}pct" for f in FRACTIONS for v in PER_MAG + ["all"]],
-          params={**PROBE, "magnifications": list(MAGNIFICATIONS), "fractions": list(FRACTIONS),
-                  "sampling": "training images per (rotation, magnification), stratified by label, nested",
+          [f"{v}-{f}pct" for f in FRACTIONS for v in PER_MAG + ["all"]], "breakhis-limited",
+          params={**PROBE_PARAMS, "fractions": list(FRACTIONS)},
+          method={**METHOD, "sampling": "training images per (rotation, magnification), stratified by label, nested",
                   "count": "ceil(fraction * n_class / 100), at least 1 per class",
                   "seed": "[run seed, rotation index, magnification]", "main_fraction": MAIN_FRACTION})
 _register(CrossMagnification, "breakhis-crossmag", "Benign vs malignant, probe fitted at one magnification and "
           "tested at each of the four (4x4 matrix in extra.crossmag)", "offdiag/patient_accuracy",
           [f"{mag(a)}->{mag(b)}" for a in MAGNIFICATIONS for b in MAGNIFICATIONS] + ["diag", "offdiag"],
-          params={**PROBE, "magnifications": list(MAGNIFICATIONS), "pooled": {"diag": "train = test magnification",
-                                                                              "offdiag": "train != test magnification"}})
+          "breakhis-crossmag", params=dict(PROBE_PARAMS),
+          method={**METHOD, "pooled": {"diag": "train = test magnification", "offdiag": "train != test magnification"}})

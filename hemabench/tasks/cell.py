@@ -8,15 +8,35 @@ import numpy as np
 
 from hemabench.errors import HemabenchError
 from hemabench.protocols import fit_probe, knn_predict
+from hemabench.protocols.probe import probe_param_problem
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices, per_fold
 from hemabench.tasks.needs import Needs
 
 CELL_NEEDS = Needs(frozenset({"cell-labels"}))
 CITATION = "Koch et al., DinoBloom, MICCAI 2024"
+# The linear probe's parameters, each passed to fit_probe (BreakHis tasks use the same probe).
+PROBE_PARAMS = {"solver": "torch", "C": "M*K/100", "max_iter": 1000, "standardise": False}
+PROBE_METHOD = {"model": "L2-penalised multinomial logistic regression (binomial for 2 classes), intercept "
+                         "not penalised, L-BFGS as scikit-learn runs it",
+                "C": "M*K/100 with M the feature dimension and K the training classes (DinoBloom's code; its "
+                     "text writes n training samples for M, see docs/protocols.md#cell-probe)"}
+
+
+def probe_kwargs(params: dict) -> dict:
+    """The probe's parameters of a task, as fit_probe keywords."""
+    return {key: params[key] for key in PROBE_PARAMS}
 
 
 @dataclass(frozen=True)
-class CellProbe(Task):
+class ProbeTask(Task):
+    """A task fitting the linear probe: its probe parameters are checked before anything runs."""
+
+    def check_params(self) -> str | None:
+        return probe_param_problem(self.params)
+
+
+@dataclass(frozen=True)
+class CellProbe(ProbeTask):
     def evaluate(self, data: TaskInput) -> Predictions:
         labels = data.records[self.label_column].to_numpy()
         features = np.asarray(data.features, dtype=np.float32)
@@ -25,8 +45,8 @@ class CellProbe(Task):
 
         def fit_predict(train, test):
             info: dict = {}
-            pred, _ = fit_probe(features[train], labels[train], features[test], solver=self.params["solver"],
-                                device=data.device, info=info)  # info records non-convergence per fold
+            pred, _ = fit_probe(features[train], labels[train], features[test], device=data.device, info=info,
+                                **probe_kwargs(self.params))  # info records non-convergence per fold
             solver_runs.append(info)
             return {"probe": pred}
 
@@ -37,6 +57,14 @@ class CellProbe(Task):
 
 @dataclass(frozen=True)
 class CellKnn(Task):
+    def check_params(self) -> str | None:
+        ks = self.params["ks"]
+        if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
+                                                         for k in ks):
+            return f"ks must be a non-empty list of positive integers, got {ks!r}"
+        main_k = int(self.main_metric.split("/")[0][1:])
+        return None if main_k in ks else f"ks must include {main_k}, the k of the main metric {self.main_metric}"
+
     def evaluate(self, data: TaskInput) -> Predictions:
         labels = data.records[self.label_column].to_numpy()
         features = np.asarray(data.features, dtype=np.float32)
@@ -54,15 +82,17 @@ class CellKnn(Task):
 
 
 TASKS.add("cell-probe", CellProbe(
-    name="cell-probe", version=1, datasets=CELL_NEEDS.registered(), needs=CELL_NEEDS, protocol="protocols.md section 1 (DinoBloom linear probe)",
+    name="cell-probe", version=2, datasets=CELL_NEEDS.registered(), needs=CELL_NEEDS,
+    protocol="docs/protocols.md#cell-probe",
     description="Multinomial logistic regression (lbfgs, max_iter 1000, C = M*K/100) on raw embeddings",
-    main_metric="probe/balanced_accuracy", variants=("probe",),
-    params={"solver": "torch", "C": "M*K/100", "max_iter": 1000, "penalty": "l2", "standardise": False},
+    main_metric="probe/balanced_accuracy", variants=("probe",), params=dict(PROBE_PARAMS), method=PROBE_METHOD,
     citation=CITATION,
 ))
 TASKS.add("cell-knn", CellKnn(
-    name="cell-knn", version=1, datasets=CELL_NEEDS.registered(), needs=CELL_NEEDS, protocol="protocols.md section 2 (DinoBloom kNN)",
+    name="cell-knn", version=2, datasets=CELL_NEEDS.registered(), needs=CELL_NEEDS,
+    protocol="docs/protocols.md#cell-knn",
     description="k-nearest neighbours (k = 1 and 20, Euclidean, uniform weights) on raw embeddings",
-    main_metric="k20/balanced_accuracy", variants=("k1", "k20"),
-    params={"ks": [1, 20], "metric": "euclidean", "weights": "uniform"}, citation=CITATION,
+    main_metric="k20/balanced_accuracy", variants=("k1", "k20"), params={"ks": [1, 20]},
+    method={"metric": "euclidean", "weights": "uniform (ties in the vote go to the smallest class)"},
+    citation=CITATION,
 ))

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hemabench.metrics import aggregate
+from hemabench.metrics import over_repetitions
 from hemabench.protocols.fewshot import (
     CLASSIFIERS,
     N_GRID,
+    REFERENCE_SETTINGS,
     normalised_auc,
     saturation_n,
+    settings_problem,
     support_hash,
     support_permutations,
     sweep,
@@ -62,14 +64,40 @@ def curve_auc_metrics(predictions: dict, labels: list[str], max_n: int) -> dict[
     for clf, by_n in curves.items():
         ns = sorted(by_n)
         values = [normalised_auc(ns, [by_n[n][r] for n in ns]) for r in range(len(by_n[ns[0]]))]
-        out[f"{clf}/balanced_accuracy_auc"] = {**aggregate(values), "ci95": [float(np.percentile(values, 2.5)),
-                                                                              float(np.percentile(values, 97.5))]}
+        out[f"{clf}/balanced_accuracy_auc"] = over_repetitions(values)
     return out
+
+
+def sweep_problem(params: dict, classifiers) -> str | None:
+    """Why a few-shot sweep's parameters cannot be run with, or None."""
+    grid = params["n_grid"]
+    if not isinstance(grid, list) or not grid or any(not isinstance(n, int) or isinstance(n, bool) or n < 1
+                                                     for n in grid) or grid != sorted(set(grid)):
+        return f"n_grid must be an increasing list of positive integers, got {grid!r}"
+    for key in ("repetitions", "seed"):
+        value = params[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "repetitions" else 0):
+            return f"{key} must be a {'positive' if key == 'repetitions' else 'non-negative'} integer, got {value!r}"
+    unknown = [c for c in classifiers if c not in CLASSIFIERS]
+    if unknown or not classifiers:
+        return f"classifiers must be a non-empty list of {', '.join(CLASSIFIERS)}, got {classifiers!r}"
+    for name in classifiers:
+        problem = settings_problem(name, params.get(name, {}))
+        if problem:
+            return problem
+    return None
 
 
 @dataclass(frozen=True)
 class LabelEfficiency(Task):
     stores_confusions = True  # thousands of repeated fits: one confusion matrix per repetition
+
+    def check_params(self) -> str | None:
+        problem = sweep_problem(self.params, self.params["classifiers"])
+        main = self.main_metric.split("/")[0]
+        if problem is None and main not in self.params["classifiers"]:
+            problem = f"classifiers must include {main!r}, the classifier of the main metric"
+        return problem
 
     def evaluate(self, data: TaskInput) -> Predictions:
         p = self.params
@@ -78,7 +106,8 @@ class LabelEfficiency(Task):
         train, test = fold_indices(data, rotation, "train"), fold_indices(data, rotation, "test")
         perms = support_permutations(train, labels, p["repetitions"], p["seed"])
         result = sweep(data.features, labels, perms, data.features[test], labels[test], self.result_labels(data),
-                       tuple(p["n_grid"]), tuple(p["classifiers"]), seed=p["seed"], progress=data.progress,
+                       tuple(p["n_grid"]), tuple(p["classifiers"]), seed=p["seed"],
+                       settings={c: p[c] for c in p["classifiers"]}, progress=data.progress,
                        desc=f"{self.name} {data.dataset}")
         variants = sweep_variants(result, p["repetitions"])
         return Predictions(variants, extra={"repetition_sem": repetition_sem(variants, self.result_labels(data)),
@@ -99,23 +128,24 @@ class LabelEfficiency(Task):
         return curve_auc_metrics(predictions, labels, max_n)
 
 
-PARAMS = {
+PARAMS = {  # svm / lr / knn: the scikit-learn keywords each classifier is built with
     "n_grid": list(N_GRID), "repetitions": 100, "seed": 0, "classifiers": list(CLASSIFIERS),
+    **{name: dict(settings) for name, settings in REFERENCE_SETTINGS.items()},
+}
+METHOD = {
     "pipeline": "Yeo-Johnson power transform with standardisation -> PCA (all components) -> classifier",
-    "svm": {"kernel": "rbf", "C": 1.0, "gamma": "scale", "class_weight": "balanced", "probability": True},
-    "lr": {"C": 2.5, "class_weight": "balanced", "max_iter": 10000},
-    "knn": {"n_neighbors": 3, "weights": "distance"},
     "prediction": "argmax of predicted probabilities",
     "auc": "normalised area under balanced accuracy over log2(n), n up to the first n that uses every training item",
+    "intervals": "ci95: bootstrap of the mean over repetitions; spread95: 2.5-97.5 percentiles of single repetitions",
 }
 
 NEEDS = Needs(frozenset({"cell-labels"}), split="holdout-70-30")
 TASKS.add("label-efficiency", LabelEfficiency(
-    name="label-efficiency", version=1, datasets=NEEDS.registered(), needs=NEEDS,
-    protocol="protocols.md section 3 (Wenderoth label efficiency)",
+    name="label-efficiency", version=2, datasets=NEEDS.registered(), needs=NEEDS,
+    protocol="docs/protocols.md#label-efficiency",
     description="Balanced accuracy against n labelled cells per class (1 to 2000), SVM / LR / kNN on "
                 "power-transformed, PCA-rotated embeddings, 100 seeded support sets per n",
     main_metric="svm/balanced_accuracy_auc", detail_variant="svm/n=50",
     variants=tuple(f"{c}/n={n}" for c in CLASSIFIERS for n in N_GRID),
-    splits=NEEDS.registered_splits(), params=PARAMS, citation=CITATION,
+    splits=NEEDS.registered_splits(), params=PARAMS, method=METHOD, citation=CITATION,
 ))

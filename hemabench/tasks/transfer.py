@@ -9,11 +9,19 @@ import numpy as np
 import yaml
 
 from hemabench.errors import HemabenchError
-from hemabench.metrics import aggregate
+from hemabench.metrics import over_repetitions
 from hemabench.paths import benchmarks_dir
 from hemabench.protocols.fewshot import N_GRID, saturation_n, support_hash, support_permutations, sweep
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
-from hemabench.tasks.label_efficiency import CITATION, PARAMS, curve_auc_metrics, repetition_sem, sweep_variants
+from hemabench.tasks.label_efficiency import (
+    CITATION,
+    METHOD,
+    PARAMS,
+    curve_auc_metrics,
+    repetition_sem,
+    sweep_problem,
+    sweep_variants,
+)
 from hemabench.tasks.needs import Needs
 
 
@@ -68,14 +76,22 @@ def superclass_metrics(predictions: dict, labels: list[str], superclasses: dict)
                 if total:
                     values.append(float(confusion[np.ix_(idx, idx)].sum() / total))
             if values:
-                out[f"{variant}/sensitivity_{name}"] = {**aggregate(values), "ci95": [
-                    float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]}
+                out[f"{variant}/sensitivity_{name}"] = over_repetitions(values)
     return out
 
 
 @dataclass(frozen=True)
 class BoneMarrowToBlood(Task):
     stores_confusions = True  # thousands of repeated fits: one confusion matrix per repetition
+
+    def check_params(self) -> str | None:
+        p = self.params
+        if not isinstance(p["source_per_class"], int) or isinstance(p["source_per_class"], bool) \
+                or p["source_per_class"] < 1:
+            return f"source_per_class must be a positive integer, got {p['source_per_class']!r}"
+        if not (benchmarks_dir() / "mappings" / f"{p['mapping']}.yaml").is_file():
+            return f"mapping {p['mapping']!r} is not a file in benchmarks/mappings/"
+        return sweep_problem(p, ["svm"])
 
     def mapping(self, dataset: str) -> Mapping:
         return Mapping.for_target(load_mapping(self.params["mapping"]), dataset)
@@ -97,10 +113,10 @@ class BoneMarrowToBlood(Task):
         direct_perms = support_permutations(s_train, s_labels, p["repetitions"], p["seed"])
         direct = sweep(source.features, s_labels, direct_perms, data.features[t_test], t_labels[t_test], labels,
                        (p["source_per_class"],), ("svm",), seed=p["seed"], map_pred=mapping.map_predictions,
-                       progress=data.progress, desc=f"{self.name} {data.dataset} direct")
+                       settings={"svm": p["svm"]}, progress=data.progress, desc=f"{self.name} {data.dataset} direct")
         adapt_perms = support_permutations(t_train, t_labels, p["repetitions"], p["seed"])
         adapt = sweep(data.features, t_labels, adapt_perms, data.features[t_test], t_labels[t_test], labels,
-                      tuple(p["n_grid"]), ("svm",), seed=p["seed"], progress=data.progress,
+                      tuple(p["n_grid"]), ("svm",), seed=p["seed"], settings={"svm": p["svm"]}, progress=data.progress,
                       desc=f"{self.name} {data.dataset} adapt")
         variants = {"direct": sweep_variants(direct, p["repetitions"])[f"svm/n={p['source_per_class']}"],
                     **sweep_variants(adapt, p["repetitions"], prefix={"svm": "adapt"})}
@@ -123,12 +139,13 @@ class BoneMarrowToBlood(Task):
 # Targets: datasets with cell labels and a ``transfer_source`` (and rules in the class mapping).
 NEEDS = Needs(frozenset({"cell-labels"}), split="holdout-70-30", source_split="holdout-70-30")
 TASKS.add("bm-to-blood", BoneMarrowToBlood(
-    name="bm-to-blood", version=1, datasets=NEEDS.registered(), needs=NEEDS, protocol="protocols.md section 4 (Wenderoth transfer)",
+    name="bm-to-blood", version=2, datasets=NEEDS.registered(), needs=NEEDS, protocol="docs/protocols.md#bm-to-blood",
     description="SVM fitted on 250 bone-marrow cells per class, scored on blood datasets through a versioned "
                 "class mapping (direct transfer), and fitted on n target cells per class (domain adaptation)",
     main_metric="direct/balanced_accuracy", detail_variant="direct", variants=("direct", *(f"adapt/n={n}" for n in N_GRID)),
     splits=NEEDS.registered_splits(), sources=NEEDS.registered_sources(),
-    params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn")}, "classifiers": ["svm"],
+    params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn")},
             "source_per_class": 250, "mapping": "bm-to-blood"},
+    method={**METHOD, "classifier": "svm (the label-efficiency SVM pipeline), for direct transfer and adaptation"},
     citation=CITATION,
 ))

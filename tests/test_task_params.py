@@ -1,0 +1,213 @@
+"""Every parameter a task records is one its computation uses: changing it changes what the task
+computes, or the value is rejected; unknown keys are rejected; protocol pointers resolve."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hemabench.datasets.aml_hehr import BLAST_COLUMNS
+from hemabench.errors import HemabenchError
+from hemabench.results.files import predictions_payload
+from hemabench.tasks import TASKS
+from hemabench.tasks.base import TaskInput
+
+ROOT = Path(__file__).resolve().parents[1]
+TWO_FOLDS = [{"train": ["p1"], "test": ["p0"]}, {"train": ["p0"], "test": ["p1"]}]
+
+
+def _input(labels, features, parts, rotations, dataset, **columns) -> TaskInput:
+    n = len(labels)
+    records = pd.DataFrame({"path": [f"img{i:04d}.png" for i in range(n)], "label": labels,
+                            "fine_label": columns.pop("fine_label", labels), **columns})
+    return TaskInput(features=features.astype(np.float32), records=records, parts=np.asarray(parts, dtype=object),
+                     rotations=rotations, valid=np.ones(n, dtype=bool), device="cpu", seed=0, dataset=dataset)
+
+
+def cells(classes=("BAS", "EOS", "LYT"), per_class=24, dim=6, seed=0, dataset="synth-bm", holdout=False) -> TaskInput:
+    """Separable-ish clusters with columns on very different scales (so standardising matters)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(list(classes), per_class)
+    centres = rng.normal(0, 1.5, (len(classes), dim))
+    features = centres[np.repeat(np.arange(len(classes)), per_class)] + rng.normal(0, 1, (len(labels), dim))
+    features *= np.logspace(0, 3, dim)
+    parts = np.where(np.arange(len(labels)) % (3 if holdout else 2) == 0, "p0", "p1")
+    rotations = [{"train": ["p1"], "test": ["p0"]}] if holdout else TWO_FOLDS
+    return _input(labels, features, parts, rotations, dataset)
+
+
+def outcome(task, data) -> str:
+    """What a task computed: its predictions and extra, timings left out, as canonical JSON."""
+    out = task.evaluate(data)
+    extra = json.loads(json.dumps(out.extra, default=str))
+    for run in extra.get("runs", []):
+        run.pop("seconds", None)
+    return json.dumps({"predictions": predictions_payload(out), "extra": extra}, sort_keys=True, default=str)
+
+
+def assert_each_param_matters(base, data, changes: dict) -> None:
+    assert set(changes) == set(base.params), f"test every parameter of {base.name}: {set(base.params) ^ set(changes)}"
+    reference = outcome(base, data)
+    for key, value in changes.items():
+        assert outcome(base.with_params(**{key: value}), data) != reference, f"{base.name}: {key} changed nothing"
+
+
+def test_cell_probe_params_each_change_the_fit():
+    data = cells()
+    assert_each_param_matters(TASKS.get("cell-probe"), data, {
+        "solver": "sklearn", "C": 1e-4, "max_iter": 2, "standardise": True})
+
+
+def test_cell_knn_params_each_change_the_predictions():
+    assert_each_param_matters(TASKS.get("cell-knn"), cells(), {"ks": [3, 20]})
+
+
+@pytest.fixture
+def one_job(monkeypatch):
+    monkeypatch.setenv("HEMABENCH_JOBS", "1")
+
+
+def test_label_efficiency_params_each_change_the_sweep(one_job):
+    base = TASKS.get("label-efficiency").with_params(n_grid=[1, 3], repetitions=2)
+    data = cells(holdout=True)
+    assert_each_param_matters(base, data, {
+        "n_grid": [1, 2], "repetitions": 3, "seed": 1, "classifiers": ["svm", "lr"],
+        "svm": {**base.params["svm"], "C": 0.01}, "lr": {**base.params["lr"], "C": 0.001},
+        "knn": {"n_neighbors": 1, "weights": "uniform"}})
+
+
+def test_transfer_params_each_change_the_sweep(one_job, tmp_path, monkeypatch):
+    from hemabench.tasks import transfer
+
+    base = TASKS.get("bm-to-blood").with_params(n_grid=[1, 3], repetitions=2, source_per_class=3)
+    target = cells(("BAS", "EOS", "LYT", "MON"), dataset="synth-blood", holdout=True, seed=1)
+    target.source = cells(("BAS", "EOS", "LYT", "MON"), dataset="synth-bm", holdout=True, seed=2)
+    # a second mapping file, to show the mapping named is the one used (MON scored as LYT)
+    mapping = transfer.load_mapping("bm-to-blood")
+    alt = {**mapping, "name": "alt", "targets": {"synth-blood": {"scored": ["BAS", "EOS", "LYT"],
+                                                                 "merge": {"MON": "LYT"}, "superclasses": {}}}}
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "alt.yaml").write_text(json.dumps(alt))
+    (tmp_path / "mappings" / "bm-to-blood.yaml").write_text(json.dumps(mapping))
+    monkeypatch.setattr(transfer, "benchmarks_dir", lambda: tmp_path)
+    transfer.load_mapping.cache_clear()
+    try:
+        assert_each_param_matters(base, target, {
+            "n_grid": [1, 2], "repetitions": 3, "seed": 1, "source_per_class": 2,
+            "svm": {**base.params["svm"], "C": 0.01}, "mapping": "alt"})
+    finally:
+        transfer.load_mapping.cache_clear()
+
+
+def breakhis_input() -> TaskInput:
+    rng = np.random.default_rng(3)
+    rows = [(p, m, i) for p in range(8) for m in (40, 100, 200, 400) for i in range(3)]
+    patient = np.array([f"P{p}" for p, _, _ in rows])
+    label = np.where(np.array([p for p, _, _ in rows]) % 2 == 0, "benign", "malignant")
+    fine = np.where(np.array([p for p, _, _ in rows]) % 4 < 2, label + "-a", label + "-b")
+    features = rng.normal(0, 1, (len(rows), 5)) + (label == "malignant")[:, None] * 0.8
+    features *= np.logspace(0, 3, 5)
+    parts = np.where(np.isin([p for p, _, _ in rows], [0, 1, 4, 5]), "p0", "p1")
+    return _input(label, features, parts, TWO_FOLDS, "synth-breakhis", patient=patient,
+                  magnification=[m for _, m, _ in rows], fine_label=fine)
+
+
+@pytest.mark.parametrize("name", ["breakhis-binary", "breakhis-subtype", "breakhis-crossmag", "breakhis-limited"])
+def test_breakhis_params_each_change_the_fits(name):
+    base = TASKS.get(name)
+    changes = {"solver": "sklearn", "C": 1e-5, "max_iter": 1, "standardise": True}
+    if "fractions" in base.params:
+        changes["fractions"] = [20, 50]
+    assert_each_param_matters(base, breakhis_input(), changes)
+
+
+def aml_input() -> TaskInput:
+    rng = np.random.default_rng(4)
+    patients = [(f"P{i:02d}", "control" if i % 2 else "NPM1") for i in range(20)]
+    rows = [(p, label) for p, label in patients for _ in range(4)]
+    label = np.array([r[1] for r in rows])
+    features = rng.normal(0, 1, (len(rows), 4)) + (label == "NPM1")[:, None] * 0.7
+    fold = {p: f"f{i % 5}" for i, (p, _) in enumerate(patients)}
+    parts = [fold[r[0]] for r in rows]
+    rotations = [{"train": [f"f{(i + 2) % 5}", f"f{(i + 3) % 5}", f"f{(i + 4) % 5}"], "val": [f"f{(i + 1) % 5}"],
+                  "test": [f"f{i}"]} for i in range(2)]
+    data = _input(label, features, parts, rotations, "synth-aml", patient=[r[0] for r in rows])
+    blasts = {p: (5.0 if i % 4 == 0 else 40.0) for i, (p, _) in enumerate(patients)}  # some AML, some controls low
+    data.patients = pd.DataFrame({c: [blasts[p] / 3 for p, _ in patients] for c in BLAST_COLUMNS},
+                                 index=[p for p, _ in patients])
+    return data
+
+
+def test_aml_mil_params_each_change_the_training():
+    base = TASKS.get("aml-mil").with_params(max_epochs=8, patience=1, lr=0.05, seeds=1, attention_hidden=8, scorer_hidden=8,
+                                            abmil_hidden=8, top_k=3)
+    data = aml_input()
+    changes = {"heads": ["amil"], "attention_hidden": 4, "scorer_hidden": 4, "abmil_hidden": 4, "abmil_dropout": 0.0,
+               "lr": 0.001, "momentum": 0.5, "nesterov": False, "max_epochs": 3, "patience": 6, "bags_per_step": 2,
+               "seeds": 2, "top_k": 2, "blast_filter": 20, "keep_labels": []}
+    keep = changes.pop("keep_labels")
+    reference = outcome(base, data)
+    for key, value in changes.items():
+        assert outcome(base.with_params(**{key: value}), data) != reference, f"aml-mil: {key} changed nothing"
+    # keep_labels acts through the blast filter: controls below 20% are kept only when listed
+    filtered = base.with_params(blast_filter=20)
+    assert outcome(filtered.with_params(keep_labels=keep), data) != outcome(filtered, data)
+    assert set(changes) | {"keep_labels"} == set(base.params)
+
+
+@pytest.mark.parametrize("name, overrides, message", [
+    ("cell-probe", {"penalty": "l1"}, "has no parameter 'penalty'; its parameters are: solver, C, max_iter, standardise"),
+    ("cell-probe", {"C": -1}, "C must be a positive number"),
+    ("cell-probe", {"solver": "liblinear"}, "solver must be 'torch' or 'sklearn'"),
+    ("cell-probe", {"max_iter": 0}, "max_iter must be a positive integer"),
+    ("cell-knn", {"metric": "cosine"}, "has no parameter 'metric'"),
+    ("cell-knn", {"ks": [1, 5]}, "ks must include 20"),
+    ("label-efficiency", {"svm": {"kernel": "rbf", "gama": 1, "probability": True}}, "svm has no setting 'gama'"),
+    ("label-efficiency", {"svm": {"probability": False}}, "svm needs probability: true"),
+    ("label-efficiency", {"classifiers": ["lr"]}, "classifiers must include 'svm'"),
+    ("label-efficiency", {"pipeline": "PCA only"}, "has no parameter 'pipeline'"),
+    ("bm-to-blood", {"classifiers": ["lr"]}, "has no parameter 'classifiers'"),
+    ("bm-to-blood", {"mapping": "nope"}, "mapping 'nope' is not a file"),
+    ("aml-mil", {"heads": ["abmil"]}, "starting with the main head 'amil'"),
+    ("aml-mil", {"optimizer": "Adam"}, "has no parameter 'optimizer'"),
+    ("aml-mil", {"momentum": 0.0}, "nesterov needs a momentum above 0"),
+    ("aml-mil", {"blast_filter": 120}, "blast_filter must be null or a percentage"),
+    ("breakhis-limited", {"fractions": [5, 10]}, "fractions must be percentages in (0, 100] including 20"),
+    ("breakhis-binary", {"magnifications": [40]}, "has no parameter 'magnifications'"),
+])
+def test_unusable_overrides_are_rejected_with_the_reason(name, overrides, message):
+    with pytest.raises(HemabenchError, match=re.escape(message)):
+        TASKS.get(name).with_params(**overrides)
+
+
+def test_a_suite_with_an_unknown_task_param_fails_on_load(tmp_path, monkeypatch):
+    from hemabench import suites
+
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "suites" / "x.yaml").write_text("name: x\ntasks: [cell-probe]\ndatasets: [synth-bm]\n"
+                                                "task_params:\n  cell-probe: {penalty: l1}\n")
+    monkeypatch.setattr(suites, "benchmarks_dir", lambda: tmp_path)
+    with pytest.raises(HemabenchError, match=r"x\.yaml: task 'cell-probe' has no parameter 'penalty'; its "
+                                             r"parameters are: solver, C, max_iter, standardise"):
+        suites.load_suite("x")
+
+
+def github_anchor(heading: str) -> str:
+    """GitHub's heading id: lower case, punctuation other than - and _ dropped, spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_protocol_pointer_resolves_to_a_doc_heading(name):
+    pointer = TASKS.get(name).protocol
+    path, _, anchor = pointer.partition("#")
+    assert path.startswith("docs/") and anchor, f"{name}: protocol {pointer!r} is not docs/<file>.md#<heading>"
+    doc = ROOT / path
+    assert doc.is_file(), f"{name}: {path} does not exist"
+    anchors = {github_anchor(line.lstrip("#")) for line in doc.read_text().splitlines() if line.startswith("#")}
+    assert anchor in anchors, f"{name}: no heading #{anchor} in {path}"
