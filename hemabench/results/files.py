@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hemabench.atomic import atomic_write_text
+from hemabench.results.calibration import PROBA_DECIMALS
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
@@ -26,7 +27,9 @@ def predictions_payload(preds) -> dict:
                                 "confusions": np.asarray(columns["confusions"]).astype(int).tolist()}
             continue
         order = np.lexsort((np.asarray(columns["id"], dtype=str), np.asarray(columns["fold"], dtype=str)))
-        payload[variant] = {k: (np.asarray(v)[order].tolist() if k != "proba" else np.round(np.asarray(v)[order], 6).tolist())
+        payload[variant] = {k: (v if isinstance(v, dict)  # e.g. ``calibration``: a held-out training slice
+                                else np.asarray(v)[order].tolist() if k != "proba"
+                                else np.round(np.asarray(v)[order], PROBA_DECIMALS).tolist())
                             for k, v in columns.items()}
     return payload
 

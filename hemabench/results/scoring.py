@@ -5,7 +5,8 @@ std, and a 95% interval: a percentile bootstrap over test samples where per-samp
 predictions are stored, else the 2.5-97.5 percentiles over repetitions (confusion-only
 variants). Patient-level accuracy (mean over patients of the fraction of their samples
 classified correctly) is added where samples carry a ``group``; one-vs-rest ROC-AUC and
-PR-AUC (macro over classes present) where they carry ``proba``.
+PR-AUC (macro over classes present) and calibration (ECE, Brier, NLL, AURC; see
+``calibration``) where they carry ``proba``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from hemabench.metrics import aggregate, bootstrap_ci, classification_metrics
+from hemabench.results.calibration import calibration_metrics
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
 N_BOOTSTRAP = 1000
@@ -96,6 +98,8 @@ def _score_variant(p: dict, labels: list[str], seed: int, n_boot: int) -> tuple[
             metrics[f"{key}_macro"] = {**aggregate([v for v in values if np.isfinite(v)] or [float("nan")]),
                                        "ci95": _bootstrap(lambda r, k=key: _macro_auc(true[r], proba[r], labels, k),
                                                           len(true), seed, N_BOOTSTRAP_AUC)}
+        calibration = calibration_metrics(p, labels, lambda fn, n: _bootstrap(fn, n, seed, N_BOOTSTRAP_AUC))
+        metrics.update(calibration)  # ECE, Brier, NLL, AURC (+ temperature-scaled): results/calibration.py
     return metrics, fold_scores, names
 
 

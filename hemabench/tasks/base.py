@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hemabench.registry import Registry
+from hemabench.results.calibration import slice_payload
 
 
 @dataclass
@@ -106,18 +107,34 @@ def fold_indices(data: TaskInput, rotation: dict[str, list[str]], role: str) -> 
 
 
 def per_fold(data: TaskInput, labels: np.ndarray, fit_predict) -> Predictions:
-    """Run ``fit_predict(train_idx, test_idx) -> {variant: pred}`` on every rotation and pool."""
+    """Run ``fit_predict(train_idx, test_idx) -> {variant: pred}`` on every rotation and pool.
+
+    A variant may give ``{"pred", "proba", "slice"}`` instead of ``pred``: probabilities in
+    ``result_labels`` order, and ``slice = (training rows held out, their probabilities from a
+    fit without them, slice fraction, slice seed)``, stored as the variant's ``calibration`` entry."""
     pooled: dict[str, dict[str, list]] = {}
+    slices: dict[str, list] = {}
     paths = data.records["path"].to_numpy()
     for rotation in data.rotations:
         train, test = fold_indices(data, rotation, "train"), fold_indices(data, rotation, "test")
         if len(test) == 0 or len(train) == 0:
             continue
-        for variant, pred in fit_predict(train, test).items():
+        for variant, out in fit_predict(train, test).items():
+            out = out if isinstance(out, dict) else {"pred": out}
             columns = pooled.setdefault(variant, {"id": [], "fold": [], "true": [], "pred": []})
             columns["id"].append(paths[test])
             columns["fold"].append(np.full(len(test), rotation["test"][0], dtype=object))
             columns["true"].append(labels[test])
-            columns["pred"].append(np.asarray(pred))
-    return Predictions({v: {k: np.concatenate(parts).astype(str) for k, parts in cols.items()}
-                        for v, cols in pooled.items()})
+            columns["pred"].append(np.asarray(out["pred"]))
+            if "proba" in out:
+                columns.setdefault("proba", []).append(np.asarray(out["proba"], dtype=float))
+            if "slice" in out:
+                slices.setdefault(variant, []).append((rotation["test"][0], *out["slice"]))
+    variants = {v: {k: np.concatenate(parts) if k == "proba" else np.concatenate(parts).astype(str)
+                    for k, parts in cols.items()} for v, cols in pooled.items()}
+    for variant, folds in slices.items():  # (fold, rows, proba, fraction, seed) per fold
+        rows = np.concatenate([f[1] for f in folds]).astype(int)
+        variants[variant]["calibration"] = slice_payload(
+            paths[rows], np.concatenate([np.full(len(f[1]), f[0], dtype=object) for f in folds]), labels[rows],
+            np.concatenate([f[2] for f in folds]), fraction=folds[0][3], seed=folds[0][4])
+    return Predictions(variants)

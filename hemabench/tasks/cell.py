@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hemabench.protocols import fit_probe, knn_predict
+from hemabench.results.calibration import SLICE_FRACTION, align_proba, held_out_slice
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, per_fold
 
 CELL_DATASETS = ("matek-bm", "matek-blood", "acevedo", "raabin", "synth-bm", "synth-blood")
@@ -19,14 +20,21 @@ class CellProbe(Task):
         labels = data.records[self.label_column].to_numpy()
         features = np.asarray(data.features, dtype=np.float32)
 
-        solver_runs = []
+        solver_runs, scored = [], self.result_labels(data)
+        fraction, seed = self.params["calibration_slice"], self.params["calibration_seed"]
+
+        def probe(train, rows, info=None):
+            pred, proba = fit_probe(features[train], labels[train], features[rows], solver=self.params["solver"],
+                                    device=data.device, info=info)  # info records non-convergence per fold
+            return pred, align_proba(proba, np.unique(labels[train].astype(str)), scored)
 
         def fit_predict(train, test):
             info: dict = {}
-            pred, _ = fit_probe(features[train], labels[train], features[test], solver=self.params["solver"],
-                                device=data.device, info=info)  # info records non-convergence per fold
+            pred, proba = probe(train, test, info)
             solver_runs.append(info)
-            return {"probe": pred}
+            held = held_out_slice(train, labels.astype(str), seed, fraction)  # temperature scaling: training cells only
+            _, held_proba = probe(np.setdiff1d(train, held), held, {})
+            return {"probe": {"pred": pred, "proba": proba, "slice": (held, held_proba, fraction, seed)}}
 
         out = per_fold(data, labels, fit_predict)
         out.extra["solver"] = solver_runs  # per fold: C, iterations, stopping status
@@ -48,10 +56,11 @@ class CellKnn(Task):
 
 
 TASKS.add("cell-probe", CellProbe(
-    name="cell-probe", version=1, datasets=CELL_DATASETS, protocol="protocols.md section 1 (DinoBloom linear probe)",
+    name="cell-probe", version=2, datasets=CELL_DATASETS, protocol="protocols.md section 1 (DinoBloom linear probe)",
     description="Multinomial logistic regression (lbfgs, max_iter 1000, C = M*K/100) on raw embeddings",
     main_metric="probe/balanced_accuracy", variants=("probe",),
-    params={"solver": "torch", "C": "M*K/100", "max_iter": 1000, "penalty": "l2", "standardise": False},
+    params={"solver": "torch", "C": "M*K/100", "max_iter": 1000, "penalty": "l2", "standardise": False,
+            "calibration_slice": SLICE_FRACTION, "calibration_seed": 0},
     citation=CITATION,
 ))
 TASKS.add("cell-knn", CellKnn(

@@ -1,0 +1,143 @@
+"""Calibration metrics against independent computations; temperature scaling never sees test cells."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import brier_score_loss, log_loss
+
+from hemabench.results import calibration as cal
+from hemabench.results.scoring import score_predictions
+
+LABELS = ["a", "b", "c"]
+
+
+def random_proba(n: int, k: int, seed: int, sharpness: float = 2.0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k)) * sharpness
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    true = np.array([rng.choice(k, p=row) for row in p])  # calibrated by construction
+    return true, p
+
+
+def test_ece_known_answer():
+    # Bin 15 (confidence 0.95): 2 cells, 1 right -> |0.5 - 0.95| = 0.45; bin 9 (0.6): 2 cells, both right
+    # -> |1 - 0.6| = 0.4. ECE = (2*0.45 + 2*0.4) / 4 = 0.425.
+    proba = np.array([[0.95, 0.05], [0.95, 0.05], [0.6, 0.4], [0.4, 0.6]])
+    true = np.array([0, 1, 0, 1])
+    assert cal.ece(true, proba) == pytest.approx(0.425)
+    # the same cells, hand-binned on each class's own probability: class 0 values 0.95,0.95,0.6,0.4
+    # -> bins 15 (hits 1,0), 9 (hit 1), 6 (hit 0): (2*0.45 + 0.4 + 0.4)/4; class 1 is symmetric
+    assert cal.classwise_ece(true, proba) == pytest.approx((0.9 + 0.8) / 4)
+
+
+def test_perfect_and_uniform():
+    true = np.array([0, 1, 2, 0])
+    onehot = np.eye(3)[true]
+    assert cal.ece(true, onehot) == 0 and cal.brier(true, onehot) == 0 and cal.aurc(true, onehot) == 0
+    uniform = np.full((4, 3), 1 / 3)
+    assert cal.nll(true, uniform) == pytest.approx(np.log(3))
+
+
+def test_brier_and_nll_equal_sklearn():
+    true, proba = random_proba(400, 4, seed=1)
+    assert cal.nll(true, proba) == pytest.approx(log_loss(true, proba, labels=range(4)), rel=1e-12)
+    assert cal.brier(true, proba) == pytest.approx(brier_score_loss(true, proba, labels=range(4)), rel=1e-12)
+    binary_true, binary = random_proba(300, 2, seed=2)
+    # binary Brier in scikit-learn is on the positive class only: our sum over both classes is twice it
+    assert cal.brier(binary_true, binary) == pytest.approx(2 * brier_score_loss(binary_true, binary[:, 1]), rel=1e-12)
+
+
+def test_risk_coverage_by_hand():
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.55, 0.45]])
+    true = np.array([0, 1, 1, 1])  # order by confidence: 0.9 right, 0.8 wrong, 0.7 right, 0.55 wrong
+    coverage, risk = cal.risk_coverage(true, proba)
+    assert coverage.tolist() == [0.25, 0.5, 0.75, 1.0]
+    assert risk.tolist() == pytest.approx([0, 1 / 2, 1 / 3, 2 / 4])
+    assert cal.aurc(true, proba) == pytest.approx((0 + 0.5 + 1 / 3 + 0.5) / 4)
+    assert cal.risk_at(true, proba, 0.75) == pytest.approx(1 / 3)
+
+
+def test_temperature_recovers_overconfidence():
+    true, proba = random_proba(3000, 5, seed=3)
+    sharpened = cal.apply_temperature(proba, 0.5)  # the calibrated probabilities made overconfident
+    t = cal.fit_temperature(true, sharpened)
+    assert t == pytest.approx(2.0, rel=0.15)
+    assert cal.ece(true, cal.apply_temperature(sharpened, t)) < cal.ece(true, sharpened)
+
+
+def test_held_out_slice_draws_only_training_rows():
+    labels = np.array(list("aaaaabbbbbccccc" * 4))
+    train = np.arange(0, 40)
+    held = cal.held_out_slice(train, labels, seed=0, fraction=0.25)
+    assert set(held) <= set(train) and len(held) > 0
+    assert sorted(set(labels[held])) == ["a", "b", "c"]
+    assert np.array_equal(held, cal.held_out_slice(train, labels, seed=0, fraction=0.25))
+
+
+def variant_with_slice(seed=0):
+    true, proba = random_proba(300, 3, seed=seed)
+    sharp = cal.apply_temperature(proba, 0.5)
+    folds = np.array(["f0", "f1"] * 150)
+    ctrue, cproba = random_proba(200, 3, seed=seed + 10)
+    cfold = np.array(["f0", "f1"] * 100)
+    return {"id": [f"x{i}" for i in range(300)], "fold": folds.tolist(), "true": [LABELS[t] for t in true],
+            "pred": [LABELS[t] for t in sharp.argmax(1)], "proba": sharp.tolist(),
+            "calibration": cal.slice_payload([f"c{i}" for i in range(200)], cfold, [LABELS[t] for t in ctrue],
+                                             cal.apply_temperature(cproba, 0.5), 0.2, 0)}
+
+
+def test_scoring_reports_raw_and_scaled_from_stored_predictions():
+    p = variant_with_slice()
+    metrics = score_predictions({"probe": p}, LABELS, "probe", n_boot=20)["metrics"]
+    for name in ("ece", "classwise_ece", "brier", "nll", "aurc", "risk_at_80", "ece_ts", "brier_ts", "nll_ts"):
+        entry = metrics[f"probe/{name}"]
+        assert len(entry["values"]) == 2 and entry["ci95"][0] <= entry["ci95"][1]
+    assert metrics["probe/ece_ts"]["mean"] < metrics["probe/ece"]["mean"]
+    # the fold-f0 value recomputed by hand: the temperature comes from fold f0's slice only
+    c = p["calibration"]
+    rows = [i for i, f in enumerate(c["fold"]) if f == "f0"]
+    t0 = cal.fit_temperature(np.array([LABELS.index(c["true"][i]) for i in rows]), np.array(c["proba"])[rows])
+    test0 = [i for i, f in enumerate(p["fold"]) if f == "f0"]
+    scaled = cal.apply_temperature(np.array(p["proba"])[test0], t0)
+    assert metrics["probe/ece_ts"]["values"][0] == pytest.approx(
+        cal.ece(np.array([LABELS.index(p["true"][i]) for i in test0]), scaled))
+
+
+def test_temperature_ignores_test_cells():
+    """Relabelling every test cell leaves the fitted temperatures unchanged (they come from the
+    training slice alone); another slice changes them; raw numbers never depend on the slice."""
+    p = variant_with_slice()
+    folds = np.asarray(p["fold"])
+    flipped = dict(p, true=[LABELS[(LABELS.index(t) + 1) % 3] for t in p["true"]],
+                   proba=np.roll(np.asarray(p["proba"]), 1, axis=0).tolist())
+    assert cal._temperatures(flipped, LABELS, folds) == cal._temperatures(p, LABELS, folds)
+    other = dict(p, calibration=variant_with_slice(seed=5)["calibration"])
+    assert cal._temperatures(other, LABELS, folds) != cal._temperatures(p, LABELS, folds)
+    base = score_predictions({"v": p}, LABELS, "v", n_boot=5)["metrics"]
+    changed = score_predictions({"v": other}, LABELS, "v", n_boot=5)["metrics"]
+    assert changed["v/ece_ts"]["mean"] != base["v/ece_ts"]["mean"]
+    assert changed["v/ece"] == base["v/ece"]
+
+
+def test_cell_probe_slice_is_training_only():
+    from hemabench.tasks import TASKS, TaskInput
+
+    rng = np.random.default_rng(0)
+    n = 90
+    labels = np.array(LABELS * 30)
+    records = pd.DataFrame({"path": [f"img{i}.png" for i in range(n)], "label": labels, "fine_label": labels})
+    features = (rng.normal(size=(n, 6)) + np.eye(6)[[LABELS.index(x) for x in labels]] * 2).astype(np.float32)
+    parts = np.array(["f0", "f1", "f2"] * 30)
+    rotations = [{"train": [a for a in ("f0", "f1", "f2") if a != t], "test": [t]} for t in ("f0", "f1", "f2")]
+    data = TaskInput(features=features, records=records, parts=parts, rotations=rotations,
+                     valid=np.ones(n, bool), device="cpu", dataset="synth")
+    preds = TASKS.get("cell-probe").evaluate(data).variants["probe"]
+    c = preds["calibration"]
+    assert len(c["id"]) > 0 and c["fraction"] == cal.SLICE_FRACTION
+    part_of = dict(zip(records["path"], parts))
+    for i, fold in zip(c["id"], c["fold"]):
+        assert part_of[i] != fold  # every slice cell is a training cell of the fold it calibrates
+    assert np.asarray(preds["proba"]).shape == (n, 3)
+    assert np.allclose(np.asarray(preds["proba"]).sum(axis=1), 1)
