@@ -141,3 +141,16 @@ def test_cell_probe_slice_is_training_only():
         assert part_of[i] != fold  # every slice cell is a training cell of the fold it calibrates
     assert np.asarray(preds["proba"]).shape == (n, 3)
     assert np.allclose(np.asarray(preds["proba"]).sum(axis=1), 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_auc_equals_sklearn(seed):
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from hemabench.results.fast_auc import average_precision, roc_auc
+
+    rng = np.random.default_rng(seed)
+    positive = rng.random(300) < 0.3
+    score = np.round(rng.random(300) * 0.5 + 0.3 * positive, 2)  # rounded: many ties
+    assert roc_auc(positive, score) == pytest.approx(roc_auc_score(positive, score), rel=1e-12)
+    assert average_precision(positive, score) == pytest.approx(average_precision_score(positive, score), rel=1e-12)

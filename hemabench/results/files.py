@@ -40,7 +40,7 @@ def _split_info(split) -> dict:
 
 
 def build_result(*, task, dataset_spec, split, encoder, labels: list[str], predictions: dict, scores: dict,
-                 extra: dict, excluded: dict[str, str], provenance: dict, source_split=None) -> dict:
+                 extra: dict, excluded: dict[str, str], provenance: dict, source_split=None, panel_splits=()) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "task": task.name,
@@ -51,6 +51,7 @@ def build_result(*, task, dataset_spec, split, encoder, labels: list[str], predi
                          "synthetic": dataset_spec.synthetic, "n_records": int(len(split.assignment))},
         "split": {**_split_info(split), "folds": scores["folds"]},
         **({"source_split": _split_info(source_split)} if source_split is not None else {}),
+        **({"panel_splits": [_split_info(s) for s in panel_splits]} if panel_splits else {}),
         "encoder": {"name": encoder.spec.name, "weights_sha256": encoder.weights_sha256,
                     "weights_source": encoder.weights_source, "spec": encoder.spec.to_dict()},
         "main_metric": task.main_metric,
@@ -81,7 +82,8 @@ def is_current(result: dict | None, task, fingerprints: list[str], weights_sha25
     if not result or result.get("schema_version") != SCHEMA_VERSION:
         return False
     stored = [result.get("split", {}).get("fingerprint")] + \
-        ([result["source_split"].get("fingerprint")] if "source_split" in result else [])
+        ([result["source_split"].get("fingerprint")] if "source_split" in result else []) + \
+        [s.get("fingerprint") for s in result.get("panel_splits") or []]
     return result.get("task_version") == task.version and stored == fingerprints and \
         result.get("task_metadata", {}).get("params") == json.loads(json.dumps(task.params)) and \
         result.get("encoder", {}).get("weights_sha256") == weights_sha256

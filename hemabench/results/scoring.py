@@ -12,10 +12,10 @@ PR-AUC (macro over classes present) and calibration (ECE, Brier, NLL, AURC; see
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from hemabench.metrics import aggregate, bootstrap_ci, classification_metrics
 from hemabench.results.calibration import calibration_metrics
+from hemabench.results.fast_auc import average_precision, roc_auc  # scikit-learn's numbers, fast
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
 N_BOOTSTRAP = 1000
@@ -43,8 +43,7 @@ def auc_scores(true, proba, labels: list[str]) -> dict[str, dict[str, float]]:
     for j, label in enumerate(labels):
         positive = true == label
         if 0 < positive.sum() < len(true):
-            out[label] = {"roc_auc": float(roc_auc_score(positive, proba[:, j])),
-                          "pr_auc": float(average_precision_score(positive, proba[:, j]))}
+            out[label] = {"roc_auc": roc_auc(positive, proba[:, j]), "pr_auc": average_precision(positive, proba[:, j])}
     return out
 
 

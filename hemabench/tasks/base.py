@@ -31,6 +31,7 @@ class TaskInput:
     dataset: str = ""
     patients: pd.DataFrame | None = None  # per-patient metadata sheet (index = patient id), where shipped
     source: TaskInput | None = None  # a second dataset, for tasks that train on one and test on another
+    panel: dict[str, TaskInput] | None = None  # further datasets by name, for tasks over several (blood-shift)
 
 
 @dataclass
@@ -70,6 +71,10 @@ class Task:
     def source_for(self, dataset: str) -> tuple[str, str] | None:
         """A second dataset the task trains on (bone marrow for blood targets), or None."""
         return self.sources.get(dataset)
+
+    def panel_for(self, dataset: str) -> list[tuple[str, str | None]]:
+        """Further (dataset, split rule) pairs the task uses where present (a cross-dataset panel)."""
+        return []
 
     @property
     def main_variant(self) -> str:
