@@ -52,9 +52,10 @@ class _Lab:
             raise HemabenchError(f"mapping {mapping['name']!r} has no classes for dataset {name!r}")
         labels = np.asarray([m.get(str(v), "") for v in data.records[label_column].astype(str)], dtype=object)
         rotation = data.rotations[0]
-        keep = lambda rows: rows[labels[rows] != ""]  # noqa: E731
-        return cls(name, data, labels.astype(str), keep(fold_indices(data, rotation, "train")),
-                   keep(fold_indices(data, rotation, "test")))
+        train = fold_indices(data, rotation, "train")
+        train = train[labels[train] != ""]
+        test = fold_indices(data, rotation, "test")  # scored: classes the dataset's own training split has
+        return cls(name, data, labels.astype(str), train, test[np.isin(labels[test], np.unique(labels[train]))])
 
     @property
     def classes(self) -> list[str]:
