@@ -103,6 +103,15 @@ def require_results(report, command: str) -> None:
         raise HemabenchError(f"nothing was evaluated{hint}")
 
 
+def ece_text(result: dict) -> str:
+    """ECE of the main (else the detail) variant in %, temperature-scaled in brackets ("" without probabilities)."""
+    metrics = result["metrics"]
+    variants = [result["main_metric"].rsplit("/", 1)[0], (result.get("task_metadata") or {}).get("detail_variant")]
+    variant = next((v for v in variants if f"{v}/ece" in metrics), variants[0])
+    raw, scaled = metrics.get(f"{variant}/ece"), metrics.get(f"{variant}/ece_ts")
+    return "" if raw is None else f"{100 * raw['mean']:.1f}" + (f" ({100 * scaled['mean']:.1f})" if scaled else "")
+
+
 def print_summary(report) -> None:
     rows, skipped = [], []
     for o in report.outcomes:
@@ -114,7 +123,8 @@ def print_summary(report) -> None:
         low, high = score["ci95"]
         rows.append({"encoder": o.encoder, "task": o.task, "dataset": o.dataset, "main metric": metric,
                      "mean": f"{100 * score['mean']:.1f}", "± std": f"{100 * score['std']:.1f}",
-                     "95% CI": f"[{100 * low:.1f}, {100 * high:.1f}]", "status": o.status})
+                     "95% CI": f"[{100 * low:.1f}, {100 * high:.1f}]", "ECE (scaled)": ece_text(o.result),
+                     "status": o.status})
     if rows:
         print_table(rows)
     reasons = {}

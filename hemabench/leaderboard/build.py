@@ -75,8 +75,8 @@ class Site:
                 self.report.warnings.append(f"no thumbnails for {dataset}: {exc}".splitlines()[0])
         return self._roots[dataset]
 
-    def thumbnail(self, dataset: str, rel: str) -> str | None:
-        """A downscaled copy of a dataset image, only for a plain relative path inside the root."""
+    def thumbnail(self, dataset: str, rel: str, fmt: str = "PNG") -> str | None:
+        """A downscaled copy (PNG or JPEG) of a dataset image, only for a plain relative path inside the root."""
         if self.data_root is None:
             return None
         pure = PurePosixPath(rel)
@@ -88,7 +88,7 @@ class Site:
         source = (root / pure).resolve()
         if root not in source.parents or not source.is_file():
             return None
-        name = hashlib.sha256(f"{dataset}\0{rel}".encode()).hexdigest()[:20] + ".png"
+        name = hashlib.sha256(f"{dataset}\0{rel}".encode()).hexdigest()[:20] + (".jpg" if fmt == "JPEG" else ".png")
         target = self.out / "thumbs" / name
         if not target.exists():
             from PIL import Image
@@ -98,7 +98,7 @@ class Site:
                     image = image.convert("RGB")
                     image.thumbnail((THUMB_SIZE, THUMB_SIZE))
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    image.save(target, format="PNG", optimize=True)
+                    image.save(target, format=fmt, optimize=True, **({"quality": 80} if fmt == "JPEG" else {}))
             except OSError as exc:
                 self.report.warnings.append(f"thumbnail of {dataset}:{rel} failed: {exc}")
                 return None
