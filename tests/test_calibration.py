@@ -154,3 +154,39 @@ def test_fast_auc_equals_sklearn(seed):
     score = np.round(rng.random(300) * 0.5 + 0.3 * positive, 2)  # rounded: many ties
     assert roc_auc(positive, score) == pytest.approx(roc_auc_score(positive, score), rel=1e-12)
     assert average_precision(positive, score) == pytest.approx(average_precision_score(positive, score), rel=1e-12)
+
+
+def test_large_probabilities_are_packed_and_a_matek_bm_size_result_stays_small(tmp_path):
+    """~34,000 test cells x 21 classes (Matek bone marrow's 20% test split) plus a 27,000-cell slice."""
+    import json
+
+    from hemabench.results import predictions_payload, write_result
+    from hemabench.results.packing import PACK_ABOVE, pack_proba, proba_array
+    from hemabench.tasks import Predictions
+
+    small = np.array([[0.1234567, 0.8765433]])
+    assert pack_proba(small) == [[0.123457, 0.876543]]
+    rng = np.random.default_rng(0)
+    n, k = 34_000, 21
+    z = rng.normal(size=(n, k)) * 2
+    z[np.arange(n), rng.integers(0, k, n)] += 9  # a confident probe
+    proba = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    packed = pack_proba(proba)
+    assert proba.size > PACK_ABOVE and isinstance(packed, dict)
+    assert np.abs(proba_array(packed) - proba).max() < 1e-3  # float16: 3 significant digits
+    tampered = dict(packed, sha256="0" * 64)
+    with pytest.raises(ValueError, match="sha256"):
+        proba_array(tampered)
+    labels = [f"C{j:02d}" for j in range(k)]
+    ids = np.array([f"BM_cytomorphology_data/C{j % k:02d}/0001-1000/C{j % k:02d}_{j:05d}.jpg" for j in range(n)])
+    true = np.asarray(labels)[rng.integers(0, k, n)]
+    columns = {"id": ids, "fold": np.full(n, "test"), "true": true, "pred": np.asarray(labels)[proba.argmax(1)],
+               "proba": proba, "calibration": cal.slice_payload(ids[:27_000], ["test"] * 27_000, true[:27_000],
+                                                                proba[:27_000], 0.2, 0)}
+    path = tmp_path / "r.json"
+    write_result(path, {"predictions": predictions_payload(Predictions({"probe": columns}))})
+    size = path.stat().st_size
+    print(f"\nMatek-BM-size probe predictions with probabilities and slice: {size / 2**20:.1f} MiB")
+    assert size < 10 * 2**20
+    stored = json.loads(path.read_text())["predictions"]["probe"]
+    assert proba_array(stored["proba"]).shape == (n, k)

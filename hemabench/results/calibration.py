@@ -23,10 +23,10 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from hemabench.metrics import aggregate, encode
+from hemabench.results.packing import PROBA_DECIMALS, pack_proba, proba_array
 
 N_BINS = 15
-PROBA_DECIMALS = 6  # stored probabilities are rounded to this many decimals
-PROBA_FLOOR = 0.5 * 10.0**-PROBA_DECIMALS  # half the storage step: a stored 0 means "below 5e-7"
+PROBA_FLOOR = 0.5 * 10.0**-PROBA_DECIMALS  # half the list form's storage step: a stored 0 means "below 5e-7"
 COVERAGE = 0.8  # risk_at_80
 SLICE_FRACTION = 0.2  # share of each class's training cells held out to fit the temperature
 T_BOUNDS = (0.05, 20.0)
@@ -129,7 +129,7 @@ def align_proba(proba: np.ndarray, classes, labels: list[str]) -> np.ndarray:
 def slice_payload(ids, folds, true, proba, fraction: float, seed: int) -> dict:
     """The ``calibration`` entry of a variant: the held-out slice's stored predictions."""
     return {"fraction": fraction, "seed": seed, "id": [str(i) for i in ids], "fold": [str(f) for f in folds],
-            "true": [str(t) for t in true], "proba": np.round(np.asarray(proba, dtype=float), PROBA_DECIMALS).tolist()}
+            "true": [str(t) for t in true], "proba": pack_proba(proba)}
 
 
 def _scores(true_idx: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -143,7 +143,7 @@ def _temperatures(p: dict, labels: list[str], folds: np.ndarray) -> dict[str, fl
     if not isinstance(cal, dict):
         return {}
     cal_folds = np.asarray(cal["fold"], dtype=str)
-    cal_true, cal_proba = encode(np.asarray(cal["true"], dtype=str), labels), np.asarray(cal["proba"], dtype=float)
+    cal_true, cal_proba = encode(np.asarray(cal["true"], dtype=str), labels), proba_array(cal["proba"])
     return {f: fit_temperature(cal_true[cal_folds == f], cal_proba[cal_folds == f])
             for f in dict.fromkeys(folds.tolist()) if np.any(cal_folds == f)}
 
@@ -157,7 +157,7 @@ def calibration_metrics(p: dict, labels: list[str], interval) -> dict[str, dict]
     folds = np.asarray(p["fold"], dtype=str)
     names = list(dict.fromkeys(folds.tolist()))
     true_idx = encode(np.asarray(p["true"], dtype=str), labels)
-    proba = np.asarray(p["proba"], dtype=float)
+    proba = proba_array(p["proba"])
     fns = {"ece": ece, "classwise_ece": classwise_ece, "brier": brier, "nll": nll, "aurc": aurc, "risk_at_80": risk_at}
     arrays = {"": proba}
     temperatures = _temperatures(p, labels, folds)

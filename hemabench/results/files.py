@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hemabench.atomic import atomic_write_text
-from hemabench.results.calibration import PROBA_DECIMALS
+from hemabench.results.packing import pack_proba
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
@@ -29,7 +29,7 @@ def predictions_payload(preds) -> dict:
         order = np.lexsort((np.asarray(columns["id"], dtype=str), np.asarray(columns["fold"], dtype=str)))
         payload[variant] = {k: (v if isinstance(v, dict)  # e.g. ``calibration``: a held-out training slice
                                 else np.asarray(v)[order].tolist() if k != "proba"
-                                else np.round(np.asarray(v)[order], PROBA_DECIMALS).tolist())
+                                else pack_proba(np.asarray(v)[order]))  # rounded list, or packed when large
                             for k, v in columns.items()}
     return payload
 

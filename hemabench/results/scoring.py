@@ -16,6 +16,7 @@ import numpy as np
 from hemabench.metrics import aggregate, bootstrap_ci, classification_metrics
 from hemabench.results.calibration import calibration_metrics
 from hemabench.results.fast_auc import average_precision, roc_auc  # scikit-learn's numbers, fast
+from hemabench.results.packing import proba_array  # a list, or a packed blob in large results
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
 N_BOOTSTRAP = 1000
@@ -38,7 +39,7 @@ def patient_accuracy(true, pred, group) -> float:
 
 def auc_scores(true, proba, labels: list[str]) -> dict[str, dict[str, float]]:
     """Per-class one-vs-rest ROC-AUC and average precision, for classes with positives and negatives."""
-    true, proba = np.asarray(true), np.asarray(proba, dtype=float)
+    true, proba = np.asarray(true), proba_array(proba)
     out = {}
     for j, label in enumerate(labels):
         positive = true == label
@@ -91,7 +92,7 @@ def _score_variant(p: dict, labels: list[str], seed: int, n_boot: int) -> tuple[
         metrics["patient_accuracy"] = {**aggregate(values), "ci95": _bootstrap(
             lambda r: patient_accuracy(true[r], pred[r], group[r]), len(true), seed, n_boot, units=group)}
     if "proba" in p:
-        proba = np.asarray(p["proba"], dtype=float)
+        proba = proba_array(p["proba"])
         for key in ("roc_auc", "pr_auc"):
             values = [_macro_auc(true[folds == f], proba[folds == f], labels, key) for f in names]
             metrics[f"{key}_macro"] = {**aggregate([v for v in values if np.isfinite(v)] or [float("nan")]),

@@ -188,12 +188,13 @@ DESCRIPTION = ("Patient-level AML subtype (4 genetic subtypes + control) by atte
                "class-wise multi-head attention (AMiL, main) and gated ABMIL; 5 rotations x 3 seeds")
 PROTOCOL = "protocols.md section 5 (Hehr AMiL / DinoBloom ABMIL); docs/protocols-aml-mil.md"
 
+# version 2: results also hold calibration metrics (ECE, Brier, NLL, AURC) of the stored probabilities
 TASKS.add("aml-mil", AmlMil(
-    name="aml-mil", version=1, datasets=AML_DATASETS, protocol=PROTOCOL, description=DESCRIPTION,
+    name="aml-mil", version=2, datasets=AML_DATASETS, protocol=PROTOCOL, description=DESCRIPTION,
     main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params=PARAMS, citation=CITATION,
 ))
 TASKS.add("aml-mil-blast20", AmlMil(
-    name="aml-mil-blast20", version=1, datasets=AML_DATASETS, protocol=PROTOCOL,
+    name="aml-mil-blast20", version=2, datasets=AML_DATASETS, protocol=PROTOCOL,
     description=DESCRIPTION + "; AML patients with < 20% blood myeloblasts + promyelocytes + myelocytes excluded",
     main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params={**PARAMS, "blast_filter": 20},
     citation=CITATION,

@@ -55,6 +55,7 @@ class CellKnn(Task):
         return per_fold(data, labels, fit_predict)
 
 
+# version 2: stores class probabilities and a held-out training slice per fold (calibration, temperature scaling)
 TASKS.add("cell-probe", CellProbe(
     name="cell-probe", version=2, datasets=CELL_DATASETS, protocol="protocols.md section 1 (DinoBloom linear probe)",
     description="Multinomial logistic regression (lbfgs, max_iter 1000, C = M*K/100) on raw embeddings",
