@@ -128,3 +128,19 @@ def test_task_is_registered_with_a_versioned_mapping():
     assert task.version >= 1 and task.panel_for("synth-blood") == [("synth-bm", "holdout-70-30"),
                                                                  ("synth-blood-b", "holdout-70-30")]
     assert Path(__file__).parents[1].joinpath("benchmarks", "mappings", "blood-shift.yaml").is_file()
+
+
+def test_validate_checks_panel_splits(tmp_path, cli):
+    from hemabench.submissions.recompute import split_problems
+
+    data = tmp_path / "data"
+    trees.matek_blood(data), trees.raabin(data)
+    out = tmp_path / "results"
+    assert cli("run", "--encoder", "handcrafted", "--task", "blood-shift", "--dataset", "matek-blood",
+               "--data-root", data, "--out", out, "--no-progress")[0] == 0
+    result = json.loads((out / "handcrafted" / "blood-shift" / "matek-blood.json").read_text())
+    assert split_problems(result, "r.json", str(data)) == []
+    result["panel_splits"][0]["fingerprint"] = "f" * 64
+    assert any("panel_splits[0].fingerprint" in str(p) for p in split_problems(result, "r.json", str(data)))
+    result["panel_splits"][0]["dataset"] = "synth-aml"
+    assert any("is not in the task's panel" in str(p) for p in split_problems(result, "r.json", str(data)))
