@@ -190,3 +190,29 @@ def test_large_probabilities_are_packed_and_a_matek_bm_size_result_stays_small(t
     assert size < 10 * 2**20
     stored = json.loads(path.read_text())["predictions"]["probe"]
     assert proba_array(stored["proba"]).shape == (n, k)
+
+
+def test_label_efficiency_recorded_repetition_is_the_sweeps_fit():
+    """The recorded repetition refits the sweep's support set: same confusion matrix as the sweep's
+    repetition; its temperature slice avoids both the support set and the test cells."""
+    from sklearn.metrics import confusion_matrix
+
+    from hemabench.protocols.fewshot import support_permutations, support_set, sweep
+    from hemabench.tasks.recorded import recorded_variants
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(["a", "b", "c"], 40)
+    features = rng.normal(size=(120, 5)) + np.eye(5)[np.repeat([0, 1, 2], 40)] * 2.5
+    paths = np.array([f"x/{i}.png" for i in range(120)])
+    test = np.arange(0, 120, 3)
+    train = np.setdiff1d(np.arange(120), test)
+    perms = support_permutations(train, labels, 2, seed=0)
+    swept = sweep(features, labels, perms, features[test], labels[test], LABELS, (5,), ("svm", "lr"), seed=0, n_jobs=1)
+    settings = {"repetition": 1, "n": 5, "classifiers": ["svm", "lr"], "slice": 0.25, "slice_seed": 0}
+    out = recorded_variants(features, labels, paths, perms[1], train, test, LABELS, settings, seed=0)
+    for clf in ("svm", "lr"):
+        v = out[f"{clf}/n=5/rep001"]
+        assert np.array_equal(confusion_matrix(v["true"], v["pred"], labels=LABELS), swept["confusions"][(clf, 5)][1])
+        held = set(v["calibration"]["id"])
+        assert held and not held & set(paths[test]) and not held & set(paths[support_set(perms[1], 5)])
+        assert np.allclose(np.asarray(v["proba"]).sum(axis=1), 1)

@@ -17,9 +17,11 @@ from hemabench.protocols.fewshot import (
     support_permutations,
     sweep,
 )
+from hemabench.results.calibration import SLICE_FRACTION
 from hemabench.results.scoring import expand_confusion
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
 from hemabench.tasks.cell import CELL_DATASETS
+from hemabench.tasks.recorded import recorded_variants
 
 CITATION = "Wenderoth et al., transferable hematological cell classification"
 VARIANT = re.compile(r"^(?P<clf>[^/]+)/n=(?P<n>\d+)$")
@@ -64,7 +66,10 @@ class LabelEfficiency(Task):
         perms = support_permutations(train, labels, p["repetitions"], p["seed"])
         result = sweep(data.features, labels, perms, data.features[test], labels[test], self.result_labels(data),
                        tuple(p["n_grid"]), tuple(p["classifiers"]), seed=p["seed"])
-        return Predictions(sweep_variants(result, p["repetitions"]), extra={
+        recorded = recorded_variants(np.asarray(data.features), labels, data.records["path"].to_numpy().astype(str),
+                                     perms[p["calibration"]["repetition"]], train, test, self.result_labels(data),
+                                     p["calibration"], p["seed"]) if p.get("calibration") else {}
+        return Predictions({**sweep_variants(result, p["repetitions"]), **recorded}, extra={
             "support_seed": p["seed"], "support_hash": support_hash(perms, data.records["path"].to_numpy()),
             "effective_n": {str(n): v for n, v in result["effective_n"].items()},
             "auc_max_n": saturation_n(perms, tuple(p["n_grid"])), "fits": result["fits"],
@@ -83,10 +88,14 @@ PARAMS = {
     "knn": {"n_neighbors": 3, "weights": "distance"},
     "prediction": "argmax of predicted probabilities",
     "auc": "normalised area under balanced accuracy over log2(n), n up to the first n that uses every training item",
+    "calibration": {"repetition": 0, "n": 50, "classifiers": ["svm", "lr"], "slice": SLICE_FRACTION, "slice_seed": 0,
+                    "what": "this repetition refitted with per-cell probabilities (calibration metrics); the "
+                            "temperature slice is drawn from training cells outside its support set"},
 }
 
+# version 2: one recorded repetition (n=50, SVM and LR) with per-cell probabilities, for calibration
 TASKS.add("label-efficiency", LabelEfficiency(
-    name="label-efficiency", version=1, datasets=CELL_DATASETS,
+    name="label-efficiency", version=2, datasets=CELL_DATASETS,
     protocol="protocols.md section 3 (Wenderoth label efficiency)",
     description="Balanced accuracy against n labelled cells per class (1 to 2000), SVM / LR / kNN on "
                 "power-transformed, PCA-rotated embeddings, 100 seeded support sets per n",

@@ -123,7 +123,8 @@ TASKS.add("bm-to-blood", BoneMarrowToBlood(
     main_metric="direct/balanced_accuracy", detail_variant="direct", variants=("direct", *(f"adapt/n={n}" for n in N_GRID)),
     splits={t: "holdout-70-30" for t in TARGETS if t != "raabin"},
     sources={t: (s, "holdout-70-30") for t, s in TARGETS.items()},
-    params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn")}, "classifiers": ["svm"],
+    params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn", "calibration")},
+            "classifiers": ["svm"],
             "source_per_class": 250, "mapping": "bm-to-blood"},
     citation=CITATION,
 ))
