@@ -8,9 +8,10 @@ target's test cells of the classes the source knows. Two variants hold every pre
 * ``in-domain``: fold = dataset, the diagonal of the matrix (fitted and tested in one lab);
 * ``shifted``: fold = ``<source>-><target>``, the off-diagonal cells.
 
-So the per-fold values of ``shifted/balanced_accuracy`` (and ``shifted/ece``) ARE the matrix,
-its mean is the ranking number (mean off-diagonal balanced accuracy), and ``summarise``
-derives the drop against in-domain on the same target cells and classes, per class too.
+So the per-fold values of ``shifted/balanced_accuracy`` (and ``shifted/ece``) ARE the matrix;
+``summarise`` adds the ranking number ``shift/mean_balanced_accuracy`` (mean off-diagonal
+balanced accuracy, with an interval for that mean) and the drop against in-domain on the same
+target cells and classes, per class too. docs/metrics.md has the definitions.
 """
 
 from __future__ import annotations
@@ -178,7 +179,8 @@ def shift_drops(predictions: dict, labels: list[str], seed: int = 0, n_boot: int
         warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)
         for _ in range(n_boot):
             counts = {t: np.bincount(rng.integers(0, len(c), len(c)), minlength=len(c)) for t, c in cells.items()}
-            boot.append(np.nanmean(drops(lambda t, ids: counts[t][np.searchsorted(cells[t], ids)].astype(float)), axis=0))
+            weights = lambda t, ids, counts=counts: counts[t][np.searchsorted(cells[t], ids)].astype(float)  # noqa: E731
+            boot.append(np.nanmean(drops(weights), axis=0))
     boot = np.asarray(boot)
     out = {}
     names = ["mean_balanced_accuracy", "drop_balanced_accuracy", *(f"drop_sensitivity_{c}" for c in labels)]
