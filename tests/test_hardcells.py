@@ -87,3 +87,22 @@ def test_shift_matrix_from_per_fold_values():
               "extra": {"panel": fold_order}}
     m = shift_matrix(result, "balanced_accuracy")
     assert m.loc["x", "x"] == 0.9 and m.loc["y", "y"] == 0.8 and m.loc["x", "y"] == 0.5 and m.loc["y", "x"] == 0.4
+
+
+def test_calibration_table_on_a_probabilistic_board():
+    import test_leaderboard as tl
+
+    from hemabench.leaderboard.calibration import calibration_table
+    from hemabench.leaderboard.collect import Board
+
+    board = Board(("aml-mil", "synth-aml"))
+    for i, encoder in enumerate(("enc-a", "enc-b")):
+        result = tl.mil_result(encoder, 0.8 - 0.3 * i, i)
+        board.entries[encoder] = type("E", (), {"result": result, "main": result["metrics"][result["main_metric"]]})()
+    table = calibration_table(board)
+    assert [c["text"] for c in table["columns"]] == ["encoder", "variant", "ECE", "ECE (temperature-scaled)", "Brier",
+                                                    "AURC"]
+    first = table["rows"][0]
+    ece = board.entries["enc-a"].result["metrics"]["amil/ece"]["mean"]
+    assert first["head"]["text"] == "enc-a" and first["cells"][1]["data"]["mean"] == repr(ece)
+    assert first["cells"][2]["text"] == "–"  # no training slice stored: no temperature-scaled number

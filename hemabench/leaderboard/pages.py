@@ -8,6 +8,7 @@ import json
 import pandas as pd
 
 from hemabench.leaderboard import figures
+from hemabench.leaderboard.calibration import calibration_table
 from hemabench.leaderboard.clinical import clinical_scores, model_for
 from hemabench.leaderboard.collect import Board, Entry, anchor, detail_variant, slug, task_params
 from hemabench.leaderboard.hardcells import hardcells_section
@@ -143,6 +144,7 @@ def board_context(board: Board, site, models) -> dict:
         "per_class": per_class_table(per_class, labels, superclass_rows(board)),
         "curves": curves(board, site), "crossmag": crossmag(board, site), "attention": attention(board, site),
         "shift": shift_section(board, site), "hard_cells": hardcells_section(board, site),
+        "calibration": calibration_table(board),
         "confusions": confusions,
         "all_metrics": metric_matrix(scores, all_keys, "all-metrics", "every stored metric, %"),
         "sources": as_table(pd.DataFrame({e: provenance_row(board.entries[e]) for e in board.sorted_encoders()}).T,
