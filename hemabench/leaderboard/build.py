@@ -68,7 +68,7 @@ class Site:
                 spec = DATASETS.get(dataset)
                 if spec.synthetic:  # shown when already generated; a site build never generates data
                     folder = spec.generated_folder()
-                    self._roots[dataset] = folder.resolve() if folder.is_dir() else None
+                    self._roots[dataset] = spec.locate(folder).resolve() if folder.is_dir() else None  # its anchor
                 else:
                     self._roots[dataset] = find_root(spec, data_root=self.data_root).resolve()
             except Exception as exc:  # unknown or missing dataset: paths are shown instead
