@@ -186,6 +186,8 @@ def _extract_together(session: _Session, by_dataset: dict[str, list[str]]) -> No
                 session.embeddings(dataset)
                 if step.source_split is not None:
                     session.embeddings(step.source_split.dataset)
+                for member in step.panel_splits:
+                    session.embeddings(member.dataset)
 
 
 @dataclass
@@ -198,6 +200,7 @@ class _Pending:
     source_split: MaterialisedSplit | None
     path: Path
     started: str
+    panel_splits: list[MaterialisedSplit] = field(default_factory=list)  # further datasets present (blood-shift)
 
 
 def _prepare(session: _Session, task_name: str, dataset: str) -> Outcome | _Pending:
@@ -219,13 +222,24 @@ def _prepare(session: _Session, task_name: str, dataset: str) -> Outcome | _Pend
         return Outcome(session.encoder_name, task_name, dataset, "skipped", reason=f"weights missing: {exc}")
     split = session.split(dataset, task.split_for(dataset))
     source_split = session.split(*source) if source else None
+    panel = [session.split(d, rule) for d, rule in task.panel_for(dataset) if _present(session, d)]
     path = result_path(options.out, encoder.spec.name, task_name, dataset)  # `local:DIR` -> its safe name
     existing = Result.read(path)
-    fingerprints = [split.fingerprint] + ([source_split.fingerprint] if source_split else [])
+    fingerprints = [split.fingerprint] + ([source_split.fingerprint] if source_split else []) + \
+        [member.fingerprint for member in panel]
     if not options.overwrite and existing is not None and existing.is_current(task, fingerprints,
                                                                               encoder.weights_sha256):
         return Outcome(session.encoder_name, task_name, dataset, "reused", result=existing, path=path)
-    return _Pending(task, dataset, split, source_split, path, started)
+    return _Pending(task, dataset, split, source_split, path, started, panel)
+
+
+def _present(session: _Session, dataset: str) -> bool:
+    """Whether a panel member's data is here (a panel uses the datasets present, never fails for one)."""
+    try:
+        session.dataset(dataset)
+        return True
+    except DatasetNotFound:
+        return False
 
 
 def _evaluate(session: _Session, step: _Pending) -> Outcome:
@@ -235,6 +249,8 @@ def _evaluate(session: _Session, step: _Pending) -> Outcome:
     data = session.task_input(dataset, step.split, device)
     if step.source_split is not None:
         data.source = session.task_input(step.source_split.dataset, step.source_split, device)
+    if step.panel_splits:
+        data.panel = {m.dataset: session.task_input(m.dataset, m, device) for m in step.panel_splits}
     phases = dict(prepared["seconds"])
     tick = time.perf_counter()
     try:
@@ -253,7 +269,7 @@ def _evaluate(session: _Session, step: _Pending) -> Outcome:
     result = build_result(
         task=task, dataset_spec=prepared["spec"], split=step.split, encoder=encoder, labels=labels,
         predictions=payload, scores=scores, extra=preds.extra, excluded=session.embeddings(dataset).failed,
-        source_split=step.source_split,
+        source_split=step.source_split, panel_splits=step.panel_splits,
         provenance=provenance(device, {"split": step.split.rule.seed, "protocol": options.seed,
                                        "bootstrap": options.seed}, step.started, phases))
     result.data["encoder_cost"] = session.cost(dataset)

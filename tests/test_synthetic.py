@@ -143,7 +143,8 @@ def test_public_constants_and_dispatch(tmp_path):
     assert len(BM_CLASSES) == 11 and set(BLOOD_CLASSES) <= set(BM_CLASSES) and len(BLOOD_CLASSES) == 8
     assert all(v[0] in "BM" for v in BREAKHIS_SUBTYPES.values()) and len(BREAKHIS_SUBTYPES) == 8
     assert SIZES["small"]["synth-bm"] == {"n_per_class": 60}
-    assert set(SIZES["medium"]) == set(SIZES["small"]) == {"synth-bm", "synth-blood", "synth-aml", "synth-breakhis"}
+    assert set(SIZES["medium"]) == set(SIZES["small"]) == {"synth-bm", "synth-blood", "synth-blood-b", "synth-aml",
+                                                           "synth-breakhis"}
     with pytest.raises(ValueError):
         generate("synth-nothing", tmp_path)
     with pytest.raises(ValueError):

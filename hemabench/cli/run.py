@@ -148,6 +148,15 @@ def _band(band) -> str:
     return f"[{100 * band[0]:.1f}, {100 * band[1]:.1f}]" if band else ""
 
 
+def ece_text(result) -> str:
+    """ECE of the main (else the detail) variant in %, temperature-scaled in brackets ("" without probabilities)."""
+    metrics = result.metrics
+    variants = [result.main_variant, result.detail_variant]
+    variant = next((v for v in variants if f"{v}/ece" in metrics), variants[0])
+    raw, scaled = metrics.get(f"{variant}/ece"), metrics.get(f"{variant}/ece_ts")
+    return "" if raw is None else f"{100 * raw['mean']:.1f}" + (f" ({100 * scaled['mean']:.1f})" if scaled else "")
+
+
 def print_summary(report) -> None:
     """One row per result: the main metric's mean, the 95% CI of that mean, and for repeated runs
     the spread of single runs, labelled apart; a probe that stopped at max_iter is flagged."""
@@ -163,6 +172,7 @@ def print_summary(report) -> None:
         rows.append({"encoder": o.encoder, "task": o.task, "dataset": o.dataset, "main metric": o.result.main_metric,
                      "mean": f"{100 * score.mean:.1f}" + (f" ({o.result.max_iter_note})" if o.result.max_iter_note else ""), "± std": f"{100 * score.std:.1f}",
                      "95% CI of mean": _band(score.ci95), "spread95 (single runs)": _band(score.spread95),
+                     "ECE (scaled)": ece_text(o.result),
                      "status": o.status})
     if rows:
         if not any(row.get("spread95 (single runs)") for row in rows):

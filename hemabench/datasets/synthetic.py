@@ -78,6 +78,16 @@ class SyntheticBlood(SyntheticDataset, ClassFolderDataset):
 
 
 @register_dataset
+class SyntheticBloodB(SyntheticDataset, ClassFolderDataset):
+    name = "synth-blood-b"
+    title = "Synthetic peripheral blood from a second lab (other stain and scanner; acquisition-shift twin)"
+    folder = "synth-blood-b"
+    domain = "synthetic-blood-b"
+    layout = "<CLASS>/<CLASS>_<5 digits>.png (generated)"
+    classes = synthetic.BLOOD_B_CLASSES
+
+
+@register_dataset
 class SyntheticAml(SyntheticDataset, PatientBagDataset):
     name = "synth-aml"
     title = "Synthetic AML patient bags (demo twin of aml-hehr)"

@@ -78,7 +78,7 @@ class Site:
                 spec = DATASETS.get(dataset)
                 if spec.synthetic:  # shown when already generated; a site build never generates data
                     folder = spec.generated_folder()
-                    self._roots[dataset] = folder.resolve() if folder.is_dir() else None
+                    self._roots[dataset] = spec.locate(folder).resolve() if folder.is_dir() else None  # its anchor
                 else:
                     self._roots[dataset] = find_root(spec, data_root=self.data_root).resolve()
             except Exception as exc:  # unknown or missing dataset: paths are shown instead
@@ -103,8 +103,8 @@ class Site:
                 self.report.warnings.append(f"no thumbnails for {dataset}: {exc}".splitlines()[0])
         return self._custom[dataset]
 
-    def thumbnail(self, dataset: str, rel: str) -> str | None:
-        """A downscaled copy of a dataset image, only for a plain relative path inside the root."""
+    def thumbnail(self, dataset: str, rel: str, fmt: str = "PNG") -> str | None:
+        """A downscaled copy (PNG or JPEG) of a dataset image, only for a plain relative path inside the root."""
         from hemabench.datasets import DATASETS
 
         if self.data_root is None and not (dataset in DATASETS and DATASETS.get(dataset).bundled):
@@ -122,7 +122,7 @@ class Site:
             source = (root / pure).resolve()
             if root not in source.parents or not source.is_file():
                 return None
-        name = hashlib.sha256(f"{dataset}\0{rel}".encode()).hexdigest()[:20] + ".png"
+        name = hashlib.sha256(f"{dataset}\0{rel}".encode()).hexdigest()[:20] + (".jpg" if fmt == "JPEG" else ".png")
         target = self.out / "thumbs" / name
         if not target.exists():
             from PIL import Image
@@ -132,7 +132,7 @@ class Site:
                     image = image.convert("RGB")
                     image.thumbnail((THUMB_SIZE, THUMB_SIZE))
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    image.save(target, format="PNG", optimize=True)
+                    image.save(target, format=fmt, optimize=True, **({"quality": 80} if fmt == "JPEG" else {}))
             except (OSError, ValueError, IndexError) as exc:  # IndexError: a row the arrow files lack
                 self.report.warnings.append(f"thumbnail of {dataset}:{rel} failed: {exc}")
                 return None

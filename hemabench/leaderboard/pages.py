@@ -8,6 +8,7 @@ import json
 import pandas as pd
 
 from hemabench.leaderboard import figures
+from hemabench.leaderboard.calibration import calibration_table
 from hemabench.leaderboard.clinical import clinical_scores, model_for
 from hemabench.leaderboard.collect import Board, Entry, anchor, slug
 from hemabench.leaderboard.context import (
@@ -18,8 +19,10 @@ from hemabench.leaderboard.context import (
     protocol_words,
     published_table,
 )
+from hemabench.leaderboard.hardcells import hardcells_section
 from hemabench.leaderboard.reported import pairs, reported_cell
 from hemabench.leaderboard.sections import CURVE_VARIANT, attention, crossmag, curves, superclass_rows
+from hemabench.leaderboard.shift import shift_section
 from hemabench.leaderboard.tables import (
     as_table,
     confusion_tables,
@@ -69,11 +72,15 @@ def provenance_row(entry: Entry) -> dict:
             "device": prov.get("device", ""), "finished": prov.get("finished", "")}
 
 
+RANKING_HIDDEN = {"classwise_ece", "nll", "risk_at_80", "classwise_ece_ts", "brier_ts", "nll_ts"}  # under "all metrics"
+
+
 def _ranking(board: Board, clinical: dict) -> dict:
     variant = board.main_metric.rsplit("/", 1)[0]
     others = sorted({k for e in board.entries.values() for k in e.result.metrics
                      if k.startswith(variant + "/") and "/" not in k[len(variant) + 1:]
-                     and k != board.main_metric and "/sensitivity_" not in k})
+                     and k != board.main_metric and "/sensitivity_" not in k and "/drop_sensitivity_" not in k
+                     and k.rsplit("/", 1)[1] not in RANKING_HIDDEN})
     rows, heads, ids = [], [], []
     for encoder in board.sorted_encoders():
         entry = board.entries[encoder]
@@ -163,6 +170,8 @@ def board_context(board: Board, site, models, values: list[Reported] = ()) -> di
         "cost_model": _cost_model(labels, models, site, board),
         "per_class": per_class_table(per_class, labels, superclass_rows(board)),
         "curves": curves(board, site), "crossmag": crossmag(board, site), "attention": attention(board, site),
+        "shift": shift_section(board, site), "hard_cells": hardcells_section(board, site),
+        "calibration": calibration_table(board),
         "confusions": confusions,
         "all_metrics": metric_matrix(scores, all_keys, "all-metrics", "every stored metric, %"),
         "sources": as_table(pd.DataFrame({e: provenance_row(board.entries[e]) for e in board.sorted_encoders()}).T,

@@ -93,12 +93,11 @@ def effective_n(perm: dict, n: int) -> dict[str, int]:
     return {str(c): int(min(n, len(rows))) for c, rows in perm.items()}
 
 
-def fit_predict(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0,
-                settings: dict | None = None) -> dict[str, np.ndarray]:
-    """One fit of the reference pipeline per classifier, sharing the transform and PCA.
-
-    ``settings``: classifier -> keywords (default: the reference's). Prediction = argmax of
-    predicted probabilities, as in the reference."""
+def fit_proba(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0,
+              settings: dict | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """One fit of the reference pipeline per classifier, sharing the transform and PCA:
+    classifier -> (its classes, predicted probabilities on ``test_x``). ``settings``:
+    classifier -> keywords (default: the reference's)."""
     scaler = YeoJohnsonStandardizer().fit(train_x)
     pca = PCA().fit(scaler.transform(train_x))
     z_train, z_test = pca.transform(scaler.transform(train_x)), pca.transform(scaler.transform(test_x))
@@ -107,8 +106,15 @@ def fit_predict(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0
         with warnings.catch_warnings():  # SVC(probability=True) is the reference; deprecated in scikit-learn 1.9
             warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
             model = make_classifier(name, seed, (settings or {}).get(name), len(train_x)).fit(z_train, train_y)
-        out[name] = model.classes_[np.argmax(model.predict_proba(z_test), axis=1)]
+        out[name] = (model.classes_, model.predict_proba(z_test))
     return out
+
+
+def fit_predict(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0,
+                settings: dict | None = None) -> dict[str, np.ndarray]:
+    """Prediction = argmax of predicted probabilities, as in the reference."""
+    return {name: classes[np.argmax(proba, axis=1)]
+            for name, (classes, proba) in fit_proba(train_x, train_y, test_x, classifiers, seed, settings).items()}
 
 
 def _job(train_x, train_y, rows, test_x, test_y, label_order, classifiers, seed, map_pred, settings=None):

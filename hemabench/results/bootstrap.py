@@ -92,7 +92,7 @@ def _codes(values: np.ndarray, names: list[str]) -> np.ndarray:
     return np.array([lookup[v] for v in values.tolist()], dtype=np.int64)
 
 
-def _fold_mean(per_fold: np.ndarray) -> np.ndarray:
+def fold_mean(per_fold: np.ndarray) -> np.ndarray:
     """(b, F) -> (b,): mean over the folds with a finite value (as the point estimate does)."""
     finite = np.isfinite(per_fold)
     n = finite.sum(axis=1)
@@ -144,14 +144,14 @@ def headline_from_cells(counts: np.ndarray, cell_of_code: np.ndarray, k: int, na
     b, n_folds = counts.shape[:2]
     with np.errstate(invalid="ignore", divide="ignore"):
         summary = _summary((counts @ onehot).reshape(b, n_folds, k, k))
-    return {name: _fold_mean(summary[name]) for name in names}
+    return {name: fold_mean(summary[name]) for name in names}
 
 
 def headline_replicates(design, true_idx, pred_idx, k, counts, names) -> dict[str, np.ndarray]:
     """Fold-mean of each headline metric, per replicate ((b, n_units) unit draw counts)."""
     with np.errstate(invalid="ignore", divide="ignore"):
         summary = _summary(confusion_replicates(design, true_idx, pred_idx, k, counts))
-    return {name: _fold_mean(summary[name]) for name in names}
+    return {name: fold_mean(summary[name]) for name in names}
 
 
 def patient_accuracy_replicates(design: Design, correct: np.ndarray, group: np.ndarray,
@@ -171,7 +171,7 @@ def patient_accuracy_replicates(design: Design, correct: np.ndarray, group: np.n
     onehot[np.arange(n_pairs), pair_fold] = 1.0
     with np.errstate(invalid="ignore", divide="ignore"):
         per_fold = (w * accuracy) @ onehot / (w @ onehot)
-    return _fold_mean(per_fold)
+    return fold_mean(per_fold)
 
 
 def weighted_aucs(score: np.ndarray, positive: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
@@ -214,10 +214,11 @@ def macro_auc_replicates(design: Design, true_idx: np.ndarray, proba: np.ndarray
             n = seen.sum(axis=1)
             out[:, f] = np.divide(np.where(seen, stacked, 0.0).sum(axis=1), n,
                                   out=np.full(len(weights), np.nan), where=n > 0)
-    return {key: _fold_mean(out) for key, out in per_fold.items()}
+    return {key: fold_mean(out) for key, out in per_fold.items()}
 
 
-def percentile_interval(replicates: np.ndarray, estimate: float | None = None, alpha: float = 0.05) -> list[float]:
+def percentile_interval(replicates: np.ndarray, estimate: float | None = None, alpha: float = 0.05,
+                        upper: float = 1.0) -> list[float]:
     """The 2.5-97.5 percentiles of the replicates, moved so that their median sits on ``estimate``.
 
     Redrawing can shift every replicate one way for reasons that are artifacts of resampling,
@@ -226,7 +227,7 @@ def percentile_interval(replicates: np.ndarray, estimate: float | None = None, a
     interval then excludes the number it stands beside. Re-centring on the median keeps the
     bootstrap's width and shape and always contains the estimate (the median lies between
     the percentiles); where the replicates are centred (accuracy), it changes nothing.
-    Metrics are proportions, so the ends are clipped to [0, 1].
+    Metrics are proportions, so the ends are clipped to [0, ``upper``] (NLL and Brier have other ranges).
     """
     finite = np.asarray(replicates, dtype=float)
     finite = finite[np.isfinite(finite)]
@@ -235,7 +236,7 @@ def percentile_interval(replicates: np.ndarray, estimate: float | None = None, a
     low, median, high = np.quantile(finite, [alpha / 2, 0.5, 1 - alpha / 2])
     if estimate is not None and np.isfinite(estimate):
         shift = estimate - median
-        low, high = max(0.0, min(low + shift, estimate)), min(1.0, max(high + shift, estimate))
+        low, high = max(0.0, min(low + shift, estimate)), min(upper, max(high + shift, estimate))
     return [float(low), float(high)]
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hemabench.results.packing import pack_proba
 from hemabench.results.result import SCHEMA_VERSION, Result
 
 
@@ -22,7 +23,9 @@ def predictions_payload(preds) -> dict:
                                 "confusions": np.asarray(columns["confusions"]).astype(int).tolist()}
             continue
         order = np.lexsort((np.asarray(columns["id"], dtype=str), np.asarray(columns["fold"], dtype=str)))
-        payload[variant] = {k: (np.asarray(v)[order].tolist() if k != "proba" else np.round(np.asarray(v)[order], 6).tolist())
+        payload[variant] = {k: (v if isinstance(v, dict)  # e.g. ``calibration``: a held-out training slice
+                                else np.asarray(v)[order].tolist() if k != "proba"
+                                else pack_proba(np.asarray(v)[order]))  # rounded list, or packed when large
                             for k, v in columns.items()}
     return payload
 
@@ -33,7 +36,7 @@ def _split_info(split) -> dict:
 
 
 def build_result(*, task, dataset_spec, split, encoder, labels: list[str], predictions: dict, scores: dict,
-                 extra: dict, excluded: dict[str, str], provenance: dict, source_split=None) -> Result:
+                 extra: dict, excluded: dict[str, str], provenance: dict, source_split=None, panel_splits=()) -> Result:
     return Result.from_dict({
         "schema_version": SCHEMA_VERSION,
         "task": task.name,
@@ -43,6 +46,7 @@ def build_result(*, task, dataset_spec, split, encoder, labels: list[str], predi
         "dataset_info": {**dataset_spec.info(), "n_records": int(len(split.assignment))},
         "split": {**_split_info(split), "folds": scores["folds"]},
         **({"source_split": _split_info(source_split)} if source_split is not None else {}),
+        **({"panel_splits": [_split_info(s) for s in panel_splits]} if panel_splits else {}),
         "encoder": {"name": encoder.spec.name, "weights_sha256": encoder.weights_sha256,
                     "weights_source": encoder.weights_source, "spec": encoder.spec.to_dict()},
         "main_metric": task.main_metric,

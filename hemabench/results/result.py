@@ -138,9 +138,10 @@ class Result:
 
     @property
     def split_fingerprints(self) -> list:
-        """The split's fingerprint, then the source split's where the task has one."""
+        """The split's fingerprint, then the source split's where the task has one, then a panel's."""
         return [self.split.get("fingerprint")] + ([self.source_split.get("fingerprint")]
-                                                  if "source_split" in self.data else [])
+                                                  if "source_split" in self.data else []) + \
+            [s.get("fingerprint") for s in self.data.get("panel_splits") or []]
 
     @property
     def provenance(self) -> dict:

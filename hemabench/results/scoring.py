@@ -8,7 +8,8 @@ else samples) within each fold and averages the refitted fold metrics
 bootstrap of the mean over repetitions as ``ci95`` and the 2.5-97.5 percentiles of
 single repetitions as ``spread95``. Patient-level accuracy (mean over patients of the fraction of their samples
 classified correctly) is added where samples carry a ``group``; one-vs-rest ROC-AUC and
-PR-AUC (macro over classes present) where they carry ``proba``.
+PR-AUC (macro over classes present) and calibration (ECE, Brier, NLL, AURC; see
+``calibration``) where they carry ``proba``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hemabench.metrics import aggregate, classification_metrics, encode, over_re
 from hemabench.results.bootstrap import (
     Design,
     cell_count_replicates,
+    fold_mean,
     headline_from_cells,
     headline_replicates,
     macro_auc_replicates,
@@ -28,8 +30,11 @@ from hemabench.results.bootstrap import (
     percentile_interval,
     weighted_aucs,
 )
+from hemabench.results.calibration import calibration_metrics, calibration_replicates
+from hemabench.results.packing import proba_array  # a list, or a packed blob in large results
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
+UPPER = {"nll": float("inf"), "nll_ts": float("inf"), "brier": 2.0, "brier_ts": 2.0}  # the others are proportions
 N_BOOTSTRAP = 1000
 
 
@@ -51,7 +56,7 @@ def auc_scores(true, proba, labels: list[str]) -> dict[str, dict[str, float]]:
     """Per-class one-vs-rest ROC-AUC and average precision (scikit-learn's ``roc_auc_score`` and
     ``average_precision_score``, computed as one replicate of the bootstrap's), for classes
     with positives and negatives."""
-    true, proba = np.asarray(true), np.asarray(proba, dtype=float)
+    true, proba = np.asarray(true), proba_array(proba)
     ones, out = np.ones((1, len(true))), {}
     for j, label in enumerate(labels):
         positive = true == label
@@ -74,7 +79,7 @@ def sample_replicates(p: dict, labels: list[str], seed: int, n_boot: int) -> dic
     group = np.asarray(p["group"], dtype=str) if "group" in p else None
     design = Design.build(p["fold"], group if group is not None else p.get("id"))
     k, chunks = len(labels), defaultdict(list)
-    proba = np.asarray(p["proba"], dtype=float) if "proba" in p else None
+    proba = proba_array(p["proba"]) if "proba" in p else None
     by_cells = design.single_samples
     if by_cells:
         codes, counts = cell_count_replicates(design, true * k + pred, seed, n_boot)
@@ -90,8 +95,11 @@ def sample_replicates(p: dict, labels: list[str], seed: int, n_boot: int) -> dic
         if group is not None:
             chunks["patient_accuracy"].append(patient_accuracy_replicates(design, true == pred, group, counts))
         if proba is not None:
-            for key, values in macro_auc_replicates(design, true, proba, k, counts[:, design.unit]).items():
+            weights = counts[:, design.unit]
+            for key, values in macro_auc_replicates(design, true, proba, k, weights).items():
                 chunks[f"{key}_macro"].append(values)
+            for name, per_fold in calibration_replicates(p, labels, design.fold, len(design.folds), weights).items():
+                chunks[name].append(fold_mean(per_fold))
     return {name: np.concatenate(values) for name, values in chunks.items()}
 
 
@@ -110,12 +118,13 @@ def _score_variant(p: dict, labels: list[str], seed: int, n_boot: int) -> tuple[
         metrics["patient_accuracy"] = aggregate(
             [patient_accuracy(true[folds == f], pred[folds == f], group[folds == f]) for f in names])
     if "proba" in p:
-        proba = np.asarray(p["proba"], dtype=float)
+        proba = proba_array(p["proba"])
         for key in ("roc_auc", "pr_auc"):
             values = [_macro_auc(true[folds == f], proba[folds == f], labels, key) for f in names]
             metrics[f"{key}_macro"] = aggregate([v for v in values if np.isfinite(v)] or [float("nan")])
+        metrics.update(calibration_metrics(p, labels))  # ECE, Brier, NLL, AURC (+ temperature-scaled): results/calibration.py
     for name, replicates in sample_replicates(p, labels, seed, n_boot).items():
-        metrics[name]["ci95"] = percentile_interval(replicates, metrics[name]["mean"])
+        metrics[name]["ci95"] = percentile_interval(replicates, metrics[name]["mean"], upper=UPPER.get(name, 1.0))
     return metrics, fold_scores, names
 
 

@@ -166,13 +166,21 @@ def split_problems(result: dict, shown: str, data_root: str | None) -> list[Prob
     from hemabench.tasks import TASKS
 
     task, dataset = TASKS.get(result["task"]), result["dataset"]
-    wanted = [("split", dataset, get_rule(dataset, task.split_for(dataset)))]
+    wanted = [("split", dataset, get_rule(dataset, task.split_for(dataset)), result.get("split"))]
     source = task.source_for(dataset)
     if source:
-        wanted.append(("source_split", source[0], get_rule(*source)))
+        wanted.append(("source_split", source[0], get_rule(*source), result.get("source_split")))
     problems = []
-    for field, name, rule in wanted:
-        stored = result.get(field) or {}
+    members = dict(task.panel_for(dataset))  # a panel task (blood-shift): the further datasets it used
+    for i, stored in enumerate(result.get("panel_splits") or []):
+        name = stored.get("dataset") if isinstance(stored, dict) else None
+        if name not in members:
+            problems.append(Problem(shown, f"panel_splits[{i}].dataset", f"{name!r} is not in the task's panel "
+                                                                         f"{sorted(members)}"))
+        else:
+            wanted.append((f"panel_splits[{i}]", name, get_rule(name, members.pop(name)), stored))
+    for field, name, rule, stored in wanted:
+        stored = stored if isinstance(stored, dict) else {}
         if stored.get("name") != rule.name or stored.get("version") != rule.version:
             problems.append(Problem(shown, f"{field}.name/version", f"{stored.get('name')!r} v{stored.get('version')}"
                                     f" is not the task's split {rule.name!r} v{rule.version} of {name}"))

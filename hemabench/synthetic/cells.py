@@ -34,6 +34,7 @@ BM_CLASSES = {
     "LYT": "lymphocyte", "MON": "monocyte", "EBO": "erythroblast",
 }
 BLOOD_CLASSES = {k: BM_CLASSES[k] for k in ("BAS", "EOS", "LYT", "MON", "NGS", "NGB", "MYB", "PMO")}
+BLOOD_B_CLASSES = {k: BM_CLASSES[k] for k in ("BAS", "EOS", "LYT", "MON", "NGS", "NGB")}
 AML_LABELS = {
     "control": "normal blood (healthy donor)", "PML_RARA": "APL with PML::RARA",
     "NPM1": "AML with mutated NPM1", "CBFB_MYH11": "AML with CBFB::MYH11",
@@ -85,6 +86,10 @@ DOMAINS = {
                blur=0.35, noise=0.025, rbc=(0, 4), neighbours=(1, 3), plasma=0.10, domain_id=1),
     "blood": dict(size=64, radius=13.5, background=(0.96, 0.93, 0.88), gain=(0.95, 1.0, 1.08), hue=-0.12,
                   blur=0.75, noise=0.012, rbc=(3, 9), neighbours=(0, 0), plasma=0.02, domain_id=2),
+    # A second blood lab: another stain (bluer, hue turned the other way), another scanner
+    # (higher magnification, softer focus, more sensor noise). Morphology rules are shared.
+    "blood-b": dict(size=72, radius=16.0, background=(0.90, 0.93, 0.98), gain=(1.12, 0.88, 1.05), hue=0.35,
+                    blur=1.1, noise=0.03, rbc=(2, 6), neighbours=(0, 0), plasma=0.06, domain_id=3),
 }
 
 
@@ -147,7 +152,7 @@ def _background(y, x, rng, dom, r) -> np.ndarray:
     h, w = y.shape
     bg = dom["plasma"] * (1 + 0.5 * sh.smooth_noise(rng, y.shape, 6.0))[..., None] * OD["lilac"]
     bg = bg + _rbc_layer(y, x, rng, int(rng.integers(*dom["rbc"], endpoint=True)), 0.55 * r)[..., None] * OD["rbc"]
-    if dom["domain_id"] == 2:  # platelets / debris in blood smears
+    if dom["domain_id"] in (2, 3):  # platelets / debris in blood smears
         pos = rng.uniform(0, (h, w), size=(int(rng.integers(0, 7)), 2))
         bg = bg + 0.8 * np.clip(sh.dots(y.shape, pos, 0.7), 0, 1)[..., None] * OD["platelet"]
     for _ in range(int(rng.integers(*dom["neighbours"], endpoint=True))):
@@ -225,7 +230,7 @@ def generate_cells(out: Path, domain: str, n_per_class: int, seed: int) -> None:
     """Write ``out/<CODE>/<CODE>_<00001>.png`` for each class of the domain."""
     if domain not in DOMAINS:
         raise ValueError(f"unknown cell domain {domain!r}; known: {', '.join(DOMAINS)}")
-    classes = {"bm": BM_CLASSES, "blood": BLOOD_CLASSES}[domain]
+    classes = {"bm": BM_CLASSES, "blood": BLOOD_CLASSES, "blood-b": BLOOD_B_CLASSES}[domain]
     dom_id = DOMAINS[domain]["domain_id"]
     for code in classes:
         class_index = list(SPECS).index(code)

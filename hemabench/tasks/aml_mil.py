@@ -233,6 +233,7 @@ METHOD = {
 DESCRIPTION = ("Patient-level AML subtype (4 genetic subtypes + control) by attention MIL on cell embeddings: "
                "class-wise multi-head attention (AMiL, main) and gated ABMIL; 5 rotations x 3 seeds")
 
+# version 2: results also hold calibration metrics (ECE, Brier, NLL, AURC) of the stored probabilities
 TASKS.add("aml-mil", AmlMil(
     name="aml-mil", version=2, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label",
     protocol="docs/protocols-aml-mil.md#aml-mil", description=DESCRIPTION,

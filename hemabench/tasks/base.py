@@ -17,6 +17,7 @@ import pandas as pd
 from hemabench.errors import HemabenchError
 from hemabench.protocols.progress import progress_bar
 from hemabench.registry import Registry
+from hemabench.results.calibration import slice_payload
 from hemabench.tasks.needs import Needs
 
 
@@ -35,6 +36,7 @@ class TaskInput:
     patients: pd.DataFrame | None = None  # per-patient metadata sheet (index = patient id), where shipped
     source: TaskInput | None = None  # a second dataset, for tasks that train on one and test on another
     progress: bool = False  # show progress bars (fits, folds, epochs) on stderr; off with --quiet
+    panel: dict[str, TaskInput] | None = None  # further datasets by name, for tasks over several (blood-shift)
 
 
 @dataclass
@@ -81,6 +83,10 @@ class Task:
     def source_for(self, dataset: str) -> tuple[str, str] | None:
         """A second dataset the task trains on (bone marrow for blood targets), or None."""
         return self.sources.get(dataset) or self.needs.source_for(dataset)
+
+    def panel_for(self, dataset: str) -> list[tuple[str, str | None]]:
+        """Further (dataset, split rule) pairs the task uses where present (a cross-dataset panel)."""
+        return []
 
     @property
     def main_variant(self) -> str:
@@ -141,19 +147,40 @@ def fold_indices(data: TaskInput, rotation: dict[str, list[str]], role: str) -> 
 
 def per_fold(data: TaskInput, labels: np.ndarray, fit_predict, desc: str = "folds") -> Predictions:
     """Run ``fit_predict(train_idx, test_idx) -> {variant: pred}`` on every rotation and pool
-    (a bar of folds done when ``data.progress``)."""
+    (a bar of folds done when ``data.progress``).
+
+    A variant may give ``{"pred", "proba", "slice"}`` instead of ``pred``: probabilities in
+    ``result_labels`` order, and ``slice = (training rows held out, their probabilities from a
+    fit without them, slice fraction, slice seed)``, stored as the variant's ``calibration`` entry."""
     pooled: dict[str, dict[str, list]] = {}
+    slices: dict[str, list] = {}
     paths = data.records["path"].to_numpy()
     with progress_bar(len(data.rotations), f"{desc} {data.dataset}".strip(), data.progress, unit="fold") as bar:
         for rotation in data.rotations:
             train, test = fold_indices(data, rotation, "train"), fold_indices(data, rotation, "test")
             if len(test) and len(train):
-                for variant, pred in fit_predict(train, test).items():
-                    columns = pooled.setdefault(variant, {"id": [], "fold": [], "true": [], "pred": []})
-                    columns["id"].append(paths[test])
-                    columns["fold"].append(np.full(len(test), rotation["test"][0], dtype=object))
-                    columns["true"].append(labels[test])
-                    columns["pred"].append(np.asarray(pred))
+                for variant, out in fit_predict(train, test).items():
+                    _pool(pooled, slices, variant, out if isinstance(out, dict) else {"pred": out}, rotation["test"][0],
+                          paths[test], labels[test])
             bar.update(1)
-    return Predictions({v: {k: np.concatenate(parts).astype(str) for k, parts in cols.items()}
-                        for v, cols in pooled.items()})
+    variants = {v: {k: np.concatenate(parts) if k == "proba" else np.concatenate(parts).astype(str)
+                    for k, parts in cols.items()} for v, cols in pooled.items()}
+    for variant, folds in slices.items():  # (fold, rows, proba, fraction, seed) per fold
+        rows = np.concatenate([f[1] for f in folds]).astype(int)
+        variants[variant]["calibration"] = slice_payload(
+            paths[rows], np.concatenate([np.full(len(f[1]), f[0], dtype=object) for f in folds]), labels[rows],
+            np.concatenate([f[2] for f in folds]), fraction=folds[0][3], seed=folds[0][4])
+    return Predictions(variants)
+
+
+def _pool(pooled: dict, slices: dict, variant: str, out: dict, fold: str, ids, true) -> None:
+    """Append one fold's predictions of one variant (and its calibration slice, if any)."""
+    columns = pooled.setdefault(variant, {"id": [], "fold": [], "true": [], "pred": []})
+    columns["id"].append(ids)
+    columns["fold"].append(np.full(len(ids), fold, dtype=object))
+    columns["true"].append(true)
+    columns["pred"].append(np.asarray(out["pred"]))
+    if "proba" in out:
+        columns.setdefault("proba", []).append(np.asarray(out["proba"], dtype=float))
+    if "slice" in out:
+        slices.setdefault(variant, []).append((fold, *out["slice"]))

@@ -17,6 +17,7 @@ import numpy as np
 
 from hemabench.errors import HemabenchError
 from hemabench.protocols import fit_probe
+from hemabench.results.calibration import align_proba
 from hemabench.results.scoring import patient_accuracy
 from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices
 from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, ProbeTask, probe_kwargs
@@ -70,6 +71,7 @@ class _Context:
     mags: np.ndarray
     present: list[int]  # magnifications with at least one valid image
     folds: list[tuple[int, str, np.ndarray, np.ndarray]]  # (rotation index, test fold, train rows, test rows)
+    scored: list[str] = field(default_factory=list)  # result labels: the probability columns
     fits: list[dict] = field(default_factory=list)
     chunks: dict[str, list] = field(default_factory=dict)
 
@@ -81,33 +83,36 @@ class _Context:
         folds = [(i, r["test"][0], fold_indices(data, r, "train"), fold_indices(data, r, "test"))
                  for i, r in enumerate(data.rotations)]
         labels = data.records[label_column].astype(str).to_numpy()
-        return cls(data, labels, mags, present, [f for f in folds if len(f[2]) and len(f[3])])
+        return cls(data, labels, mags, present, [f for f in folds if len(f[2]) and len(f[3])],
+                   sorted(set(labels[data.valid])))
 
-    def probe(self, params: dict, train: np.ndarray, test: np.ndarray, **tags) -> np.ndarray:
-        """The shared step: fit on rows ``train``, predict rows ``test``; logs C, iterations, status."""
+    def probe(self, params: dict, train: np.ndarray, test: np.ndarray, **tags) -> tuple[np.ndarray, np.ndarray]:
+        """The shared step: fit on rows ``train``, predict rows ``test`` (labels and probabilities in
+        ``scored`` order); logs C, iterations, status."""
         classes = np.unique(self.labels[train])
         info: dict = {"n_train": int(len(train)), "train_per_class": {str(c): int(np.sum(self.labels[train] == c))
                                                                       for c in classes}}
         if len(classes) == 1:  # a probe needs two classes; the constant classifier is its limit
             pred = np.full(len(test), classes[0], dtype=object)
+            proba = np.ones((len(test), 1))
             info["status"] = "single training class: constant prediction"
         else:
             X = np.asarray(self.data.features, dtype=np.float32)
-            pred, _ = fit_probe(X[train], self.labels[train], X[test], device=self.data.device, info=info,
-                                **probe_kwargs(params))
+            pred, proba = fit_probe(X[train], self.labels[train], X[test], device=self.data.device, info=info,
+                                    **probe_kwargs(params))
         self.fits.append({**tags, **info})
-        return pred
+        return pred, align_proba(proba, classes, self.scored)
 
-    def add(self, variants, rows: np.ndarray, fold: str, pred: np.ndarray) -> None:
+    def add(self, variants, rows: np.ndarray, fold: str, pred: np.ndarray, proba: np.ndarray) -> None:
         for variant in variants:
-            self.chunks.setdefault(variant, []).append((rows, fold, pred))
+            self.chunks.setdefault(variant, []).append((rows, fold, pred, proba))
 
-    def add_by_mag(self, test: np.ndarray, fold: str, pred: np.ndarray, names) -> None:
-        """Split one fit's predictions on ``test`` by the test magnification; ``names(t)`` -> variants."""
+    def add_by_mag(self, test: np.ndarray, fold: str, fit: tuple[np.ndarray, np.ndarray], names) -> None:
+        """Split one fit's (labels, probabilities) on ``test`` by the test magnification; ``names(t)`` -> variants."""
         for t in self.present:
             sel = self.mags[test] == t
             if sel.any():
-                self.add(names(t), test[sel], fold, pred[sel])
+                self.add(names(t), test[sel], fold, fit[0][sel], fit[1][sel])
 
     def predictions(self, order) -> Predictions:
         paths = self.data.records["path"].astype(str).to_numpy()
@@ -118,7 +123,8 @@ class _Context:
             variants[variant] = {
                 "id": paths[rows], "group": patients[rows], "true": self.labels[rows],
                 "fold": np.concatenate([np.full(len(c[0]), c[1], dtype=object) for c in self.chunks[variant]]).astype(str),
-                "pred": np.concatenate([np.asarray(c[2], dtype=str) for c in self.chunks[variant]])}
+                "pred": np.concatenate([np.asarray(c[2], dtype=str) for c in self.chunks[variant]]),
+                "proba": np.concatenate([c[3] for c in self.chunks[variant]])}
         return Predictions(variants, {"solver": self.fits, "magnifications": self.present})
 
 
@@ -168,8 +174,8 @@ class PerMagnification(BreakHisTask):
 
     def fit_at(self, ctx, index, fold, m, train, test) -> None:
         if np.any(ctx.mags[test] == m):
-            pred = ctx.probe(self.params, train, test, fold=fold, magnification=m)
-            ctx.add_by_mag(test, fold, pred, lambda t: (mag(m), "all") if t == m else ())
+            fit = ctx.probe(self.params, train, test, fold=fold, magnification=m)
+            ctx.add_by_mag(test, fold, fit, lambda t: (mag(m), "all") if t == m else ())
 
     def summary(self, variants, ctx) -> dict:
         return {"magnification_mean": mag_mean(variants, [mag(m) for m in MAGNIFICATIONS])}
@@ -194,8 +200,8 @@ class LimitedLabels(BreakHisTask):
         subsets = limited_sample(ctx.labels, ctx.data.records["path"].astype(str).to_numpy(), train,
                                  self.params["fractions"], seed)
         for f, rows in subsets.items():
-            pred = ctx.probe(self.params, rows, test, fold=fold, magnification=m, fraction=f, seed=seed)
-            ctx.add_by_mag(test, fold, pred, lambda t, f=f: (f"{mag(m)}-{f}pct", f"all-{f}pct") if t == m else ())
+            fit = ctx.probe(self.params, rows, test, fold=fold, magnification=m, fraction=f, seed=seed)
+            ctx.add_by_mag(test, fold, fit, lambda t, f=f: (f"{mag(m)}-{f}pct", f"all-{f}pct") if t == m else ())
 
     def summary(self, variants, ctx) -> dict:
         return {"magnification_mean": {f"{f}pct": mag_mean(variants, [f"{mag(m)}-{f}pct" for m in MAGNIFICATIONS])
@@ -207,8 +213,8 @@ class CrossMagnification(BreakHisTask):
     """Fit at one magnification, test at all four; ``diag``/``offdiag`` pool same- and cross-scale tests."""
 
     def fit_at(self, ctx, index, fold, m, train, test) -> None:
-        pred = ctx.probe(self.params, train, test, fold=fold, magnification=m)
-        ctx.add_by_mag(test, fold, pred, lambda t: (f"{mag(m)}->{mag(t)}", "diag" if t == m else "offdiag"))
+        fit = ctx.probe(self.params, train, test, fold=fold, magnification=m)
+        ctx.add_by_mag(test, fold, fit, lambda t: (f"{mag(m)}->{mag(t)}", "diag" if t == m else "offdiag"))
 
     def pooled_members(self, variant: str, variants) -> list[str] | None:
         """``diag``/``offdiag`` are the rows of the same- or cross-magnification variants, pooled."""

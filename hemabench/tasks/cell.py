@@ -9,6 +9,7 @@ import numpy as np
 from hemabench.errors import HemabenchError
 from hemabench.protocols import fit_probe, knn_predict
 from hemabench.protocols.probe import probe_param_problem
+from hemabench.results.calibration import SLICE_FRACTION, align_proba, held_out_slice
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices, per_fold
 from hemabench.tasks.needs import Needs
 
@@ -37,18 +38,33 @@ class ProbeTask(Task):
 
 @dataclass(frozen=True)
 class CellProbe(ProbeTask):
+    def check_params(self) -> str | None:
+        fraction, seed = self.params["calibration_slice"], self.params["calibration_seed"]
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+            return f"calibration_slice must be a fraction between 0 and 1, got {fraction!r}"
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            return f"calibration_seed must be an integer, got {seed!r}"
+        return super().check_params()
+
     def evaluate(self, data: TaskInput) -> Predictions:
         labels = data.records[self.label_column].to_numpy()
         features = np.asarray(data.features, dtype=np.float32)
 
-        solver_runs = []
+        solver_runs, scored = [], self.result_labels(data)
+        fraction, seed = self.params["calibration_slice"], self.params["calibration_seed"]
+
+        def probe(train, rows, info=None):
+            pred, proba = fit_probe(features[train], labels[train], features[rows], device=data.device, info=info,
+                                    **probe_kwargs(self.params))  # info records non-convergence per fold
+            return pred, align_proba(proba, np.unique(labels[train].astype(str)), scored)
 
         def fit_predict(train, test):
             info: dict = {}
-            pred, _ = fit_probe(features[train], labels[train], features[test], device=data.device, info=info,
-                                **probe_kwargs(self.params))  # info records non-convergence per fold
+            pred, proba = probe(train, test, info)
             solver_runs.append(info)
-            return {"probe": pred}
+            held = held_out_slice(train, labels.astype(str), seed, fraction)  # temperature scaling: training cells only
+            _, held_proba = probe(np.setdiff1d(train, held), held, {})
+            return {"probe": {"pred": pred, "proba": proba, "slice": (held, held_proba, fraction, seed)}}
 
         out = per_fold(data, labels, fit_predict, desc=self.name)
         out.extra["solver"] = solver_runs  # per fold: C, iterations, stopping status
@@ -81,11 +97,13 @@ class CellKnn(Task):
         return per_fold(data, labels, fit_predict, desc=self.name)
 
 
+# version 2: stores class probabilities and a held-out training slice per fold (calibration, temperature scaling)
 TASKS.add("cell-probe", CellProbe(
     name="cell-probe", version=2, datasets=CELL_NEEDS.registered(), needs=CELL_NEEDS,
     protocol="docs/protocols.md#cell-probe",
     description="Multinomial logistic regression (lbfgs, max_iter 1000, C = M*K/100) on raw embeddings",
-    main_metric="probe/balanced_accuracy", variants=("probe",), params=dict(PROBE_PARAMS), method=PROBE_METHOD,
+    main_metric="probe/balanced_accuracy", variants=("probe",), params={**PROBE_PARAMS, "calibration_slice": SLICE_FRACTION, "calibration_seed": 0},
+    method=PROBE_METHOD,
     citation=CITATION,
 ))
 TASKS.add("cell-knn", CellKnn(

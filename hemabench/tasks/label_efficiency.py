@@ -19,9 +19,11 @@ from hemabench.protocols.fewshot import (
     support_permutations,
     sweep,
 )
+from hemabench.results.calibration import SLICE_FRACTION
 from hemabench.results.scoring import expand_confusion
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
 from hemabench.tasks.needs import Needs
+from hemabench.tasks.recorded import recorded_variants
 
 CITATION = "Wenderoth et al., transferable hematological cell classification"
 VARIANT = re.compile(r"^(?P<clf>[^/]+)/n=(?P<n>\d+)$")
@@ -110,7 +112,12 @@ class LabelEfficiency(Task):
                        settings={c: p[c] for c in p["classifiers"]}, progress=data.progress,
                        desc=f"{self.name} {data.dataset}")
         variants = sweep_variants(result, p["repetitions"])
-        return Predictions(variants, extra={"repetition_sem": repetition_sem(variants, self.result_labels(data)),
+        recorded = recorded_variants(np.asarray(data.features), labels, data.records["path"].to_numpy().astype(str),
+                                     perms[p["calibration"]["repetition"]], train, test, self.result_labels(data),
+                                     p["calibration"], p["seed"], {c: p[c] for c in p["calibration"]["classifiers"]}
+                                     ) if p.get("calibration") else {}
+        return Predictions({**variants, **recorded}, extra={
+            "repetition_sem": repetition_sem(variants, self.result_labels(data)),
             "support_seed": p["seed"], "support_hash": support_hash(perms, data.records["path"].to_numpy()),
             "effective_n": {str(n): v for n, v in result["effective_n"].items()},
             "auc_max_n": saturation_n(perms, tuple(p["n_grid"])), "fits": result["fits"],
@@ -131,14 +138,17 @@ class LabelEfficiency(Task):
 PARAMS = {  # svm / lr / knn: the scikit-learn keywords each classifier is built with
     "n_grid": list(N_GRID), "repetitions": 100, "seed": 0, "classifiers": list(CLASSIFIERS),
     **{name: dict(settings) for name, settings in REFERENCE_SETTINGS.items()},
+    "calibration": {"repetition": 0, "n": 50, "classifiers": ["svm", "lr"], "slice": SLICE_FRACTION, "slice_seed": 0},
 }
 METHOD = {
     "pipeline": "Yeo-Johnson power transform with standardisation -> PCA (all components) -> classifier",
     "prediction": "argmax of predicted probabilities",
     "auc": "normalised area under balanced accuracy over log2(n), n up to the first n that uses every training item",
     "intervals": "ci95: bootstrap of the mean over repetitions; spread95: 2.5-97.5 percentiles of single repetitions",
+    "calibration": "repetition `calibration.repetition` at n = `calibration.n` refitted with per-cell probabilities "
+                   "(calibration metrics); the temperature slice is drawn from training cells outside its support set",
 }
-
+# version 2: one recorded repetition (n=50, SVM and LR) with per-cell probabilities, for calibration
 NEEDS = Needs(frozenset({"cell-labels"}), split="holdout-70-30")
 TASKS.add("label-efficiency", LabelEfficiency(
     name="label-efficiency", version=2, datasets=NEEDS.registered(), needs=NEEDS,

@@ -144,7 +144,7 @@ TASKS.add("bm-to-blood", BoneMarrowToBlood(
                 "class mapping (direct transfer), and fitted on n target cells per class (domain adaptation)",
     main_metric="direct/balanced_accuracy", detail_variant="direct", variants=("direct", *(f"adapt/n={n}" for n in N_GRID)),
     splits=NEEDS.registered_splits(), sources=NEEDS.registered_sources(),
-    params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn")},
+    params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn", "calibration")},
             "source_per_class": 250, "mapping": "bm-to-blood"},
     method={**METHOD, "classifier": "svm (the label-efficiency SVM pipeline), for direct transfer and adaptation"},
     citation=CITATION,

@@ -1,0 +1,101 @@
+"""Hard cells: test cells that (nearly) every encoder on a board misclassifies.
+
+A cell that at least ``THRESHOLD`` of the board's encoders get wrong is a candidate label
+error or a truly ambiguous cell; a lab wants to look at it. Per board (from the stored
+per-sample predictions of the detail variant): the cells with their true label and the
+most common wrong label, the share of each class's test cells that are hard, and whether
+the hard cells cluster in a few classes. Boards whose results hold confusion matrices only
+(repeated few-shot fits) have no per-cell predictions and get no section.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pandas as pd
+
+from hemabench.leaderboard.collect import Board
+from hemabench.leaderboard.tables import as_table, pct, plain
+from hemabench.results import Result
+
+THRESHOLD = 0.8  # share of encoders that misclassify a cell
+MIN_ENCODERS = 2  # with one encoder every error would be "hard"
+SHOWN = 60  # cells listed (and thumbnailed) per board
+CLUSTER = 0.8  # "clustered": this share of hard cells lies in at most a third of the classes
+
+
+def _cells(result: Result) -> dict[tuple[str, str], tuple[str, str]] | None:
+    """(fold, id) -> (true, pred) of the detail variant, or None without per-sample predictions."""
+    p = result.variant_predictions(result.detail_variant) or {}
+    if not all(k in p for k in ("id", "fold", "true", "pred")):
+        return None
+    return {(str(f), str(i)): (str(t), str(q)) for i, f, t, q in zip(p["id"], p["fold"], p["true"], p["pred"])}
+
+
+def hard_cells(predictions: dict[str, dict], threshold: float = THRESHOLD) -> pd.DataFrame:
+    """``predictions``: encoder -> {(fold, id): (true, pred)}. Cells every encoder predicted, that at
+    least ``threshold`` of them misclassify: columns fold, id, true, wrong (most common wrong label;
+    ties: alphabetical), n_wrong, n_encoders."""
+    encoders = list(predictions)
+    common = set.intersection(*(set(p) for p in predictions.values())) if encoders else set()
+    need = math.ceil(threshold * len(encoders) - 1e-9)
+    rows = []
+    for key in sorted(common):
+        true = predictions[encoders[0]][key][0]
+        wrong = [p[key][1] for p in predictions.values() if p[key][1] != p[key][0]]
+        if len(wrong) >= need and wrong:
+            top = sorted(Counter(wrong).items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+            rows.append({"fold": key[0], "id": key[1], "true": true, "wrong": top, "n_wrong": len(wrong),
+                         "n_encoders": len(encoders)})
+    return pd.DataFrame(rows, columns=["fold", "id", "true", "wrong", "n_wrong", "n_encoders"])
+
+
+def class_shares(hard: pd.DataFrame, predictions: dict[str, dict]) -> pd.DataFrame:
+    """Per true class: test cells, hard cells, their share of the class and of all hard cells."""
+    first = next(iter(predictions.values()))
+    common = set.intersection(*(set(p) for p in predictions.values()))
+    totals = Counter(first[k][0] for k in common)
+    counts = Counter(hard["true"])
+    frame = pd.DataFrame({"test cells": totals, "hard cells": {c: counts.get(c, 0) for c in totals}}).fillna(0)
+    frame["share of class"] = frame["hard cells"] / frame["test cells"]
+    frame["share of hard cells"] = frame["hard cells"] / max(len(hard), 1)
+    return frame.sort_values(["hard cells", "share of class"], ascending=False)
+
+
+def clustering(shares: pd.DataFrame, n_hard: int) -> dict:
+    """The fewest classes holding ``CLUSTER`` of the hard cells, and whether that is few."""
+    if n_hard == 0:
+        return {"classes": [], "k": 0, "of": len(shares), "clustered": False}
+    cumulative = shares["hard cells"].cumsum() / n_hard
+    k = int((cumulative < CLUSTER - 1e-12).sum()) + 1
+    return {"classes": list(shares.index[:k]), "k": k, "of": len(shares), "clustered": k <= max(1, len(shares) // 3)}
+
+
+def _dataset_of(board: Board, fold: str) -> str:
+    """Cross-dataset folds (``source->target``) hold the target's cells."""
+    return fold.split("->", 1)[1] if "->" in fold else board.dataset
+
+
+def hardcells_section(board: Board, site) -> dict | None:
+    predictions = {e: cells for e, entry in board.entries.items() if (cells := _cells(entry.result)) is not None}
+    if not predictions:
+        return None
+    if len(predictions) < MIN_ENCODERS:
+        return {"note": f"needs per-cell predictions of at least {MIN_ENCODERS} encoders; this board has "
+                        f"{len(predictions)}", "cells": [], "shares": None}
+    hard = hard_cells(predictions)
+    shares = class_shares(hard, predictions)
+    cluster = clustering(shares, len(hard))
+    cells = [{"id": r.id, "fold": r.fold, "true": r.true, "wrong": r.wrong,
+              "votes": f"{r.n_wrong}/{r.n_encoders}", "thumb": site.thumbnail(_dataset_of(board, r.fold), r.id, "JPEG")}
+             for r in hard.sort_values(["true", "n_wrong", "id"], ascending=[True, False, True]).head(SHOWN).itertuples()]
+    table = shares.copy()
+    for column in ("share of class", "share of hard cells"):
+        table[column] = table[column].map(lambda v: plain(pct(v), v))
+    need = math.ceil(THRESHOLD * len(predictions) - 1e-9)
+    return {"note": f"cells misclassified by at least {need} of {len(predictions)} encoders "
+                    f"({pct(THRESHOLD, 0)}%); variant {board.first.detail_variant}",
+            "n_hard": len(hard), "n_test": int(shares["test cells"].sum()), "shown": len(cells), "cells": cells,
+            "cluster": cluster, "cluster_share": pct(CLUSTER, 0),
+            "shares": as_table(table, "hard-classes", "hard cells per true class", index_name="class")}
