@@ -65,11 +65,12 @@ def predictions_sha256(result: dict) -> str:
 
 
 def ci_reproducible(result: dict) -> bool:
+    from hemabench.results import Result, ResultError
     from hemabench.submissions.check import reproducible
 
     try:
-        return reproducible(result) == ""
-    except (KeyError, TypeError):
+        return reproducible(Result.of(result)) == ""
+    except (ResultError, KeyError, TypeError):
         return False
 
 

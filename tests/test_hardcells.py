@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from hemabench.leaderboard.hardcells import class_shares, clustering, hard_cells
+from hemabench.results import Result
 
 
 def test_eighty_percent_rule_and_most_common_wrong_label():
@@ -81,10 +82,13 @@ def test_shift_matrix_from_per_fold_values():
     from hemabench.leaderboard.shift import shift_matrix
 
     fold_order = ["x", "y"]
-    result = {"predictions": {"in-domain": {"fold": ["x", "x", "y"]}, "shifted": {"fold": ["x->y", "y->x", "y->x"]}},
-              "metrics": {"in-domain/balanced_accuracy": {"values": [0.9, 0.8]},
-                          "shifted/balanced_accuracy": {"values": [0.5, 0.4]}},
-              "extra": {"panel": fold_order}}
+    result = Result.from_dict({
+        "task": "blood-shift", "task_version": 1, "dataset": "synth-blood", "encoder": {"name": "e"},
+        "main_metric": "shifted/balanced_accuracy",
+        "predictions": {"in-domain": {"fold": ["x", "x", "y"]}, "shifted": {"fold": ["x->y", "y->x", "y->x"]}},
+        "metrics": {"in-domain/balanced_accuracy": {"values": [0.9, 0.8]},
+                    "shifted/balanced_accuracy": {"values": [0.5, 0.4]}},
+        "extra": {"panel": fold_order}})
     m = shift_matrix(result, "balanced_accuracy")
     assert m.loc["x", "x"] == 0.9 and m.loc["y", "y"] == 0.8 and m.loc["x", "y"] == 0.5 and m.loc["y", "x"] == 0.4
 
@@ -97,12 +101,12 @@ def test_calibration_table_on_a_probabilistic_board():
 
     board = Board(("aml-mil", "synth-aml"))
     for i, encoder in enumerate(("enc-a", "enc-b")):
-        result = tl.mil_result(encoder, 0.8 - 0.3 * i, i)
-        board.entries[encoder] = type("E", (), {"result": result, "main": result["metrics"][result["main_metric"]]})()
+        result = Result.from_dict(tl.mil_result(encoder, 0.8 - 0.3 * i, i))
+        board.entries[encoder] = type("E", (), {"result": result, "main": result.main})()
     table = calibration_table(board)
     assert [c["text"] for c in table["columns"]] == ["encoder", "variant", "ECE", "ECE (temperature-scaled)", "Brier",
                                                     "AURC"]
     first = table["rows"][0]
-    ece = board.entries["enc-a"].result["metrics"]["amil/ece"]["mean"]
+    ece = board.entries["enc-a"].result.metrics["amil/ece"]["mean"]
     assert first["head"]["text"] == "enc-a" and first["cells"][1]["data"]["mean"] == repr(ece)
     assert first["cells"][2]["text"] == "–"  # no training slice stored: no temperature-scaled number

@@ -60,7 +60,22 @@ def assert_each_param_matters(base, data, changes: dict) -> None:
 def test_cell_probe_params_each_change_the_fit():
     data = cells()
     assert_each_param_matters(TASKS.get("cell-probe"), data, {
-        "solver": "sklearn", "C": 1e-4, "max_iter": 2, "standardise": True})
+        "solver": "sklearn", "C": 1e-4, "max_iter": 2, "standardise": True, "calibration_slice": 0.5,
+        "calibration_seed": 3})
+
+
+def test_blood_shift_params_each_change_the_matrix_or_are_rejected():
+    base = TASKS.get("blood-shift")
+    data = cells(dataset="synth-blood", holdout=True)
+    data.panel = {"synth-blood-b": cells(dataset="synth-blood-b", holdout=True, seed=5)}
+    reference = outcome(base, data)
+    changes = {"solver": "sklearn", "C": 1e-4, "max_iter": 2, "standardise": True, "calibration_slice": 0.5,
+               "calibration_seed": 3}
+    assert set(changes) | {"mapping"} == set(base.params)
+    for key, value in changes.items():
+        assert outcome(base.with_params(**{key: value}), data) != reference, f"blood-shift: {key} changed nothing"
+    with pytest.raises(HemabenchError, match="mapping 'nope' is not a file"):
+        base.with_params(mapping="nope")
 
 
 def test_cell_knn_params_each_change_the_predictions():
@@ -78,7 +93,8 @@ def test_label_efficiency_params_each_change_the_sweep(one_job):
     assert_each_param_matters(base, data, {
         "n_grid": [1, 2], "repetitions": 3, "seed": 1, "classifiers": ["svm", "lr"],
         "svm": {**base.params["svm"], "C": 0.01}, "lr": {**base.params["lr"], "C": 0.001},
-        "knn": {"n_neighbors": 1, "weights": "uniform"}})
+        "knn": {"n_neighbors": 1, "weights": "uniform"},
+        "calibration": {**base.params["calibration"], "repetition": 1}})
 
 
 def test_transfer_params_each_change_the_sweep(one_job, tmp_path, monkeypatch):
@@ -136,7 +152,7 @@ def aml_input() -> TaskInput:
     parts = [fold[r[0]] for r in rows]
     rotations = [{"train": [f"f{(i + 2) % 5}", f"f{(i + 3) % 5}", f"f{(i + 4) % 5}"], "val": [f"f{(i + 1) % 5}"],
                   "test": [f"f{i}"]} for i in range(2)]
-    data = _input(label, features, parts, rotations, "synth-aml", patient=[r[0] for r in rows])
+    data = _input(label, features, parts, rotations, "synth-aml", patient=[r[0] for r in rows], bag_label=label)
     blasts = {p: (5.0 if i % 4 == 0 else 40.0) for i, (p, _) in enumerate(patients)}  # some AML, some controls low
     data.patients = pd.DataFrame({c: [blasts[p] / 3 for p, _ in patients] for c in BLAST_COLUMNS},
                                  index=[p for p, _ in patients])
