@@ -65,11 +65,11 @@ def predictions_sha256(result: dict) -> str:
 
 
 def ci_reproducible(result: dict) -> bool:
-    from hemabench.results import Result, ResultError
+    from hemabench.results import ResultError
     from hemabench.submissions.check import reproducible
 
     try:
-        return reproducible(Result.of(result)) == ""
+        return reproducible(result) == ""
     except (ResultError, KeyError, TypeError):
         return False
 

@@ -152,14 +152,15 @@ def test_demo_suite_plans_the_cell_tasks_and_full_leaves_the_sample_out():
 
     demo = load_suite("demo")
     assert {t for t, d in demo.plan() if d == "acevedo-mini"} == {"cell-probe", "cell-knn", "label-efficiency"}
-    assert demo.dataset_task_params["acevedo-mini"]["label-efficiency"] == {"n_grid": [1, 5, 10]}
+    assert demo.dataset_task_params["acevedo-mini"]["label-efficiency"]["n_grid"] == [1, 5, 10]
     assert "acevedo-mini" not in load_suite("full").datasets  # full = datasets under a data root
 
 
 def test_reproducible_in_ci():
     from hemabench.submissions.check import reproducible
 
-    result = {"encoder": {"name": "handcrafted"}, "dataset": "acevedo-mini"}
+    result = {"task": "cell-probe", "task_version": 2, "dataset": "acevedo-mini", "encoder": {"name": "handcrafted"},
+              "main_metric": "probe/balanced_accuracy", "metrics": {"probe/balanced_accuracy": {}}}
     assert reproducible(result) == ""
     assert reproducible({**result, "dataset": "acevedo"}).startswith("dataset is not embedded")
 
@@ -179,8 +180,10 @@ def test_label_efficiency_records_and_uses_the_cut_grid(demo_label_efficiency):
     _, result = demo_label_efficiency
     params = result["task_metadata"]["params"]
     assert params["n_grid"] == [1, 5, 10] and params["repetitions"] == 10
-    ns = {int(v.split("=")[1]) for v in result["predictions"]}
+    ns = {int(v.split("=")[1]) for v in result["predictions"] if "/rep" not in v}  # the sweep's variants
     assert ns == {1, 5, 10}  # every recorded grid value was computed, and nothing else
+    recorded = {v for v in result["predictions"] if "/rep" in v}  # calibration: one repetition at the largest n
+    assert recorded == {"svm/n=10/rep000", "lr/n=10/rep000"} and params["calibration"]["n"] == 10
     assert result["extra"]["effective_n"]["10"] == dict.fromkeys(result["labels"], 10)
     assert (result["extra"]["n_train"], result["extra"]["n_test"]) == (160, 40)
     assert result["task_metadata"]["detail_variant"] == "svm/n=10"

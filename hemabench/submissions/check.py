@@ -34,11 +34,12 @@ def reference_files(submissions: Path, encoders: list[str] | None = None) -> lis
                   if not encoders or p.parents[2].name in encoders)
 
 
-def reproducible(result: Result) -> str:
+def reproducible(result: Result | dict) -> str:
     """'' when CI can re-run this result, else why not."""
     from hemabench.datasets import DATASETS
     from hemabench.encoders import ENCODERS
 
+    result = Result.of(result)
     name, dataset = result.encoder, result.dataset
     if name not in ENCODERS or not ENCODERS.get(name).is_offline:
         return "encoder needs downloaded weights"
