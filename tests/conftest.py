@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -15,6 +16,18 @@ sys.path.insert(0, str(Path(__file__).parent))  # the fixture-tree builders in t
 # One cache for the whole session, so the synthetic demo is generated once per test run.
 os.environ.setdefault("HEMABENCH_CACHE", tempfile.mkdtemp(prefix="hemabench-test-cache-"))
 os.environ.pop("HEMABENCH_DATA", None)
+
+
+REFERENCES = Path(__file__).resolve().parents[1] / "submissions"
+
+
+def copy_reference_submission(tmp_path: Path, result: str) -> Path:
+    """A copy of the handcrafted reference submission holding one of its results (``results/<task>/<file>``)."""
+    folder = tmp_path / "submissions" / "handcrafted"
+    (folder / Path(result).parent).mkdir(parents=True)
+    shutil.copy2(REFERENCES / "handcrafted" / "encoder.yaml", folder)
+    shutil.copy2(REFERENCES / "handcrafted" / result, folder / result)
+    return folder
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 import trees
+from conftest import copy_reference_submission
 
 from hemabench.submissions import validate_paths
 
@@ -22,11 +22,7 @@ BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 
 @pytest.fixture
 def submission(tmp_path) -> Path:
-    folder = tmp_path / "submissions" / "handcrafted"
-    (folder / "results" / "cell-probe").mkdir(parents=True)
-    shutil.copy2(REFERENCES / "handcrafted" / "encoder.yaml", folder)
-    shutil.copy2(REFERENCES / "handcrafted" / RESULT, folder / RESULT)
-    return folder
+    return copy_reference_submission(tmp_path, RESULT)
 
 
 def one_line_errors(path: Path) -> list[str]:

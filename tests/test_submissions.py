@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import copy_reference_submission
 
 from hemabench.errors import HemabenchError
 from hemabench.submissions import against_base, missing_references, rerun, submit, validate_paths
@@ -21,11 +22,7 @@ RESULT = "results/cell-probe/synth-bm.json"
 @pytest.fixture
 def submission(tmp_path) -> Path:
     """A copy of the handcrafted reference submission holding one small result."""
-    folder = tmp_path / "submissions" / "handcrafted"
-    (folder / "results" / "cell-probe").mkdir(parents=True)
-    shutil.copy2(REFERENCES / "handcrafted" / "encoder.yaml", folder)
-    shutil.copy2(REFERENCES / "handcrafted" / RESULT, folder / RESULT)
-    return folder
+    return copy_reference_submission(tmp_path, RESULT)
 
 
 def errors(path: Path) -> list[str]:

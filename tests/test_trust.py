@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import copy_reference_submission
 
 from hemabench import trust
 from hemabench.submissions.recompute import recompute
@@ -23,11 +23,7 @@ RESULT = "results/cell-probe/synth-blood.json"
 
 @pytest.fixture
 def submission(tmp_path) -> Path:
-    folder = tmp_path / "submissions" / "handcrafted"
-    (folder / "results" / "cell-probe").mkdir(parents=True)
-    shutil.copy2(REFERENCES / "handcrafted" / "encoder.yaml", folder)
-    shutil.copy2(REFERENCES / "handcrafted" / RESULT, folder / RESULT)
-    return folder
+    return copy_reference_submission(tmp_path, RESULT)
 
 
 def consistent(result: dict) -> dict:

@@ -121,7 +121,9 @@ def _kfold_problems(shown: str, entry: dict, pairs: dict) -> list[Problem]:
     predict one magnification), else for each variant on its own."""
     if entry.get("tests"):
         union = {pair: None for found in pairs.values() for pair in found}
-        groups = {"predictions": union} if union else {}
+        # a task that tests on some folds only (label-efficiency: fold 0): each was matched to its registered set
+        every_fold = {fold for _, fold in union} == set(entry["tests"])
+        groups = {"predictions": union} if union and every_fold else {}
     else:
         groups = {f'predictions["{variant}"]': found for variant, found in pairs.items()}
     problems = []
@@ -206,6 +208,8 @@ def integrity_problems(result: dict, shown: str) -> list[Problem]:
         return [Problem(shown, "split.fingerprint", f"{split.get('fingerprint')} is not the registered fingerprint "
                                                     f"{entry.get('fingerprint')} of {result['dataset']} "
                                                     f"{split.get('name')} v{split.get('version')}")]
+    if task.panel_for(result["dataset"]):
+        return _panel_problems(result, shown)
     column = task.label_column
     problems, pooled = _pooled_problems(result, shown, task)
     found, pairs = _sample_problems(result, shown, entry, column, pooled)
@@ -220,33 +224,65 @@ def integrity_problems(result: dict, shown: str) -> list[Problem]:
 
 def _source_problems(result: dict, shown: str) -> list[Problem]:
     """A cross-dataset task's training split must be registered too (its fingerprint, at least)."""
+    source = result.get("source_split")
+    return _member_problems(source, shown, "source_split") if source else []
+
+
+def _member_problems(member: dict, shown: str, field: str) -> list[Problem]:
+    """A further split a result used (source, panel member): registered, with the registered fingerprint."""
     from hemabench.datasets import DATASETS
 
-    source = result.get("source_split")
-    if not source:
-        return []
-    name = str(source.get("dataset"))
-    entry = registered(name, str(source.get("name")), source.get("version"))
+    name = str(member.get("dataset"))
+    entry = registered(name, str(member.get("name")), member.get("version"))
     if entry is None:
         level = "error" if name in DATASETS and DATASETS.get(name).synthetic else "warning"
-        return [Problem(shown, "source_split", f"{name} {source.get('name')} v{source.get('version')} has no "
-                                               f"registered fingerprint: accepted only as an {UNREGISTERED}, "
-                                               "never ranked", level)]
-    if source.get("fingerprint") != entry.get("fingerprint"):
-        return [Problem(shown, "source_split.fingerprint", f"{source.get('fingerprint')} is not the registered "
-                                                           f"fingerprint {entry.get('fingerprint')} of {name} "
-                                                           f"{source.get('name')} v{source.get('version')}")]
+        return [Problem(shown, field, f"{name} {member.get('name')} v{member.get('version')} has no "
+                                      f"registered fingerprint: accepted only as an {UNREGISTERED}, "
+                                      "never ranked", level)]
+    if member.get("fingerprint") != entry.get("fingerprint"):
+        return [Problem(shown, f"{field}.fingerprint", f"{member.get('fingerprint')} is not the registered "
+                                                       f"fingerprint {entry.get('fingerprint')} of {name} "
+                                                       f"{member.get('name')} v{member.get('version')}")]
     return []
 
 
+def _panel_problems(result: dict, shown: str) -> list[Problem]:
+    """A panel task (blood-shift): every member split registered; per variant and fold (a dataset, or
+    ``source->target``) unique ids, no more of them than the target's registered test set holds.
+    Which cells a fold may hold depends on the class mapping, so membership itself is recomputed
+    by ``validate`` from the data (the synthetic twins always; real data under --data-root)."""
+    members = [result.get("split") or {}, *(result.get("panel_splits") or [])]
+    problems = [p for i, m in enumerate(members[1:]) for p in _member_problems(m, shown, f"panel_splits[{i}]")]
+    sizes = {}
+    for m in members:
+        entry = registered(str(m.get("dataset")), str(m.get("name")), m.get("version")) or {}
+        tests = entry.get("tests") or {}
+        sizes[str(m.get("dataset"))] = sum(int(t["records"]["n"]) for t in tests.values()) if tests else None
+    for variant, columns in (result.get("predictions") or {}).items():
+        frame = pd.DataFrame({"id": list(map(str, columns.get("id") or [])),
+                              "fold": list(map(str, columns.get("fold") or []))})
+        for fold, rows in frame.groupby("fold", sort=True):
+            where, target = f'predictions["{variant}"] fold {fold}', fold.rpartition("->")[2]
+            if target not in sizes:
+                problems.append(Problem(shown, where, f"{target!r} is not a dataset of the panel ({', '.join(sizes)})"))
+            elif rows["id"].duplicated().any():
+                problems.append(Problem(shown, where, f"ids are not unique ({int(rows['id'].duplicated().sum())} "
+                                                      "repeated)"))
+            elif sizes[target] is not None and len(rows) > sizes[target]:
+                problems.append(Problem(shown, where, f"{len(rows)} test cells, more than the {sizes[target]} of "
+                                                      f"{target}'s registered test set"))
+    return problems
+
+
 def split_status(result: dict) -> str:
-    """'registered' when the result's split (and source split) can be tied to the registry, else UNREGISTERED."""
-    split, source = result.get("split") or {}, result.get("source_split")
+    """'registered' when the result's split (and source or panel splits) can be tied to the registry, else
+    UNREGISTERED."""
+    split = result.get("split") or {}
     entry = registered(str(result.get("dataset")), str(split.get("name")), split.get("version"))
     ok = fully_registered(entry) and entry.get("fingerprint") == split.get("fingerprint")
-    if ok and source:
-        source_entry = registered(str(source.get("dataset")), str(source.get("name")), source.get("version"))
-        ok = bool(source_entry) and source_entry.get("fingerprint") == source.get("fingerprint")
+    for member in ([result["source_split"]] if result.get("source_split") else []) + list(result.get("panel_splits") or []):
+        member_entry = registered(str(member.get("dataset")), str(member.get("name")), member.get("version"))
+        ok = ok and bool(member_entry) and member_entry.get("fingerprint") == member.get("fingerprint")
     return "registered" if ok else UNREGISTERED
 
 

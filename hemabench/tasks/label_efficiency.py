@@ -114,8 +114,8 @@ class LabelEfficiency(Task):
         variants = sweep_variants(result, p["repetitions"])
         recorded = recorded_variants(np.asarray(data.features), labels, data.records["path"].to_numpy().astype(str),
                                      perms[p["calibration"]["repetition"]], train, test, self.result_labels(data),
-                                     p["calibration"], p["seed"], {c: p[c] for c in p["calibration"]["classifiers"]}
-                                     ) if p.get("calibration") else {}
+                                     p["calibration"], p["seed"], {c: p[c] for c in p["calibration"]["classifiers"]},
+                                     fold=rotation["test"][0]) if p.get("calibration") else {}
         return Predictions({**variants, **recorded}, extra={
             "repetition_sem": repetition_sem(variants, self.result_labels(data)),
             "support_seed": p["seed"], "support_hash": support_hash(perms, data.records["path"].to_numpy()),

@@ -23,13 +23,13 @@ def recorded_name(classifier: str, n: int, repetition: int) -> str:
 
 def recorded_variants(features: np.ndarray, labels: np.ndarray, paths: np.ndarray, perm: dict, train: np.ndarray,
                       test: np.ndarray, scored: list[str], settings: dict, seed: int,
-                      classifier_settings: dict | None = None) -> dict[str, dict]:
+                      classifier_settings: dict | None = None, fold: str = "test") -> dict[str, dict]:
     """``settings``: repetition, n, classifiers, slice (fraction), slice_seed (the task's ``calibration``);
-    ``classifier_settings``: classifier -> keywords, as the sweep builds them."""
+    ``classifier_settings``: classifier -> keywords, as the sweep builds them; ``fold``: the split's test
+    part the cells belong to (the repetition is in the variant's name)."""
     support = support_set(perm, settings["n"])
     held = held_out_slice(np.setdiff1d(train, support), labels, settings["slice_seed"], settings["slice"])
     rows = np.concatenate([test, held])
-    fold = f"rep{settings['repetition']:03d}"
     out = {}
     for clf, (classes, proba) in fit_proba(features[support], labels[support], features[rows],
                                           tuple(settings["classifiers"]), seed, classifier_settings).items():
