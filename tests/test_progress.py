@@ -7,7 +7,8 @@ import re
 from hemabench.runner import RunOptions, run_plan
 
 PLAN = [("cell-probe", "synth-bm"), ("cell-knn", "synth-bm"), ("label-efficiency", "synth-bm"),
-        ("bm-to-blood", "synth-blood"), ("aml-mil", "synth-aml")]
+        ("bm-to-blood", "synth-blood"), ("aml-mil", "synth-aml"), ("breakhis-binary", "synth-breakhis"),
+        ("blood-shift", "synth-blood")]
 LIGHT = {"label-efficiency": {"repetitions": 2}, "bm-to-blood": {"repetitions": 2},
          "aml-mil": {"seeds": 1, "max_epochs": 2, "patience": 1}}
 BARS = {  # the bar of each protocol: its label, and its final count (done/total with the unit)
@@ -17,6 +18,8 @@ BARS = {  # the bar of each protocol: its label, and its final count (done/total
     "bm-to-blood synth-blood direct": r"(\d+)/\1 \[.*fit",
     "bm-to-blood synth-blood adapt": r"(\d+)/\1 \[.*fit",
     "aml-mil synth-aml": r"10/10 \[.*run",  # 5 rotations x 1 seed x 2 heads
+    "breakhis-binary synth-breakhis": r"(\d+)/\1 \[.*fold x mag",
+    "blood-shift synth-blood": r"3/3 \[.*source",  # synth-bm, synth-blood, synth-blood-b
 }
 
 
@@ -28,6 +31,7 @@ def test_every_protocol_shows_a_bar_and_quiet_shows_none(tmp_path, capsys):
     for label, final in BARS.items():
         assert re.search(re.escape(label) + r": 100%\|.*" + final, err), label
     assert re.search(r"amil \S+/s0: .*epoch", err)  # the epochs of one MIL run
+    assert re.search(r"cell-probe synth-bm L-BFGS: .*\d+/1000 \[.*iter", err)  # iterations within a fold
 
     report = run_plan(["handcrafted"], PLAN, RunOptions(out=tmp_path / "b", device="cpu", progress=False,
                                                         task_params=LIGHT))

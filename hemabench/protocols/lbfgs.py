@@ -135,12 +135,13 @@ class _LineSearch:
         return False
 
 
-def lbfgs(fg, x, max_iter=MAX_ITER, gtol=TOL, factr=64.0, m=10, maxls=50, maxfun=15000):
+def lbfgs(fg, x, max_iter=MAX_ITER, gtol=TOL, factr=64.0, m=10, maxls=50, maxfun=15000, on_iteration=None):
     """Minimise ``fg(x) -> (float f, tensor grad)`` like scipy's unconstrained L-BFGS-B.
 
     Without bounds L-BFGS-B's generalized Cauchy point is ``x - g`` (first step and after
     a memory reset) and its subspace step is the L-BFGS direction ``-H g``, computed here
     with the two-loop recursion (H0 = I/theta, theta = y'y/s'y).  Returns (x, n_iter, status).
+    ``on_iteration()`` is called after each iteration (a progress bar; it never changes the path).
     """
     f, g = fg(x)
     nfev, n_iter, theta = 1, 0, 1.0
@@ -172,6 +173,8 @@ def lbfgs(fg, x, max_iter=MAX_ITER, gtol=TOL, factr=64.0, m=10, maxls=50, maxfun
             mem, theta = [], 1.0
             continue
         n_iter += 1
+        if on_iteration is not None:
+            on_iteration()
         if n_iter >= max_iter:
             return x, n_iter, "max_iter"
         if nfev > maxfun:

@@ -100,7 +100,9 @@ class TorchLogisticRegression:
         tol: float = TOL,
         device: str | torch.device = "auto",
         dtype: torch.dtype | None = None,
+        on_iteration=None,
     ) -> None:
+        self.on_iteration = on_iteration  # called after each L-BFGS iteration (progress)
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
@@ -130,7 +132,8 @@ class TorchLogisticRegression:
         w0 = torch.zeros(math.prod(shape), dtype=torch.float64, device=device)
         small = n * m * shape[1] < SMALL_PROBLEM  # threads only add overhead (and lose badly on shared cores)
         with cpu_threads(1 if small else None, device):
-            w, self.n_iter_, self.status_ = lbfgs(fg, w0, max_iter=self.max_iter, gtol=self.tol)
+            w, self.n_iter_, self.status_ = lbfgs(fg, w0, max_iter=self.max_iter, gtol=self.tol,
+                                                      on_iteration=self.on_iteration)
         if not self.status_.startswith("converged"):
             warnings.warn(f"L-BFGS stopped without converging ({self.status_}, {self.n_iter_} iterations)",
                           RuntimeWarning, stacklevel=2)  # fmt: skip
@@ -189,6 +192,7 @@ def fit_probe(
     max_iter: int = MAX_ITER,
     standardise: bool = False,
     info: dict | None = None,
+    on_iteration=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fit the DinoBloom probe and return (predicted labels, class probabilities) for test_X.
 
@@ -196,7 +200,8 @@ def fit_probe(
     distinct labels in ``train_y``. ``standardise``: z-score features with training statistics
     first (DinoBloom does not). ``solver='sklearn'`` is the reference ``LogisticRegression``;
     it is given float64 features, as is ours. ``info``, when given, is filled with the solver,
-    C, iteration count and stopping status.
+    C, iteration count and stopping status. ``on_iteration()`` is called after each iteration of
+    the torch solver (a progress bar; scikit-learn's solver reports none).
     """
     n_features, n_classes = np.shape(train_X)[1], len(np.unique(np.asarray(train_y)))
     C = resolve_C(C, n_features, n_classes)
@@ -211,7 +216,7 @@ def fit_probe(
             warnings.filterwarnings("ignore", message="L-BFGS stopped without converging")
             warnings.filterwarnings("ignore", message="lbfgs failed to converge")
         if solver == "torch":
-            model = TorchLogisticRegression(C=C, max_iter=max_iter, device=device)
+            model = TorchLogisticRegression(C=C, max_iter=max_iter, device=device, on_iteration=on_iteration)
             model.fit(train_X, train_y)
         else:
             from sklearn.linear_model import LogisticRegression

@@ -24,6 +24,7 @@ import numpy as np
 from hemabench.errors import HemabenchError
 from hemabench.metrics import aggregate, encode
 from hemabench.protocols import fit_probe
+from hemabench.protocols.progress import progress_bar
 from hemabench.results.calibration import SLICE_FRACTION, align_proba, held_out_slice, slice_payload
 from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices
 from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, CellProbe, probe_kwargs
@@ -103,6 +104,7 @@ class BloodShift(CellProbe):
         columns = {v: {"id": [], "fold": [], "true": [], "pred": [], "proba": []} for v in (IN_DOMAIN, SHIFT)}
         slices = {v: {"id": [], "fold": [], "true": [], "proba": []} for v in (IN_DOMAIN, SHIFT)}
         solver = {}
+        bar = progress_bar(len(labs), f"{self.name} {data.dataset}", data.progress, unit="source")
         for source in labs:
             x, y = source.data.features, source.labels
             held = held_out_slice(source.train, y, seed, fraction)  # training cells only
@@ -127,6 +129,8 @@ class BloodShift(CellProbe):
                 for key, value in (("id", source.data.records["path"].to_numpy()[held]), ("true", y[held]),
                                    ("proba", held_proba), ("fold", np.full(len(held), fold, dtype=object))):
                     slices[variant][key].append(value)
+            bar.update(1)
+        bar.close()
         variants = {}
         for v, cols in columns.items():
             variants[v] = {k: np.concatenate(p) if k == "proba" else np.concatenate(p).astype(str) for k, p in cols.items()}

@@ -17,6 +17,7 @@ import numpy as np
 
 from hemabench.errors import HemabenchError
 from hemabench.protocols import fit_probe
+from hemabench.protocols.progress import progress_bar
 from hemabench.results.calibration import align_proba
 from hemabench.results.scoring import patient_accuracy
 from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices
@@ -152,11 +153,14 @@ class BreakHisTask(ProbeTask):
 
     def evaluate(self, data: TaskInput) -> Predictions:
         ctx = _Context.build(data, self.label_column)
-        for index, fold, train, test in ctx.folds:
-            for m in ctx.present:
-                train_m = train[ctx.mags[train] == m]
-                if len(train_m):
-                    self.fit_at(ctx, index, fold, m, train_m, test)
+        with progress_bar(len(ctx.folds) * len(ctx.present), f"{self.name} {data.dataset}", data.progress,
+                          unit="fold x mag") as bar:
+            for index, fold, train, test in ctx.folds:
+                for m in ctx.present:
+                    train_m = train[ctx.mags[train] == m]
+                    if len(train_m):
+                        self.fit_at(ctx, index, fold, m, train_m, test)
+                    bar.update(1)
         out = ctx.predictions(self.variants)
         out.extra.update(self.summary(out.variants, ctx))
         return out

@@ -9,6 +9,7 @@ import numpy as np
 from hemabench.errors import HemabenchError
 from hemabench.protocols import fit_probe, knn_predict
 from hemabench.protocols.probe import probe_param_problem
+from hemabench.protocols.progress import progress_bar
 from hemabench.results.calibration import SLICE_FRACTION, align_proba, held_out_slice
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices, per_fold
 from hemabench.tasks.needs import Needs
@@ -54,8 +55,10 @@ class CellProbe(ProbeTask):
         fraction, seed = self.params["calibration_slice"], self.params["calibration_seed"]
 
         def probe(train, rows, info=None):
-            pred, proba = fit_probe(features[train], labels[train], features[rows], device=data.device, info=info,
-                                    **probe_kwargs(self.params))  # info records non-convergence per fold
+            with progress_bar(self.params["max_iter"], f"{self.name} {data.dataset} L-BFGS", data.progress,
+                              unit="iter", leave=False) as bar:  # an estimate within seconds, even on 170k cells
+                pred, proba = fit_probe(features[train], labels[train], features[rows], device=data.device, info=info,
+                                        on_iteration=lambda: bar.update(1), **probe_kwargs(self.params))
             return pred, align_proba(proba, np.unique(labels[train].astype(str)), scored)
 
         def fit_predict(train, test):
