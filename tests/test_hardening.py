@@ -91,7 +91,7 @@ def test_leaderboard_rebuild_removes_only_what_it_wrote(tmp_path, cli):
     assert "index.html" in manifest and all((site / f).is_file() for f in manifest)
     (site / "tasks" / "my-notes.txt").write_text("keep me")  # a user's file inside a site folder
     (site / "README.md").write_text("mine")
-    stale = site / manifest[-1]
+    stale = site / next(f for f in reversed(manifest) if f.endswith(".html"))
     stale.write_text("stale page")
     assert cli("leaderboard", "build", "--submissions", REFERENCES, "--out", site, "--no-figures")[0] == 0
     assert (site / "tasks" / "my-notes.txt").read_text() == "keep me" and (site / "README.md").read_text() == "mine"

@@ -51,7 +51,7 @@ def test_reference_results_tie_to_their_registered_split(tmp_path, source):
 
 
 def _keep(p: dict, index) -> None:
-    for key in [k for k in ("id", "fold", "true", "pred", "group") if k in p]:
+    for key in [k for k in ("id", "fold", "true", "pred", "group", "proba") if k in p]:
         p[key] = [p[key][i] for i in index]
 
 
@@ -103,6 +103,7 @@ def test_labels_collapsed_to_one_class_are_rejected(tmp_path):
     def collapse(r):
         p = r["predictions"]["probe"]
         p["true"] = p["pred"] = ["BAS"] * len(p["id"])
+        p.pop("proba"), p.pop("calibration")  # probabilities over the real classes would betray it
         r["labels"] = ["BAS"]
 
     lines = forged(tmp_path, PROBE, collapse)
@@ -125,7 +126,8 @@ def test_diagonal_confusion_stack_instead_of_per_sample_predictions_is_rejected(
 def test_confusion_stack_with_other_row_sums_is_rejected(tmp_path):
     def inflate(r):
         for p in r["predictions"].values():
-            p["confusions"] = [np.diag(np.asarray(c).sum(axis=1) * 2).tolist() for c in p["confusions"]]
+            if "confusions" in p:  # the sweep's variants (the recorded repetition has per-cell predictions)
+                p["confusions"] = [np.diag(np.asarray(c).sum(axis=1) * 2).tolist() for c in p["confusions"]]
 
     lines = forged(tmp_path, EFFICIENCY, inflate)
     assert any(".confusions (fold rep000): rows sum to (BAS 42," in line and "not the registered per-class test "
