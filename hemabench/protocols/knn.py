@@ -61,8 +61,10 @@ def knn_predict(
     batch_size: int = 1024,
     train_chunk: int = 16384,
     dtype: torch.dtype = torch.float64,
+    on_batch=None,
 ) -> dict[int, np.ndarray]:
-    """Predicted labels of ``test_X`` for every k in ``ks`` (one neighbour search for all k)."""
+    """Predicted labels of ``test_X`` for every k in ``ks`` (one neighbour search for all k).
+    ``on_batch(n)`` is called after each batch of ``n`` test rows (a progress bar)."""
     ks = sorted({int(k) for k in ks})
     classes, y_idx = np.unique(np.asarray(train_y), return_inverse=True)
     n_train = len(y_idx)
@@ -81,4 +83,6 @@ def knn_predict(
         neighbours = labels[_nearest(q, train, train_sq, ks[-1], train_chunk)]
         for k in ks:
             out[k][start : start + len(q)] = _vote(neighbours[:, :k], len(classes)).cpu().numpy()
+        if on_batch is not None:
+            on_batch(len(q))
     return {k: classes[idx] for k, idx in out.items()}
