@@ -204,3 +204,20 @@ def test_label_efficiency_recorded_repetition_is_the_sweeps_fit():
         held = set(v["calibration"]["id"])
         assert held and not held & set(paths[test]) and not held & set(paths[support_set(perms[1], 5)])
         assert np.allclose(np.asarray(v["proba"]).sum(axis=1), 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_weighted_replicates_equal_scoring_the_redrawn_cells(seed):
+    """Each bootstrap replicate (integer weights) equals the metric of the cells drawn that often."""
+    rng = np.random.default_rng(seed)
+    n, k = 40, 4
+    z = rng.normal(size=(n, k)) * 2
+    proba = np.round(np.exp(z) / np.exp(z).sum(axis=1, keepdims=True), 2)  # rounded: tied confidences
+    proba /= proba.sum(axis=1, keepdims=True)
+    true = rng.integers(0, k, n)
+    weights = rng.integers(0, 4, (6, n)).astype(float)
+    got = cal.weighted_metrics(weights, true, proba)
+    for b, w in enumerate(weights):
+        rows = np.repeat(np.arange(n), w.astype(int))
+        for name, fn in cal.FNS.items():
+            assert got[name][b] == pytest.approx(fn(true[rows], proba[rows]), abs=1e-12), name

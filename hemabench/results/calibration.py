@@ -132,11 +132,6 @@ def slice_payload(ids, folds, true, proba, fraction: float, seed: int) -> dict:
             "true": [str(t) for t in true], "proba": pack_proba(proba)}
 
 
-def _scores(true_idx: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    return {"ece": ece(true_idx, proba), "classwise_ece": classwise_ece(true_idx, proba),
-            "brier": brier(true_idx, proba), "nll": nll(true_idx, proba)}
-
-
 def _temperatures(p: dict, labels: list[str], folds: np.ndarray) -> dict[str, float]:
     """Per test fold, the temperature fitted on that fold's stored training slice."""
     cal = p.get("calibration")

@@ -26,6 +26,7 @@ from hemabench.metrics import aggregate, encode
 from hemabench.protocols import fit_probe
 from hemabench.protocols.progress import progress_bar
 from hemabench.results.calibration import SLICE_FRACTION, align_proba, held_out_slice, slice_payload
+from hemabench.splits import split_names
 from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices
 from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, CellProbe, probe_kwargs
 from hemabench.tasks.transfer import load_mapping
@@ -211,9 +212,11 @@ def shift_drops(predictions: dict, labels: list[str], seed: int = 0, n_boot: int
     return out
 
 
-SPLITS = {d: "holdout-70-30" for d in ("matek-bm", "matek-blood", "acevedo", "synth-bm", "synth-blood", "synth-blood-b")}
+PANELS = load_mapping("blood-shift")["panels"]
+# every member's 70/30 hold-out where it has one (raabin: its official split)
+SPLITS = {d: "holdout-70-30" for panel in PANELS.values() for d in panel if "holdout-70-30" in split_names(d)}
 TASKS.add("blood-shift", BloodShift(
-    name="blood-shift", version=1, datasets=tuple(load_mapping("blood-shift")["panels"]),
+    name="blood-shift", version=1, datasets=tuple(PANELS),
     protocol="docs/metrics.md#2-acquisition-shift-blood-shift",
     description="Linear probe fitted on one dataset's training split (shared white-cell classes), scored on every "
                 "other dataset's test split: the N x N matrix of balanced accuracy and ECE, and the drop under shift",
