@@ -173,6 +173,28 @@ def test_folds_are_patient_disjoint_and_every_patient_is_tested_once_per_seed(ba
     assert len(ids) == len(set(ids)) == len(bags.patients)  # one seed: each patient once
 
 
+def test_temperature_slice_is_each_runs_validation_patients(bags_input, learned):
+    """The temperature of a run is fitted on its validation patients (the early-stopping fold),
+    never on its test patients; their probabilities come from the restored model."""
+    from hemabench.results.scoring import score_predictions
+
+    bags = make_bags(bags_input)
+    amil = learned.variants["amil"]
+    c = amil["calibration"]
+    assert "validation patients" in c["slice"] and len(c["id"]) == len(bags.patients)  # one seed: each once
+    for rotation in bags_input.rotations:
+        roles = rotation_roles(bags, rotation)
+        run = f"{rotation['test'][0]}/s0"
+        held = {i for i, f in zip(c["id"], c["fold"]) if f == run}
+        assert held == set(bags.patients[roles["val"]])
+        assert not held & {i for i, f in zip(amil["id"], amil["fold"]) if f == run}
+    proba = np.asarray(c["proba"])
+    assert proba.shape == (len(c["id"]), len(LABELS)) and np.allclose(proba.sum(axis=1), 1)
+    metrics = score_predictions({"amil": {k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in amil.items()}},
+                                LABELS, "amil", n_boot=20)["metrics"]
+    assert {"amil/ece", "amil/ece_ts", "amil/nll_ts"} <= set(metrics)
+
+
 def test_a_leaking_split_is_refused(bags_input):
     parts = bags_input.parts.copy()
     first = np.flatnonzero(bags_input.records["patient"] == "P000")

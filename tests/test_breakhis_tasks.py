@@ -90,7 +90,7 @@ def test_binary_variants_carry_ila_and_pla_per_magnification():
     for m in MAGS:
         v = preds.variants[f"{m}x"]
         assert {"id", "fold", "true", "pred", "group"} <= set(v) and all(f"/{m}X/" in i for i in v["id"])
-        assert len(set(map(len, v.values()))) == 1
+        assert len({len(c) for k, c in v.items() if k != "calibration"}) == 1
     assert len(preds.variants["all"]["id"]) == len(set(preds.variants["all"]["id"])) == 16 * 4 * 5
     metrics = scored(task, preds)
     assert metrics[task.main_metric]["mean"] > 0.7 and len(metrics["40x/patient_accuracy"]["values"]) == 5
@@ -150,16 +150,17 @@ def test_limited_task_fits_only_training_patients_and_grows(monkeypatch):
                                                     for v in ["40x", "100x", "200x", "400x", "all"]))
     seen, probe = [], bh._Context.probe
 
-    def spy(self, params, train, test, **tags):
-        seen.append((train, test, tags))
-        return probe(self, params, train, test, **tags)
+    def spy(self, params, train, test, held, fold, **tags):
+        seen.append((train, test, held, {**tags, "fold": fold}))
+        return probe(self, params, train, test, held, fold, **tags)
 
     monkeypatch.setattr(bh._Context, "probe", spy)
     preds = task.evaluate(data)
     patients = data.records["patient"].to_numpy()
-    for train, test, tags in seen:
+    for train, test, held, tags in seen:
         assert not set(patients[train]) & set(patients[test]) and (data.parts[train] != tags["fold"]).all()
         assert (data.records["magnification"].to_numpy()[train] == tags["magnification"]).all()
+        assert not set(patients[held]) & set(patients[test]) and (data.parts[held] != tags["fold"]).all()
     fits = pd.DataFrame(preds.extra["solver"])
     for _, group in fits.groupby(["fold", "magnification"]):
         assert group.sort_values("fraction")["n_train"].is_monotonic_increasing
@@ -167,6 +168,47 @@ def test_limited_task_fits_only_training_patients_and_grows(monkeypatch):
     np.testing.assert_array_equal(preds.variants["400x-100pct"]["pred"], full.variants["400x"]["pred"])
     again = task.evaluate(data)
     np.testing.assert_array_equal(again.variants["all-10pct"]["pred"], preds.variants["all-10pct"]["pred"])
+
+
+def test_temperature_slices_are_held_out_training_patients_and_pooled_variants_refer_to_them(monkeypatch):
+    """Per fit, the slice is whole training patients the temperature fit never saw; ``all`` and
+    ``diag``/``offdiag`` store references to the per-fit slices, which scoring resolves."""
+    from hemabench.results.calibration import resolve_slices
+
+    data = breakhis_input()
+    patients, parts = data.records["patient"].to_numpy(), data.parts
+    fits, fit = [], bh._Context._fit
+
+    def spy(self, params, train, test, log=True, **tags):
+        fits.append((train, test, log))
+        return fit(self, params, train, test, log, **tags)
+
+    monkeypatch.setattr(bh._Context, "_fit", spy)
+    binary = TASKS.get("breakhis-binary").evaluate(data)
+    main, slices = fits[0::2], fits[1::2]  # each probe: its fit, then the temperature fit
+    assert all(log for *_, log in main) and not any(log for *_, log in slices)
+    for (train, test, _), (rest, held, _) in zip(main, slices):
+        assert set(held) < set(train) and not set(patients[rest]) & set(patients[held])  # whole patients out
+        assert set(rest) == set(train) - set(held) and not set(patients[held]) & set(patients[test])
+    assert binary.variants["all"]["calibration"] == {"from": ["40x", "100x", "200x", "400x"]}
+    resolved = resolve_slices(predictions_payload(binary))["all"]["calibration"]
+    assert sorted(resolved["id"]) == sorted(i for m in MAGS for i in binary.variants[f"{m}x"]["calibration"]["id"])
+    for m in MAGS:
+        c = binary.variants[f"{m}x"]["calibration"]
+        assert c["fraction"] == 0.2 and all(f"/{m}X/" in i for i in c["id"])
+        assert all(parts[data.records["path"].to_numpy() == i][0] != f for i, f in zip(c["id"], c["fold"]))
+    metrics = scored(TASKS.get("breakhis-binary"), binary)
+    assert all(f"{v}/ece_ts" in metrics for v in binary.variants)
+    cross = TASKS.get("breakhis-crossmag").evaluate(data)
+    assert cross.variants["40x->100x"]["calibration"] == {"from": ["40x->40x"]}
+    assert cross.variants["offdiag"]["calibration"] == cross.variants["diag"]["calibration"] == {
+        "from": [f"{m}x->40x" for m in MAGS]}  # each fit's slice is stored under the first variant it fed
+    assert cross.variants["40x->40x"]["calibration"]["id"] == binary.variants["40x"]["calibration"]["id"]
+    assert cross.variants["100x->100x"]["calibration"] == {"from": ["100x->40x"]}
+    bad = predictions_payload(binary)
+    bad["all"]["calibration"] = {"from": ["all"]}
+    with pytest.raises(ValueError, match="'all'.*no stored slice"):
+        resolve_slices(bad)
 
 
 def test_missing_magnification_is_skipped_and_patient_leak_raises():

@@ -85,7 +85,7 @@ def variant_with_slice(seed=0):
     return {"id": [f"x{i}" for i in range(300)], "fold": folds.tolist(), "true": [LABELS[t] for t in true],
             "pred": [LABELS[t] for t in sharp.argmax(1)], "proba": sharp.tolist(),
             "calibration": cal.slice_payload([f"c{i}" for i in range(200)], cfold, [LABELS[t] for t in ctrue],
-                                             cal.apply_temperature(cproba, 0.5), 0.2, 0)}
+                                             cal.apply_temperature(cproba, 0.5), fraction=0.2, seed=0)}
 
 
 def test_scoring_reports_raw_and_scaled_from_stored_predictions():
@@ -169,7 +169,7 @@ def test_large_probabilities_are_packed_and_a_matek_bm_size_result_stays_small(t
     true = np.asarray(labels)[rng.integers(0, k, n)]
     columns = {"id": ids, "fold": np.full(n, "test"), "true": true, "pred": np.asarray(labels)[proba.argmax(1)],
                "proba": proba, "calibration": cal.slice_payload(ids[:27_000], ["test"] * 27_000, true[:27_000],
-                                                                proba[:27_000], 0.2, 0)}
+                                                                proba[:27_000], fraction=0.2, seed=0)}
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"predictions": predictions_payload(Predictions({"probe": columns}))}, indent=1,
                                default=float))  # as Result.write writes a result
@@ -204,6 +204,44 @@ def test_label_efficiency_recorded_repetition_is_the_sweeps_fit():
         held = set(v["calibration"]["id"])
         assert held and not held & set(paths[test]) and not held & set(paths[support_set(perms[1], 5)])
         assert np.allclose(np.asarray(v["proba"]).sum(axis=1), 1)
+
+
+def test_transfer_recorded_direct_fit_is_the_sweeps_and_merges_probabilities():
+    """bm-to-blood's recorded direct repetition: fitted on the source's support set (the sweep's:
+    same confusion matrix through the class mapping), tested on the target, merged classes'
+    probabilities summed; its slice is source training cells outside the support set."""
+    from sklearn.metrics import confusion_matrix
+
+    from hemabench.protocols.fewshot import fit_proba, support_permutations, support_set, sweep
+    from hemabench.tasks.recorded import recorded_variants
+
+    rng = np.random.default_rng(1)
+    source_classes, merge, scored = ["a", "b", "c", "c2"], {"c2": "c"}, LABELS
+    s_labels = np.repeat(source_classes, 30)
+    centres = {"a": 0, "b": 1, "c": 2, "c2": 3}
+    s_x = rng.normal(size=(120, 5)) + np.eye(5)[[centres[c] for c in s_labels]] * 2.5
+    t_labels = np.repeat(scored, 15)
+    t_x = rng.normal(size=(45, 5)) + np.eye(5)[[centres[c] for c in t_labels]] * 2.0 + 0.3
+    s_paths, t_paths = np.array([f"bm/{i}.png" for i in range(120)]), np.array([f"pb/{i}.png" for i in range(45)])
+    s_train, t_test = np.arange(120), np.arange(45)
+    perms = support_permutations(s_train, s_labels, 2, seed=0)
+    map_pred = lambda p: np.asarray([merge.get(x, x) for x in p])  # noqa: E731
+    swept = sweep(s_x, s_labels, perms, t_x, t_labels, scored, (6,), ("svm",), seed=0, n_jobs=1, map_pred=map_pred)
+    settings = {"repetition": 1, "n": 6, "classifiers": ["svm"], "slice": 0.2, "slice_seed": 0}
+    out = recorded_variants(s_x, s_labels, s_paths, perms[1], s_train, t_test, scored, settings, seed=0,
+                            target=(t_x, t_labels, t_paths), merge=merge, stem="direct")
+    v = out["direct/rep001"]
+    assert np.array_equal(confusion_matrix(v["true"], v["pred"], labels=scored), swept["confusions"][("svm", 6)][1])
+    assert set(v["id"]) == set(t_paths) and np.allclose(v["proba"].sum(axis=1), 1)
+    support = support_set(perms[1], 6)
+    classes, raw = fit_proba(s_x[support], s_labels[support], t_x, ("svm",), 0)["svm"]
+    assert list(classes) == source_classes
+    assert np.allclose(v["proba"], np.column_stack([raw[:, 0], raw[:, 1], raw[:, 2] + raw[:, 3]]))
+    held = v["calibration"]
+    assert set(held["id"]) <= set(s_paths) - set(s_paths[support_set(perms[1], 6)])
+    assert set(held["true"]) <= set(scored)  # source labels through the mapping
+    proba = np.asarray(held["proba"])
+    assert np.allclose(proba.sum(axis=1), 1) and proba.shape[1] == len(scored)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -109,4 +109,4 @@ def test_calibration_table_on_a_probabilistic_board():
     first = table["rows"][0]
     ece = board.entries["enc-a"].result.metrics["amil/ece"]["mean"]
     assert first["head"]["text"] == "enc-a" and first["cells"][1]["data"]["mean"] == repr(ece)
-    assert first["cells"][2]["text"] == "–"  # no training slice stored: no temperature-scaled number
+    assert first["cells"][2]["text"] == "no slice"  # no training slice stored: no temperature-scaled number

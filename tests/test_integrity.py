@@ -65,6 +65,24 @@ def test_dropped_hard_samples_are_rejected(tmp_path):
                "test set; registered records" in line and "(93 ids)" in line for line in lines), lines
 
 
+def test_temperature_fitted_on_test_cells_is_rejected(tmp_path):
+    """The slice replaced by the test cells themselves: the scaled ECE would be fitted on what it scores."""
+    def on_test(r):
+        p = r["predictions"]["probe"]
+        p["calibration"] = {**p["calibration"], **{k: p[k] for k in ("id", "fold", "true", "proba")}}
+
+    lines = forged(tmp_path, PROBE, on_test)
+    assert any('predictions["probe"].calibration' in line and "93 slice cells are test cells of the same fold"
+               in line for line in lines), lines
+
+
+def test_a_slice_reference_to_nothing_is_rejected(tmp_path):
+    result = json.loads(BREAKHIS.read_text())
+    result["predictions"]["all"]["calibration"] = {"from": ["all"]}
+    lines = errors(write(tmp_path, result))
+    assert any("calibration 'from' names 'all', which has no stored slice" in line for line in lines), lines
+
+
 def test_duplicated_ids_are_rejected(tmp_path):
     lines = forged(tmp_path, PROBE, lambda r: _keep(r["predictions"]["probe"], list(range(93)) * 10))
     assert any("ids are not unique: 93 repeated" in line and "x10" in line for line in lines), lines

@@ -115,7 +115,8 @@ def test_transfer_params_each_change_the_sweep(one_job, tmp_path, monkeypatch):
     try:
         assert_each_param_matters(base, target, {
             "n_grid": [1, 2], "repetitions": 3, "seed": 1, "source_per_class": 2,
-            "svm": {**base.params["svm"], "C": 0.01}, "mapping": "alt"})
+            "svm": {**base.params["svm"], "C": 0.01}, "mapping": "alt",
+            "calibration": {**base.params["calibration"], "n": 2}})
     finally:
         transfer.load_mapping.cache_clear()
 
@@ -136,7 +137,8 @@ def breakhis_input() -> TaskInput:
 @pytest.mark.parametrize("name", ["breakhis-binary", "breakhis-subtype", "breakhis-crossmag", "breakhis-limited"])
 def test_breakhis_params_each_change_the_fits(name):
     base = TASKS.get(name)
-    changes = {"solver": "sklearn", "C": 1e-5, "max_iter": 1, "standardise": True}
+    changes = {"solver": "sklearn", "C": 1e-5, "max_iter": 1, "standardise": True, "calibration_slice": 0.9,
+               "calibration_seed": 3}
     if "fractions" in base.params:
         changes["fractions"] = [20, 50]
     assert_each_param_matters(base, breakhis_input(), changes)
@@ -195,6 +197,12 @@ def test_aml_mil_params_each_change_the_training():
     ("aml-mil", {"blast_filter": 120}, "blast_filter must be null or a percentage"),
     ("breakhis-limited", {"fractions": [5, 10]}, "fractions must be percentages in (0, 100] including 20"),
     ("breakhis-binary", {"magnifications": [40]}, "has no parameter 'magnifications'"),
+    ("breakhis-crossmag", {"calibration_slice": 1.5}, "calibration_slice must be a fraction between 0 and 1"),
+    ("bm-to-blood", {"calibration": {"repetition": 100, "n": 50, "classifiers": ["svm"], "slice": 0.2, "slice_seed": 0}},
+     "calibration.repetition must be one of the 100 repetitions (0 to 99), got 100"),
+    ("bm-to-blood", {"calibration": {"repetition": 0, "n": 50, "classifiers": ["lr"], "slice": 0.2, "slice_seed": 0}},
+     "calibration.classifiers must be a non-empty list of svm"),
+    ("label-efficiency", {"calibration": {"repetition": 0, "n": 50}}, "calibration must be a mapping with keys"),
 ])
 def test_unusable_overrides_are_rejected_with_the_reason(name, overrides, message):
     with pytest.raises(HemabenchError, match=re.escape(message)):

@@ -73,7 +73,7 @@ def time_fold(task, head: str, tensors, y, roles, seed: int, device: torch.devic
     out = {}
 
     def fold():
-        out["proba"], _, out["log"] = task.fit_predict(head, "bench", tensors, y, roles, seed, N_CLASSES, device)
+        out["proba"], _, out["log"], _ = task.fit_predict(head, "bench", tensors, y, roles, seed, N_CLASSES, device)
         if device.type == "cuda":
             torch.cuda.synchronize()
 

@@ -241,7 +241,7 @@ def measure_mil(dim: int, args) -> dict:
     reset_peak()
     for head in ("amil", "abmil"):
         tick = time.perf_counter()
-        _, _, log = task.fit_predict(head, "bench", tensors, y, roles, args.seed, AML["classes"], torch.device("cpu"))
+        _, _, log, _ = task.fit_predict(head, "bench", tensors, y, roles, args.seed, AML["classes"], torch.device("cpu"))
         per_epoch.append((time.perf_counter() - tick) / log.epochs)
     unit = float(np.mean(per_epoch)) * MIL_EPOCHS
     return {"units": AML["folds"] * AML["seeds"] * AML["heads"], "unit": unit, "memory_mb": peak_growth_mb(before),

@@ -11,6 +11,8 @@ from hemabench.leaderboard.tables import as_table, score_cell
 from hemabench.results import Result
 
 COLUMNS = {"ece": "ECE", "ece_ts": "ECE (temperature-scaled)", "brier": "Brier", "aurc": "AURC"}
+NO_SLICE = ("no temperature: the fit used every training cell (e.g. a support set as large as each class), so "
+            "no held-out training cell was left to fit it on")
 
 
 def _variants(result: Result) -> list[str]:
@@ -25,8 +27,10 @@ def calibration_table(board: Board) -> dict | None:
     for encoder in board.sorted_encoders():
         metrics = board.entries[encoder].result.metrics
         for variant in _variants(board.entries[encoder].result):
-            rows.append({"variant": {"text": variant, "sort": variant},
-                         **{name: score_cell(metrics.get(f"{variant}/{key}")) for key, name in COLUMNS.items()}})
+            row = {name: score_cell(metrics.get(f"{variant}/{key}")) for key, name in COLUMNS.items()}
+            if f"{variant}/ece_ts" not in metrics:  # an empty slice: every training cell was fitted on
+                row[COLUMNS["ece_ts"]] = {"text": "no slice", "sort": "", "title": NO_SLICE}
+            rows.append({"variant": {"text": variant, "sort": variant}, **row})
             heads.append(encoder)
     if not rows:
         return None

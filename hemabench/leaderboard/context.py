@@ -22,6 +22,20 @@ COST_COLUMNS = ("GFLOPs / image", "forward images/s", "extraction images/s")
 DELTA = "reproduced − reported"
 
 
+def _changed(defaults: dict, params: dict) -> dict:
+    """The parameters that differ from the defaults; in a mapping parameter (e.g. ``calibration``)
+    only its changed keys, as ``calibration.n``."""
+    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731
+    out = {}
+    for k, v in params.items():
+        default = defaults.get(k)
+        if isinstance(v, dict) and isinstance(default, dict) and set(v) == set(default):
+            out.update({f"{k}.{sub}": v[sub] for sub in v if not same(default[sub], v[sub])})
+        elif not same(default, v):
+            out[k] = v
+    return out
+
+
 def protocol_words(task: str, params: dict, params_digest: str) -> tuple[str, str]:
     """("full protocol" | "demo settings: k v, ..." , tooltip with the hash) for a board's parameters."""
     from hemabench.tasks import TASKS
@@ -30,7 +44,7 @@ def protocol_words(task: str, params: dict, params_digest: str) -> tuple[str, st
         defaults = TASKS.get(task).params
     except Exception:  # an unregistered task: only the hash can be shown
         return f"parameters {params_digest}", f"task parameters {params_digest}"
-    changed = {k: v for k, v in params.items() if json.dumps(defaults.get(k), sort_keys=True) != json.dumps(v, sort_keys=True)}
+    changed = _changed(defaults, params)
     text = "full protocol" if not changed else "demo settings: " + ", ".join(
         f"{k.replace('_', ' ')} {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in sorted(changed.items()))
     return text, f"task parameters {params_digest}" + (f" (registered defaults changed: {sorted(changed)})" if changed else "")

@@ -118,18 +118,49 @@ def held_out_slice(train: np.ndarray, labels: np.ndarray, seed: int, fraction: f
 
 def align_proba(proba: np.ndarray, classes, labels: list[str]) -> np.ndarray:
     """Probability columns of a model fitted on ``classes`` (sorted), reordered to ``labels``
-    (0 for a label the model never saw)."""
+    (0 for a label the model never saw; classes named alike, e.g. merged by a class mapping, add up)."""
     out = np.zeros((len(proba), len(labels)))
     lookup = {label: j for j, label in enumerate(labels)}
     for i, c in enumerate(classes):
-        out[:, lookup[str(c)]] = proba[:, i]
+        out[:, lookup[str(c)]] += proba[:, i]
     return out
 
 
-def slice_payload(ids, folds, true, proba, fraction: float, seed: int) -> dict:
-    """The ``calibration`` entry of a variant: the held-out slice's stored predictions."""
-    return {"fraction": fraction, "seed": seed, "id": [str(i) for i in ids], "fold": [str(f) for f in folds],
+def slice_payload(ids, folds, true, proba, **described) -> dict:
+    """The ``calibration`` entry of a variant: the held-out slice's stored predictions, with
+    how it was drawn (``fraction`` and ``seed``, or the task's own words, e.g. ``slice``)."""
+    return {**described, "id": [str(i) for i in ids], "fold": [str(f) for f in folds],
             "true": [str(t) for t in true], "proba": pack_proba(proba)}
+
+
+def pooled_slice(variants: list[str]) -> dict:
+    """A ``calibration`` entry that is the concatenation of other variants' slices: a variant
+    pooling several fits (BreakHis ``all``, ``offdiag``) stores its slices once, not twice."""
+    return {"from": list(variants)}
+
+
+def resolve_slices(predictions: dict) -> dict:
+    """``predictions`` with every ``{"from": [...]}`` calibration entry replaced by the slices it
+    names (which must be stored in full: one level, no cycle); ValueError names a bad reference."""
+    out = dict(predictions)
+    for variant, p in predictions.items():
+        cal = p.get("calibration") if isinstance(p, dict) else None
+        if not (isinstance(cal, dict) and "from" in cal):
+            continue
+        names = cal["from"]
+        if not isinstance(names, list) or not names:
+            raise ValueError(f"variant {variant!r}: calibration 'from' must be a non-empty list of variants")
+        parts = []
+        for name in names:
+            source = predictions.get(name) if isinstance(name, str) else None
+            slice_ = source.get("calibration") if isinstance(source, dict) else None
+            if not isinstance(slice_, dict) or "from" in slice_ or "proba" not in slice_:
+                raise ValueError(f"variant {variant!r}: calibration 'from' names {name!r}, which has no stored slice")
+            parts.append(slice_)
+        merged = {k: [x for part in parts for x in part[k]] for k in ("id", "fold", "true")}
+        merged["proba"] = np.concatenate([proba_array(part["proba"]) for part in parts])
+        out[variant] = {**p, "calibration": {**{k: v for k, v in parts[0].items() if k not in merged}, **merged}}
+    return out
 
 
 def _temperatures(p: dict, labels: list[str], folds: np.ndarray) -> dict[str, float]:

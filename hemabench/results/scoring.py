@@ -30,7 +30,7 @@ from hemabench.results.bootstrap import (
     percentile_interval,
     weighted_aucs,
 )
-from hemabench.results.calibration import calibration_metrics, calibration_replicates
+from hemabench.results.calibration import calibration_metrics, calibration_replicates, resolve_slices
 from hemabench.results.packing import proba_array  # a list, or a packed blob in large results
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
@@ -132,6 +132,7 @@ def score_predictions(predictions: dict, labels: list[str], main_variant: str, s
                       n_boot: int = N_BOOTSTRAP) -> dict:
     """Every metric of every variant, plus per-class numbers and the confusion matrix of the
     main variant pooled over folds (summed over repetitions for confusion-only variants)."""
+    predictions = resolve_slices(predictions)  # a pooled variant's temperature slices, stored once elsewhere
     metrics: dict[str, dict] = {}
     main_scores, main_folds = [], []
     for variant, p in predictions.items():

@@ -189,7 +189,43 @@ def _totals_problems(result: dict, shown: str, entry: dict, column: str) -> list
 
 
 def integrity_problems(result: dict, shown: str) -> list[Problem]:
-    """Every way the predictions contradict the registered split (empty for an honest result)."""
+    """Every way the predictions contradict the registered split, or put test cells into a
+    temperature slice (empty for an honest result)."""
+    return _slice_problems(result, shown) + _split_problems(result, shown)
+
+
+def _slice_problems(result: dict, shown: str) -> list[Problem]:
+    """A temperature slice (``calibration``) must be cells the fold does not test, each once, in
+    the variant's folds: a temperature fitted on test cells would flatter the scaled ECE."""
+    from hemabench.results.calibration import resolve_slices
+
+    try:
+        predictions = resolve_slices(result.get("predictions") or {})
+    except (ValueError, TypeError, AttributeError) as exc:
+        return [Problem(shown, "predictions", f"calibration: {exc}")]
+    problems = []
+    for variant, columns in predictions.items():
+        cal = columns.get("calibration") if isinstance(columns, dict) else None
+        if not isinstance(cal, dict) or "id" not in columns:
+            continue
+        tested = pd.DataFrame({"id": list(map(str, columns.get("id") or [])),
+                               "fold": list(map(str, columns.get("fold") or []))})
+        held = pd.DataFrame({"id": list(map(str, cal.get("id") or [])), "fold": list(map(str, cal.get("fold") or []))})
+        where = f'predictions["{variant}"].calibration'
+        strays = sorted(set(held["fold"]) - set(tested["fold"]))
+        leaked = held.merge(tested, on=["id", "fold"])
+        repeated = held.duplicated().sum()
+        if strays:
+            problems.append(Problem(shown, where, f"slice folds {strays[:3]} are not folds of the variant"))
+        if len(leaked):
+            problems.append(Problem(shown, where, f"{len(leaked)} slice cells are test cells of the same fold "
+                                                  f"(e.g. {leaked['id'].iloc[0]!r} in {leaked['fold'].iloc[0]!r})"))
+        if repeated:
+            problems.append(Problem(shown, where, f"{repeated} slice cells appear twice in one fold"))
+    return problems
+
+
+def _split_problems(result: dict, shown: str) -> list[Problem]:
     from hemabench.datasets import DATASETS
     from hemabench.tasks import TASKS
 

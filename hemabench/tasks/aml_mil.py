@@ -21,11 +21,13 @@ from hemabench.device import resolve_device
 from hemabench.errors import HemabenchError
 from hemabench.protocols.mil import HEAD_NAMES, TrainConfig, cpu_threads, make_head, predict_bags, train_mil
 from hemabench.protocols.progress import epoch_callback, progress_bar
+from hemabench.results.calibration import slice_payload
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput
 from hemabench.tasks.needs import Needs
 
 NEEDS = Needs(frozenset({"patients", "bag-labels"}), split="patient-cv5", validation=True)
 ROLES = ("train", "val", "test")
+VALIDATION_SLICE = "validation patients of each run (the early-stopping fold; never fitted on, never tested)"
 CITATION = ("Hehr et al., PLOS Digital Health 2023; Kazeminia et al., 2023 (SSL for MIL); "
             "Koch et al., DinoBloom, MICCAI 2024")
 
@@ -170,6 +172,7 @@ class AmlMil(Task):
         extra.update(bags=bags.summary(), runs=[], attention={}, cpu_threads=CPU_THREADS,
                      attention_runs="seed 0 (s0) of each patient's test rotation; main head; predicted class")
         columns = {head: {"id": [], "fold": [], "true": [], "pred": [], "proba": []} for head in p["heads"]}
+        slices = {head: {"id": [], "fold": [], "true": [], "proba": []} for head in p["heads"]}
         runs = progress_bar(len(data.rotations) * p["seeds"] * len(p["heads"]), f"{self.name} {data.dataset}",
                             data.progress, unit="run")
         for rotation in data.rotations:
@@ -182,14 +185,18 @@ class AmlMil(Task):
                 for head in p["heads"]:
                     with progress_bar(p["max_epochs"], f"  {head} {run}", data.progress, unit="epoch",
                                       leave=False) as epochs:
-                        proba, attention, log = self.fit_predict(head, run, tensors, y, roles, data.seed + s,
-                                                                  len(labels), device, epoch_callback(epochs))
+                        proba, attention, log, val_proba = self.fit_predict(
+                            head, run, tensors, y, roles, data.seed + s, len(labels), device, epoch_callback(epochs))
                     runs.update(1)
                     test, pred = roles["test"], proba.argmax(axis=1)
                     for key, value in (("id", bags.patients[test]), ("fold", np.full(len(test), run, dtype=object)),
                                        ("true", bags.labels[test]), ("pred", np.asarray(labels, dtype=object)[pred]),
                                        ("proba", proba)):
                         columns[head][key].append(value)
+                    val = roles["val"]  # the temperature slice: this run's validation patients, never its test ones
+                    for key, value in (("id", bags.patients[val]), ("fold", np.full(len(val), run, dtype=object)),
+                                       ("true", bags.labels[val]), ("proba", val_proba)):
+                        slices[head][key].append(value)
                     extra["runs"].append({"run": run, "head": head, "seed": data.seed + s, **log.summary(),
                                           **{f"n_{r}": int(len(roles[r])) for r in ROLES}})
                     if head == p["heads"][0] and s == 0:
@@ -200,11 +207,15 @@ class AmlMil(Task):
         runs.close()
         variants = {head: {k: (np.concatenate(v) if k == "proba" else np.concatenate(v).astype(str))
                            for k, v in cols.items()} for head, cols in columns.items()}
+        for head, cols in slices.items():
+            variants[head]["calibration"] = slice_payload(*(np.concatenate(cols[k]) for k in ("id", "fold", "true", "proba")),
+                                                          slice=VALIDATION_SLICE)
         return Predictions(variants, extra)
 
     def fit_predict(self, head, run, tensors, y, roles, seed, n_classes, device, on_epoch=None):
         """One run of one head: seeded init and sampling, training, then test probabilities
-        (float64, n x C) and attention maps. ``on_epoch`` is train_mil's per-epoch hook (a progress bar)."""
+        (float64, n x C), attention maps, the training log and the validation bags' probabilities
+        (the temperature slice). ``on_epoch`` is train_mil's per-epoch hook (a progress bar)."""
         config = self.train_config()
         forked = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked), cpu_threads(CPU_THREADS, device):
@@ -212,10 +223,12 @@ class AmlMil(Task):
             model = make_head(head, tensors[0].shape[1], n_classes, self.params).to(device)
             model, log = train_mil(model, tensors, y, roles["train"], roles["val"], config, seed, on_epoch)
             logits, attention = predict_bags(model, [tensors[i] for i in roles["test"]], config.eval_batch)
+            val_logits, _ = predict_bags(model, [tensors[i] for i in roles["val"]], config.eval_batch)
         if not torch.isfinite(logits).all():
             raise HemabenchError(f"aml-mil {head} run {run}: training diverged (non-finite logits); "
                                  "embeddings on a large scale may need a smaller lr")
-        return torch.softmax(logits.double(), dim=1).cpu().numpy(), attention, log
+        return (torch.softmax(logits.double(), dim=1).cpu().numpy(), attention, log,
+                torch.softmax(val_logits.double(), dim=1).cpu().numpy())
 
 PARAMS = {
     "heads": list(HEAD_NAMES),  # the first is the main head (and the one whose attention is stored)
@@ -229,18 +242,20 @@ METHOD = {
     "early_stopping": "mean cross-entropy over validation bags; best epoch restored",
     "sampling": "class-balanced, with replacement, as many draws per epoch as training bags",
     "intervals": "ci95: patients redrawn within each test fold (a rotation's seeds share the redraw)",
+    "calibration": "temperature per run, fitted on that run's validation patients (stored under calibration)",
 }
 DESCRIPTION = ("Patient-level AML subtype (4 genetic subtypes + control) by attention MIL on cell embeddings: "
                "class-wise multi-head attention (AMiL, main) and gated ABMIL; 5 rotations x 3 seeds")
 
 # version 2: results also hold calibration metrics (ECE, Brier, NLL, AURC) of the stored probabilities
+# version 3: each run's validation patients are stored as its temperature slice (temperature-scaled calibration)
 TASKS.add("aml-mil", AmlMil(
-    name="aml-mil", version=2, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label",
+    name="aml-mil", version=3, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label",
     protocol="docs/protocols-aml-mil.md#aml-mil", description=DESCRIPTION,
     main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params=PARAMS, method=METHOD, citation=CITATION,
 ))
 TASKS.add("aml-mil-blast20", AmlMil(
-    name="aml-mil-blast20", version=2, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label",
+    name="aml-mil-blast20", version=3, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label",
     protocol="docs/protocols-aml-mil.md#aml-mil-blast20", method=METHOD,
     description=DESCRIPTION + "; AML patients with < 20% blood myeloblasts + promyelocytes + myelocytes excluded",
     main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params={**PARAMS, "blast_filter": 20},

@@ -25,10 +25,10 @@ from hemabench.errors import HemabenchError
 from hemabench.metrics import aggregate, encode
 from hemabench.protocols import fit_probe
 from hemabench.protocols.progress import progress_bar
-from hemabench.results.calibration import SLICE_FRACTION, align_proba, held_out_slice, slice_payload
+from hemabench.results.calibration import align_proba, held_out_slice, slice_payload
 from hemabench.splits import split_names
 from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices
-from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, CellProbe, probe_kwargs
+from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, SLICE_PARAMS, CellProbe, probe_kwargs
 from hemabench.tasks.transfer import load_mapping
 
 SHIFT, IN_DOMAIN = "shifted", "in-domain"
@@ -136,7 +136,7 @@ class BloodShift(CellProbe):
         for v, cols in columns.items():
             variants[v] = {k: np.concatenate(p) if k == "proba" else np.concatenate(p).astype(str) for k, p in cols.items()}
             s = {k: np.concatenate(p) for k, p in slices[v].items()}
-            variants[v]["calibration"] = slice_payload(s["id"], s["fold"], s["true"], s["proba"], fraction, seed)
+            variants[v]["calibration"] = slice_payload(s["id"], s["fold"], s["true"], s["proba"], fraction=fraction, seed=seed)
         return Predictions(variants, extra={
             "mapping": {"name": self.params["mapping"], "version": self.mapping()["version"]},
             "panel": [lab.name for lab in labs], "classes": {lab.name: lab.classes for lab in labs},
@@ -221,6 +221,6 @@ TASKS.add("blood-shift", BloodShift(
     description="Linear probe fitted on one dataset's training split (shared white-cell classes), scored on every "
                 "other dataset's test split: the N x N matrix of balanced accuracy and ECE, and the drop under shift",
     main_metric="shift/mean_balanced_accuracy", detail_variant=SHIFT, variants=(IN_DOMAIN, SHIFT), splits=SPLITS,
-    params={"mapping": "blood-shift", **PROBE_PARAMS, "calibration_slice": SLICE_FRACTION, "calibration_seed": 0},
+    params={"mapping": "blood-shift", **PROBE_PARAMS, **SLICE_PARAMS},
     method=PROBE_METHOD, citation="hemabench (acquisition shift across public blood datasets)",
 ))

@@ -18,10 +18,10 @@ import numpy as np
 from hemabench.errors import HemabenchError
 from hemabench.protocols import fit_probe
 from hemabench.protocols.progress import progress_bar
-from hemabench.results.calibration import align_proba
+from hemabench.results.calibration import align_proba, held_out_slice, pooled_slice, slice_payload
 from hemabench.results.scoring import patient_accuracy
 from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices
-from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, ProbeTask, probe_kwargs
+from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, SLICE_PARAMS, ProbeTask, probe_kwargs
 from hemabench.tasks.needs import Needs
 
 MAGNIFICATIONS = (40, 100, 200, 400)
@@ -31,7 +31,11 @@ NEEDS = Needs(frozenset({"tissue-labels", "tumour-subtypes", "patients", "magnif
 CITATION = "Chhipa et al., Magnification Prior (MPCS), WACV 2023; Spanhol et al., IEEE TBME 2016"
 METHOD = {**PROBE_METHOD, "fit": "one probe per rotation and training magnification, on the raw embeddings",
           "magnifications": list(MAGNIFICATIONS),
-          "intervals": "ci95: patients redrawn within each test fold (image and patient-level metrics alike)"}
+          "intervals": "ci95: patients redrawn within each test fold (image and patient-level metrics alike)",
+          "calibration": "per rotation and training magnification, a seeded label-stratified share "
+                         "(calibration_slice) of the training patients is held out; a second probe fitted on the "
+                         "fit's training images without them predicts their images, and each fold's temperature is "
+                         "fitted on those predictions (a pooled variant: on the slices of every fit it pools)"}
 
 
 def mag(m: int) -> str:
@@ -63,6 +67,17 @@ def limited_sample(labels: np.ndarray, keys: np.ndarray, rows: np.ndarray, fract
             for f in fractions}
 
 
+PATIENT_SLICE = "training patients, label-stratified, per rotation and magnification; seed [seed, rotation index, magnification]"
+
+
+def patient_slice(labels: np.ndarray, patients: np.ndarray, rows: np.ndarray, seed, fraction: float) -> np.ndarray:
+    """The rows of a seeded, label-stratified share of the patients among ``rows`` (the training
+    rows of one rotation and magnification): a patient's images are held out together."""
+    names, first = np.unique(patients[rows], return_index=True)
+    picked = held_out_slice(np.arange(len(names)), labels[rows][first], seed, fraction)
+    return np.sort(rows[np.isin(patients[rows], names[picked])])
+
+
 @dataclass
 class _Context:
     """One evaluation's arrays, the usable folds, and a log of every probe fit."""
@@ -75,6 +90,8 @@ class _Context:
     scored: list[str] = field(default_factory=list)  # result labels: the probability columns
     fits: list[dict] = field(default_factory=list)
     chunks: dict[str, list] = field(default_factory=dict)
+    held: list[tuple] = field(default_factory=list)  # per fit: (fold, slice rows, their probabilities)
+    fed: list[list[str]] = field(default_factory=list)  # per fit: the variants its test predictions went to
 
     @classmethod
     def build(cls, data: TaskInput, label_column: str) -> _Context:
@@ -87,9 +104,23 @@ class _Context:
         return cls(data, labels, mags, present, [f for f in folds if len(f[2]) and len(f[3])],
                    sorted(set(labels[data.valid])))
 
-    def probe(self, params: dict, train: np.ndarray, test: np.ndarray, **tags) -> tuple[np.ndarray, np.ndarray]:
+    def probe(self, params: dict, train: np.ndarray, test: np.ndarray, held: np.ndarray, fold: str,
+              **tags) -> tuple[np.ndarray, np.ndarray]:
         """The shared step: fit on rows ``train``, predict rows ``test`` (labels and probabilities in
-        ``scored`` order); logs C, iterations, status."""
+        ``scored`` order); logs C, iterations, status. For temperature scaling, a second fit on
+        ``train`` without the slice patients' rows ``held`` predicts ``held`` (training rows only)."""
+        pred, proba = self._fit(params, train, test, fold=fold, **tags)
+        rest = np.setdiff1d(train, held)
+        if len(held) and len(rest):
+            _, held_proba = self._fit(params, rest, held, log=False)
+        else:  # nothing held out, or nothing left to fit on: a model without data knows nothing
+            held_proba = np.full((len(held), len(self.scored)), 1 / len(self.scored))
+        self.held.append((fold, held, held_proba))
+        self.fed.append([])
+        return pred, proba
+
+    def _fit(self, params: dict, train: np.ndarray, test: np.ndarray, log: bool = True,
+             **tags) -> tuple[np.ndarray, np.ndarray]:
         classes = np.unique(self.labels[train])
         info: dict = {"n_train": int(len(train)), "train_per_class": {str(c): int(np.sum(self.labels[train] == c))
                                                                       for c in classes}}
@@ -101,12 +132,16 @@ class _Context:
             X = np.asarray(self.data.features, dtype=np.float32)
             pred, proba = fit_probe(X[train], self.labels[train], X[test], device=self.data.device, info=info,
                                     **probe_kwargs(params))
-        self.fits.append({**tags, **info})
+        if log:
+            self.fits.append({**tags, **info})
         return pred, align_proba(proba, classes, self.scored)
 
     def add(self, variants, rows: np.ndarray, fold: str, pred: np.ndarray, proba: np.ndarray) -> None:
+        """File test predictions of the latest fit under ``variants``."""
         for variant in variants:
             self.chunks.setdefault(variant, []).append((rows, fold, pred, proba))
+            if variant not in self.fed[-1]:
+                self.fed[-1].append(variant)
 
     def add_by_mag(self, test: np.ndarray, fold: str, fit: tuple[np.ndarray, np.ndarray], names) -> None:
         """Split one fit's (labels, probabilities) on ``test`` by the test magnification; ``names(t)`` -> variants."""
@@ -115,18 +150,43 @@ class _Context:
             if sel.any():
                 self.add(names(t), test[sel], fold, fit[0][sel], fit[1][sel])
 
-    def predictions(self, order) -> Predictions:
+    def predictions(self, order, fraction: float, seed: int) -> Predictions:
+        """Variants in the declared ``order``, then any others filed (e.g. a fraction a suite adds)."""
         paths = self.data.records["path"].astype(str).to_numpy()
         patients = self.data.records["patient"].astype(str).to_numpy()
         variants = {}
-        for variant in [v for v in order if v in self.chunks]:
+        order = [v for v in order if v in self.chunks] + [v for v in self.chunks if v not in order]
+        for variant in order:
             rows = np.concatenate([c[0] for c in self.chunks[variant]])
             variants[variant] = {
                 "id": paths[rows], "group": patients[rows], "true": self.labels[rows],
                 "fold": np.concatenate([np.full(len(c[0]), c[1], dtype=object) for c in self.chunks[variant]]).astype(str),
                 "pred": np.concatenate([np.asarray(c[2], dtype=str) for c in self.chunks[variant]]),
                 "proba": np.concatenate([c[3] for c in self.chunks[variant]])}
+        for variant, entry in self.slices(order, fraction, seed).items():
+            variants[variant]["calibration"] = entry
         return Predictions(variants, {"solver": self.fits, "magnifications": self.present})
+
+    def slices(self, order: list[str], fraction: float, seed: int) -> dict[str, dict]:
+        """Each variant's temperature slices: those of the fits it holds, stored in full under the first
+        variant (in ``order``) each fit fed; a variant pooling fits stored elsewhere refers to them."""
+        home = {i: min(fed, key=order.index) for i, fed in enumerate(self.fed) if fed}
+        fits_of = {v: [i for i, fed in enumerate(self.fed) if v in fed] for v in order}
+        stored = {v for v in order if fits_of[v] and all(home[i] == v for i in fits_of[v])}
+        paths = self.data.records["path"].astype(str).to_numpy()
+        out = {}
+        for v in order:
+            homes = sorted({home[i] for i in fits_of[v]}, key=order.index)
+            if v not in stored and set(homes) <= stored and \
+                    sorted(i for h in homes for i in fits_of[h]) == sorted(fits_of[v]):
+                out[v] = pooled_slice(homes)
+                continue
+            held = [self.held[i] for i in fits_of[v]]
+            rows = np.concatenate([h[1] for h in held]).astype(int)
+            out[v] = slice_payload(paths[rows], np.concatenate([np.full(len(h[1]), h[0], dtype=object) for h in held]),
+                                   self.labels[rows], np.concatenate([h[2] for h in held]), fraction=fraction, seed=seed,
+                                   slice=PATIENT_SLICE)
+        return out
 
 
 def fold_means(columns: dict) -> tuple[float, float]:
@@ -153,19 +213,24 @@ class BreakHisTask(ProbeTask):
 
     def evaluate(self, data: TaskInput) -> Predictions:
         ctx = _Context.build(data, self.label_column)
+        patients = data.records["patient"].astype(str).to_numpy()
+        fraction, seed = self.params["calibration_slice"], self.params["calibration_seed"]
         with progress_bar(len(ctx.folds) * len(ctx.present), f"{self.name} {data.dataset}", data.progress,
                           unit="fold x mag") as bar:
             for index, fold, train, test in ctx.folds:
                 for m in ctx.present:
                     train_m = train[ctx.mags[train] == m]
                     if len(train_m):
-                        self.fit_at(ctx, index, fold, m, train_m, test)
+                        held = patient_slice(ctx.labels, patients, train_m, [seed, index, m], fraction)
+                        self.fit_at(ctx, index, fold, m, train_m, test, held)
                     bar.update(1)
-        out = ctx.predictions(self.variants)
+        out = ctx.predictions(self.variants, fraction, seed)
         out.extra.update(self.summary(out.variants, ctx))
         return out
 
-    def fit_at(self, ctx: _Context, index: int, fold: str, m: int, train: np.ndarray, test: np.ndarray) -> None:
+    def fit_at(self, ctx: _Context, index: int, fold: str, m: int, train: np.ndarray, test: np.ndarray,
+               held: np.ndarray) -> None:
+        """Fit at magnification ``m`` (``held``: the temperature slice's rows, see :meth:`_Context.probe`)."""
         raise NotImplementedError
 
     def summary(self, variants: dict, ctx: _Context) -> dict:
@@ -176,9 +241,9 @@ class BreakHisTask(ProbeTask):
 class PerMagnification(BreakHisTask):
     """Fit and test within each magnification (breakhis-binary, breakhis-subtype); ``all`` pools the four."""
 
-    def fit_at(self, ctx, index, fold, m, train, test) -> None:
+    def fit_at(self, ctx, index, fold, m, train, test, held) -> None:
         if np.any(ctx.mags[test] == m):
-            fit = ctx.probe(self.params, train, test, fold=fold, magnification=m)
+            fit = ctx.probe(self.params, train, test, held, fold, magnification=m)
             ctx.add_by_mag(test, fold, fit, lambda t: (mag(m), "all") if t == m else ())
 
     def summary(self, variants, ctx) -> dict:
@@ -197,14 +262,14 @@ class LimitedLabels(BreakHisTask):
                    f"got {fractions!r}"
         return super().check_params()
 
-    def fit_at(self, ctx, index, fold, m, train, test) -> None:
+    def fit_at(self, ctx, index, fold, m, train, test, held) -> None:
         if not np.any(ctx.mags[test] == m):
             return
         seed = [int(ctx.data.seed), index, m]
         subsets = limited_sample(ctx.labels, ctx.data.records["path"].astype(str).to_numpy(), train,
                                  self.params["fractions"], seed)
         for f, rows in subsets.items():
-            fit = ctx.probe(self.params, rows, test, fold=fold, magnification=m, fraction=f, seed=seed)
+            fit = ctx.probe(self.params, rows, test, held, fold, magnification=m, fraction=f, seed=seed)
             ctx.add_by_mag(test, fold, fit, lambda t, f=f: (f"{mag(m)}-{f}pct", f"all-{f}pct") if t == m else ())
 
     def summary(self, variants, ctx) -> dict:
@@ -216,8 +281,8 @@ class LimitedLabels(BreakHisTask):
 class CrossMagnification(BreakHisTask):
     """Fit at one magnification, test at all four; ``diag``/``offdiag`` pool same- and cross-scale tests."""
 
-    def fit_at(self, ctx, index, fold, m, train, test) -> None:
-        fit = ctx.probe(self.params, train, test, fold=fold, magnification=m)
+    def fit_at(self, ctx, index, fold, m, train, test, held) -> None:
+        fit = ctx.probe(self.params, train, test, held, fold, magnification=m)
         ctx.add_by_mag(test, fold, fit, lambda t: (f"{mag(m)}->{mag(t)}", "diag" if t == m else "offdiag"))
 
     def pooled_members(self, variant: str, variants) -> list[str] | None:
@@ -244,7 +309,7 @@ class CrossMagnification(BreakHisTask):
 
 
 def _register(cls, name: str, description: str, main_metric: str, variants, anchor: str, **kwargs) -> None:
-    TASKS.add(name, cls(name=name, version=2, description=description, datasets=NEEDS.registered(), needs=NEEDS,
+    TASKS.add(name, cls(name=name, version=3, description=description, datasets=NEEDS.registered(), needs=NEEDS,
                         protocol=f"docs/protocols-breakhis.md#{anchor}", main_metric=main_metric,
                         variants=tuple(variants), citation=CITATION, **kwargs))
 
@@ -252,19 +317,19 @@ def _register(cls, name: str, description: str, main_metric: str, variants, anch
 PER_MAG = [mag(m) for m in MAGNIFICATIONS]
 _register(PerMagnification, "breakhis-binary", "Benign vs malignant, linear probe fitted and tested within each "
           "magnification; 'all' pools the four", "all/patient_accuracy", PER_MAG + ["all"], "breakhis-binary-and-subtype",
-          params=dict(PROBE_PARAMS), method={**METHOD, "pooled": "all"})
+          params={**PROBE_PARAMS, **SLICE_PARAMS}, method={**METHOD, "pooled": "all"})
 _register(PerMagnification, "breakhis-subtype", "8 tumour subtypes, linear probe fitted and tested within each "
           "magnification; 'all' pools the four", "all/patient_accuracy", PER_MAG + ["all"], "breakhis-binary-and-subtype",
-          label_column="fine_label", params=dict(PROBE_PARAMS), method={**METHOD, "pooled": "all"})
+          label_column="fine_label", params={**PROBE_PARAMS, **SLICE_PARAMS}, method={**METHOD, "pooled": "all"})
 _register(LimitedLabels, "breakhis-limited", "Benign vs malignant per magnification, probe fitted on a seeded "
           "class-stratified fraction of the training images", f"all-{MAIN_FRACTION}pct/patient_accuracy",
           [f"{v}-{f}pct" for f in FRACTIONS for v in PER_MAG + ["all"]], "breakhis-limited",
-          params={**PROBE_PARAMS, "fractions": list(FRACTIONS)},
+          params={**PROBE_PARAMS, **SLICE_PARAMS, "fractions": list(FRACTIONS)},
           method={**METHOD, "sampling": "training images per (rotation, magnification), stratified by label, nested",
                   "count": "ceil(fraction * n_class / 100), at least 1 per class",
                   "seed": "[run seed, rotation index, magnification]", "main_fraction": MAIN_FRACTION})
 _register(CrossMagnification, "breakhis-crossmag", "Benign vs malignant, probe fitted at one magnification and "
           "tested at each of the four (4x4 matrix in extra.crossmag)", "offdiag/patient_accuracy",
           [f"{mag(a)}->{mag(b)}" for a in MAGNIFICATIONS for b in MAGNIFICATIONS] + ["diag", "offdiag"],
-          "breakhis-crossmag", params=dict(PROBE_PARAMS),
+          "breakhis-crossmag", params={**PROBE_PARAMS, **SLICE_PARAMS},
           method={**METHOD, "pooled": {"diag": "train = test magnification", "offdiag": "train != test magnification"}})

@@ -31,22 +31,23 @@ def probe_kwargs(params: dict) -> dict:
 
 @dataclass(frozen=True)
 class ProbeTask(Task):
-    """A task fitting the linear probe: its probe parameters are checked before anything runs."""
+    """A task fitting the linear probe: its probe parameters (and its temperature slice's) are
+    checked before anything runs."""
 
-    def check_params(self) -> str | None:
-        return probe_param_problem(self.params)
-
-
-@dataclass(frozen=True)
-class CellProbe(ProbeTask):
     def check_params(self) -> str | None:
         fraction, seed = self.params["calibration_slice"], self.params["calibration_seed"]
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
             return f"calibration_slice must be a fraction between 0 and 1, got {fraction!r}"
         if isinstance(seed, bool) or not isinstance(seed, int):
             return f"calibration_seed must be an integer, got {seed!r}"
-        return super().check_params()
+        return probe_param_problem(self.params)
 
+
+SLICE_PARAMS = {"calibration_slice": SLICE_FRACTION, "calibration_seed": 0}  # every probe task's temperature slice
+
+
+@dataclass(frozen=True)
+class CellProbe(ProbeTask):
     def evaluate(self, data: TaskInput) -> Predictions:
         labels = data.records[self.label_column].to_numpy()
         features = np.asarray(data.features, dtype=np.float32)
@@ -108,7 +109,7 @@ TASKS.add("cell-probe", CellProbe(
     name="cell-probe", version=2, datasets=CELL_NEEDS.registered(), needs=CELL_NEEDS,
     protocol="docs/protocols.md#cell-probe",
     description="Multinomial logistic regression (lbfgs, max_iter 1000, C = M*K/100) on raw embeddings",
-    main_metric="probe/balanced_accuracy", variants=("probe",), params={**PROBE_PARAMS, "calibration_slice": SLICE_FRACTION, "calibration_seed": 0},
+    main_metric="probe/balanced_accuracy", variants=("probe",), params={**PROBE_PARAMS, **SLICE_PARAMS},
     method=PROBE_METHOD,
     citation=CITATION,
 ))

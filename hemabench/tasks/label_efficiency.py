@@ -23,7 +23,7 @@ from hemabench.results.calibration import SLICE_FRACTION
 from hemabench.results.scoring import expand_confusion
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
 from hemabench.tasks.needs import Needs
-from hemabench.tasks.recorded import recorded_variants
+from hemabench.tasks.recorded import calibration_problem, recorded_variants
 
 CITATION = "Wenderoth et al., transferable hematological cell classification"
 VARIANT = re.compile(r"^(?P<clf>[^/]+)/n=(?P<n>\d+)$")
@@ -99,6 +99,8 @@ class LabelEfficiency(Task):
         main = self.main_metric.split("/")[0]
         if problem is None and main not in self.params["classifiers"]:
             problem = f"classifiers must include {main!r}, the classifier of the main metric"
+        if problem is None and self.params.get("calibration"):
+            problem = calibration_problem(self.params["calibration"], self.params["repetitions"], CLASSIFIERS)
         return problem
 
     def evaluate(self, data: TaskInput) -> Predictions:

@@ -7,6 +7,10 @@ the sweep fits it (same support set, same seeded classifiers: its confusion matr
 the sweep's for that repetition, which a test checks) and its test probabilities are stored
 as a variant ``<clf>/n=<n>/rep<r>``. The temperature slice is drawn from training cells
 OUTSIDE that support set, so it is never fitted on, and never contains test cells.
+
+Transfer (bm-to-blood) records its direct fit the same way: support set and slice come from
+the source's training cells, test cells from the target, and a class mapping merges the
+source classes' probabilities into the scored target classes (their sum, as predictions merge).
 """
 
 from __future__ import annotations
@@ -17,28 +21,49 @@ from hemabench.protocols.fewshot import fit_proba, support_set
 from hemabench.results.calibration import align_proba, held_out_slice, slice_payload
 
 
-def recorded_name(classifier: str, n: int, repetition: int) -> str:
-    return f"{classifier}/n={n}/rep{repetition:03d}"
+def calibration_problem(settings, repetitions: int, classifiers) -> str | None:
+    """Why a task's ``calibration`` settings cannot be recorded with, or None."""
+    keys = {"repetition", "n", "classifiers", "slice", "slice_seed"}
+    if not isinstance(settings, dict) or set(settings) != keys:
+        return f"calibration must be a mapping with keys {', '.join(sorted(keys))}, got {settings!r}"
+    rep, n, fraction = settings["repetition"], settings["n"], settings["slice"]
+    if not isinstance(rep, int) or isinstance(rep, bool) or not 0 <= rep < repetitions:
+        return f"calibration.repetition must be one of the {repetitions} repetitions (0 to {repetitions - 1}), got {rep!r}"
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        return f"calibration.n must be a positive integer, got {n!r}"
+    if not isinstance(settings["classifiers"], list) or not settings["classifiers"] or \
+            any(c not in classifiers for c in settings["classifiers"]):
+        return f"calibration.classifiers must be a non-empty list of {', '.join(classifiers)}, got {settings['classifiers']!r}"
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        return f"calibration.slice must be a fraction between 0 and 1, got {fraction!r}"
+    if not isinstance(settings["slice_seed"], int) or isinstance(settings["slice_seed"], bool):
+        return f"calibration.slice_seed must be an integer, got {settings['slice_seed']!r}"
+    return None
 
 
 def recorded_variants(features: np.ndarray, labels: np.ndarray, paths: np.ndarray, perm: dict, train: np.ndarray,
                       test: np.ndarray, scored: list[str], settings: dict, seed: int,
-                      classifier_settings: dict | None = None, fold: str = "test") -> dict[str, dict]:
+                      classifier_settings: dict | None = None, fold: str = "test", target: tuple | None = None,
+                      merge: dict | None = None, stem: str | None = None) -> dict[str, dict]:
     """``settings``: repetition, n, classifiers, slice (fraction), slice_seed (the task's ``calibration``);
     ``classifier_settings``: classifier -> keywords, as the sweep builds them; ``fold``: the split's test
-    part the cells belong to (the repetition is in the variant's name)."""
+    part the cells belong to (the repetition is in the variant's name). ``target``: (features, labels,
+    paths) that ``test`` indexes when the test cells are another dataset's; ``merge``: fitted class ->
+    scored class; ``stem``: the variant's name before ``/rep<r>`` (default ``<clf>/n=<n>``)."""
+    t_features, t_labels, t_paths = target or (features, labels, paths)
     support = support_set(perm, settings["n"])
     held = held_out_slice(np.setdiff1d(train, support), labels, settings["slice_seed"], settings["slice"])
-    rows = np.concatenate([test, held])
+    mapped = np.vectorize(lambda c: (merge or {}).get(str(c), str(c)), otypes=[object])
     out = {}
-    for clf, (classes, proba) in fit_proba(features[support], labels[support], features[rows],
+    for clf, (classes, proba) in fit_proba(features[support], labels[support],
+                                          np.concatenate([t_features[test], features[held]]),
                                           tuple(settings["classifiers"]), seed, classifier_settings).items():
-        proba = align_proba(proba, classes, scored)
-        test_proba, held_proba = proba[:len(test)], proba[len(test):]
-        out[recorded_name(clf, settings["n"], settings["repetition"])] = {
-            "id": paths[test], "fold": np.full(len(test), fold), "true": labels[test],
-            "pred": np.asarray(classes)[np.argmax(test_proba[:, [scored.index(str(c)) for c in classes]], axis=1)],
-            "proba": test_proba,
-            "calibration": slice_payload(paths[held], np.full(len(held), fold), labels[held], held_proba,
-                                         settings["slice"], settings["slice_seed"])}
+        pred = mapped(np.asarray(classes)[np.argmax(proba[:len(test)], axis=1)])  # as the sweep predicts
+        proba = align_proba(proba, mapped(np.asarray(classes)), scored)
+        name = "{}/rep{:03d}".format(stem or f"{clf}/n={settings['n']}", settings["repetition"])
+        out[name] = {
+            "id": t_paths[test], "fold": np.full(len(test), fold), "true": t_labels[test], "pred": pred.astype(str),
+            "proba": proba[:len(test)],
+            "calibration": slice_payload(paths[held], np.full(len(held), fold), mapped(labels[held]), proba[len(test):],
+                                         fraction=settings["slice"], seed=settings["slice_seed"])}
     return out

@@ -23,6 +23,7 @@ from hemabench.tasks.label_efficiency import (
     sweep_variants,
 )
 from hemabench.tasks.needs import Needs
+from hemabench.tasks.recorded import calibration_problem, recorded_variants
 
 
 @cache
@@ -68,6 +69,8 @@ def superclass_metrics(predictions: dict, labels: list[str], superclasses: dict)
     """Sensitivity of each superclass (a prediction of any member counts), per repetition."""
     out = {}
     for variant, p in predictions.items():
+        if "confusions" not in p:  # a recorded repetition (per-cell probabilities): reported with calibration
+            continue
         for name, members in superclasses.items():
             idx = [labels.index(m) for m in members if m in labels]
             values = []
@@ -91,7 +94,8 @@ class BoneMarrowToBlood(Task):
             return f"source_per_class must be a positive integer, got {p['source_per_class']!r}"
         if not (benchmarks_dir() / "mappings" / f"{p['mapping']}.yaml").is_file():
             return f"mapping {p['mapping']!r} is not a file in benchmarks/mappings/"
-        return sweep_problem(p, ["svm"])
+        return sweep_problem(p, ["svm"]) or (calibration_problem(p["calibration"], p["repetitions"], ("svm",))
+                                             if p.get("calibration") else None)
 
     def mapping(self, dataset: str) -> Mapping:
         return Mapping.for_target(load_mapping(self.params["mapping"]), dataset)
@@ -121,7 +125,17 @@ class BoneMarrowToBlood(Task):
         variants = {"direct": sweep_variants(direct, p["repetitions"])[f"svm/n={p['source_per_class']}"],
                     **sweep_variants(adapt, p["repetitions"], prefix={"svm": "adapt"})}
         ids = lambda inp: inp.records["path"].to_numpy()  # noqa: E731
-        return Predictions(variants, extra={
+        recorded = {}
+        if p.get("calibration"):  # one repetition of each with per-cell probabilities (tasks/recorded.py)
+            cal, fold, paths = p["calibration"], t_rotation["test"][0], ids(data).astype(str)
+            rep, svm = cal["repetition"], {"svm": p["svm"]}
+            recorded.update(recorded_variants(
+                np.asarray(source.features), s_labels, ids(source).astype(str), direct_perms[rep], s_train, t_test,
+                labels, {**cal, "n": p["source_per_class"]}, p["seed"], svm, fold, stem="direct",
+                target=(np.asarray(data.features), t_labels, paths), merge=mapping.merge))
+            recorded.update(recorded_variants(np.asarray(data.features), t_labels, paths, adapt_perms[rep], t_train,
+                                              t_test, labels, cal, p["seed"], svm, fold, stem=f"adapt/n={cal['n']}"))
+        return Predictions({**variants, **recorded}, extra={
             "mapping": {"name": p["mapping"], "version": load_mapping(p["mapping"])["version"],
                                                  **{k: v for k, v in vars(mapping).items()}},
             "fit_classes": sorted(set(s_labels[s_train])), "support_seed": p["seed"],
@@ -136,16 +150,22 @@ class BoneMarrowToBlood(Task):
         return {**curve, **superclass_metrics(predictions, labels, extra.get("superclasses", {}))}
 
 
+# version 3: one repetition of direct transfer and of adaptation recorded with per-cell probabilities (calibration)
 # Targets: datasets with cell labels and a ``transfer_source`` (and rules in the class mapping).
 NEEDS = Needs(frozenset({"cell-labels"}), split="holdout-70-30", source_split="holdout-70-30")
 TASKS.add("bm-to-blood", BoneMarrowToBlood(
-    name="bm-to-blood", version=2, datasets=NEEDS.registered(), needs=NEEDS, protocol="docs/protocols.md#bm-to-blood",
+    name="bm-to-blood", version=3, datasets=NEEDS.registered(), needs=NEEDS, protocol="docs/protocols.md#bm-to-blood",
     description="SVM fitted on 250 bone-marrow cells per class, scored on blood datasets through a versioned "
                 "class mapping (direct transfer), and fitted on n target cells per class (domain adaptation)",
     main_metric="direct/balanced_accuracy", detail_variant="direct", variants=("direct", *(f"adapt/n={n}" for n in N_GRID)),
     splits=NEEDS.registered_splits(), sources=NEEDS.registered_sources(),
-    params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn", "calibration")},
-            "source_per_class": 250, "mapping": "bm-to-blood"},
-    method={**METHOD, "classifier": "svm (the label-efficiency SVM pipeline), for direct transfer and adaptation"},
+    params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn")},
+            "calibration": {**PARAMS["calibration"], "classifiers": ["svm"]}, "source_per_class": 250,
+            "mapping": "bm-to-blood"},
+    method={**METHOD, "classifier": "svm (the label-efficiency SVM pipeline), for direct transfer and adaptation",
+            "calibration": "repetition `calibration.repetition` refitted with per-cell probabilities: direct/rep<r> "
+                           "(its source support set; temperature slice from source training cells outside it; "
+                           "probabilities of source classes merged by the mapping add up) and adapt/n=<n>/rep<r> "
+                           "(n = `calibration.n`; slice from target training cells outside its support set)"},
     citation=CITATION,
 ))
