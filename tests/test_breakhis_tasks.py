@@ -211,6 +211,18 @@ def test_temperature_slices_are_held_out_training_patients_and_pooled_variants_r
         resolve_slices(bad)
 
 
+def test_a_fit_with_nothing_left_after_the_slice_adds_no_slice_cells():
+    """If the held-out patients are all a fit has (a tiny fraction), no temperature cells are
+    invented for it: a uniform filler would give an arbitrary temperature."""
+    data = breakhis_input()
+    ctx = bh._Context.build(data, "label")
+    _, fold, train, test = ctx.folds[0]
+    ctx.probe(TASKS.get("breakhis-binary").params, train[:4], test, held=train[:4], fold=fold)
+    assert len(ctx.held[-1][1]) == 0 and ctx.held[-1][2].shape == (0, 2)
+    ctx.probe(TASKS.get("breakhis-binary").params, train, test, held=train[:4], fold=fold)
+    assert list(ctx.held[-1][1]) == list(train[:4]) and np.allclose(ctx.held[-1][2].sum(axis=1), 1)
+
+
 def test_missing_magnification_is_skipped_and_patient_leak_raises():
     data = breakhis_input(drop=200)
     binary = TASKS.get("breakhis-binary").evaluate(data)

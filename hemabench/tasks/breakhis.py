@@ -113,8 +113,8 @@ class _Context:
         rest = np.setdiff1d(train, held)
         if len(held) and len(rest):
             _, held_proba = self._fit(params, rest, held, log=False)
-        else:  # nothing held out, or nothing left to fit on: a model without data knows nothing
-            held_proba = np.full((len(held), len(self.scored)), 1 / len(self.scored))
+        else:  # nothing held out, or nothing left to fit on: this fit adds no slice cells
+            held, held_proba = held[:0], np.zeros((0, len(self.scored)))
         self.held.append((fold, held, held_proba))
         self.fed.append([])
         return pred, proba
