@@ -81,6 +81,10 @@ def test_a_slice_reference_to_nothing_is_rejected(tmp_path):
     result["predictions"]["all"]["calibration"] = {"from": ["all"]}
     lines = errors(write(tmp_path, result))
     assert any("calibration 'from' names 'all', which has no stored slice" in line for line in lines), lines
+    result = json.loads(PROBE.read_text())
+    result["predictions"]["probe"]["calibration"]["id"] = 5  # hostile JSON: one line naming the field
+    lines = errors(write(tmp_path, result))
+    assert any("predictions/probe/calibration/id: schema: 5 is not of type 'array'" in line for line in lines), lines
 
 
 def test_duplicated_ids_are_rejected(tmp_path):
