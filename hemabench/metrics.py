@@ -23,7 +23,6 @@ from collections.abc import Sequence
 import numpy as np
 
 METRICS = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
-_BOOT_CHUNK = 8_000_000  # resampled indices held at once (64 MB of int64)
 
 
 def encode(y, labels: Sequence[str]) -> np.ndarray:

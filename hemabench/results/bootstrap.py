@@ -81,11 +81,6 @@ class Design:
         for start in range(0, n_boot, per_chunk):
             yield self.counts(rng, min(per_chunk, n_boot - start))
 
-    def weights(self, seed: int, n_boot: int):
-        """Chunks of (b, n) sample weights: each sample weighs its unit's draw count."""
-        for counts in self.unit_counts(seed, n_boot):
-            yield counts[:, self.unit]
-
 
 def _codes(values: np.ndarray, names: list[str]) -> np.ndarray:
     lookup = {name: i for i, name in enumerate(names)}

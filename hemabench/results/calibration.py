@@ -19,6 +19,8 @@ Everything is a function of the stored predictions, so ``validate`` recomputes i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 
@@ -189,20 +191,35 @@ def _scaled_arrays(p: dict, labels: list[str], folds: np.ndarray, proba: np.ndar
 FNS = {"ece": ece, "classwise_ece": classwise_ece, "brier": brier, "nll": nll, "aurc": aurc, "risk_at_80": risk_at}
 
 
-def _names(arrays: dict) -> list[tuple[str, str]]:
-    return [(name, suffix) for suffix in arrays for name in FNS if not suffix or name in CALIBRATION_METRICS]
+@dataclass(frozen=True)
+class Calibrated:
+    """One variant's decoded arrays, made once per scoring: folds, true class indices, and the
+    stored probabilities ("") with, where every fold has a training slice, the scaled ones ("_ts")."""
+
+    folds: np.ndarray
+    true_idx: np.ndarray
+    arrays: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, p: dict, labels: list[str], proba: np.ndarray | None = None) -> Calibrated:
+        folds = np.asarray(p["fold"], dtype=str)
+        proba = proba_array(p["proba"]) if proba is None else proba
+        return cls(folds, encode(np.asarray(p["true"], dtype=str), labels), _scaled_arrays(p, labels, folds, proba))
+
+    @property
+    def names(self) -> list[tuple[str, str]]:
+        """(metric, suffix) pairs: every metric raw, the calibration ones temperature-scaled."""
+        return [(name, suffix) for suffix in self.arrays for name in FNS if not suffix or name in CALIBRATION_METRICS]
 
 
-def calibration_metrics(p: dict, labels: list[str]) -> dict[str, dict]:
+def calibration_metrics(c: Calibrated) -> dict[str, dict]:
     """Calibration and selective-prediction metrics of one variant with ``proba``: per fold, and
     their mean and std (intervals: :func:`calibration_replicates`, the scorer's fold-mean
     bootstrap). Temperature-scaled numbers appear only where every fold has a stored training slice."""
-    folds = np.asarray(p["fold"], dtype=str)
-    names = list(dict.fromkeys(folds.tolist()))
-    true_idx = encode(np.asarray(p["true"], dtype=str), labels)
-    arrays = _scaled_arrays(p, labels, folds, proba_array(p["proba"]))
-    return {name + suffix: aggregate([FNS[name](true_idx[folds == f], arrays[suffix][folds == f]) for f in names])
-            for name, suffix in _names(arrays)}
+    names = list(dict.fromkeys(c.folds.tolist()))
+    return {name + suffix: aggregate([FNS[name](c.true_idx[c.folds == f], c.arrays[suffix][c.folds == f])
+                                      for f in names])
+            for name, suffix in c.names}
 
 
 # -- the same metrics for a whole chunk of bootstrap replicates at once ------------------------
@@ -245,8 +262,9 @@ def _weighted_selective(weights: np.ndarray, true_idx: np.ndarray, proba: np.nda
     return {"aurc": aurc, "risk_at_80": risk}
 
 
-def weighted_metrics(weights: np.ndarray, true_idx: np.ndarray, proba: np.ndarray) -> dict[str, np.ndarray]:
-    """Every metric of FNS for (b, m) sample weights."""
+def weighted_metrics(weights: np.ndarray, true_idx: np.ndarray, proba: np.ndarray,
+                     selective: bool = True) -> dict[str, np.ndarray]:
+    """Every metric of FNS for (b, m) sample weights (``selective=False``: the calibration ones only)."""
     top = np.argmax(proba, axis=1)
     onehot = np.eye(proba.shape[1])[true_idx]
     out = {"ece": _weighted_gap(weights, proba[np.arange(len(top)), top], (top == true_idx).astype(float)),
@@ -254,21 +272,18 @@ def weighted_metrics(weights: np.ndarray, true_idx: np.ndarray, proba: np.ndarra
                                      for k in range(proba.shape[1])], axis=0),
            "brier": _weighted_mean(weights, np.sum((proba - onehot) ** 2, axis=1)),
            "nll": _weighted_mean(weights, -np.log(np.maximum(proba[np.arange(len(true_idx)), true_idx], PROBA_FLOOR)))}
-    return {**out, **_weighted_selective(weights, true_idx, proba)}
+    return {**out, **_weighted_selective(weights, true_idx, proba)} if selective else out
 
 
-def calibration_replicates(p: dict, labels: list[str], fold_idx: np.ndarray, n_folds: int,
+def calibration_replicates(c: Calibrated, fold_idx: np.ndarray, n_folds: int,
                            weights: np.ndarray) -> dict[str, np.ndarray]:
     """(b, F) per-fold values of every calibration metric for (b, n) sample weights (the scorer
     averages over folds: one replicate of the reported mean)."""
-    folds = np.asarray(p["fold"], dtype=str)
-    true_idx = encode(np.asarray(p["true"], dtype=str), labels)
-    arrays = _scaled_arrays(p, labels, folds, proba_array(p["proba"]))
-    out = {name + suffix: np.full((len(weights), n_folds), np.nan) for name, suffix in _names(arrays)}
+    out = {name + suffix: np.full((len(weights), n_folds), np.nan) for name, suffix in c.names}
     for f in range(n_folds):
         rows = np.flatnonzero(fold_idx == f)
-        for suffix, probs in arrays.items():
-            for name, values in weighted_metrics(weights[:, rows], true_idx[rows], probs[rows]).items():
-                if name + suffix in out:
-                    out[name + suffix][:, f] = values
+        for suffix, probs in c.arrays.items():
+            for name, values in weighted_metrics(weights[:, rows], c.true_idx[rows], probs[rows],
+                                                 selective=not suffix).items():
+                out[name + suffix][:, f] = values
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 
 from hemabench.atomic import atomic_write_text
@@ -18,6 +18,14 @@ from hemabench.errors import HemabenchError
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
+
+
+@cache
+def schema_validator():
+    """The result schema's validator, read once per process (``Result.schema_errors`` and ``validate``)."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
 REQUIRED = ("task", "task_version", "dataset", "encoder", "main_metric", "metrics")
 
 
@@ -92,11 +100,8 @@ class Result:
 
     def schema_errors(self) -> list[str]:
         """Every place the JSON departs from ``result.schema.json`` (empty: valid)."""
-        import jsonschema
-
-        validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
         return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
-                for e in sorted(validator.iter_errors(self.data), key=lambda e: list(map(str, e.absolute_path)))]
+                for e in sorted(schema_validator().iter_errors(self.data), key=lambda e: list(map(str, e.absolute_path)))]
 
     # -- identity --------------------------------------------------------------------------
     @property

@@ -30,7 +30,7 @@ from hemabench.results.bootstrap import (
     percentile_interval,
     weighted_aucs,
 )
-from hemabench.results.calibration import calibration_metrics, calibration_replicates, resolve_slices
+from hemabench.results.calibration import Calibrated, calibration_metrics, calibration_replicates, resolve_slices
 from hemabench.results.packing import proba_array  # a list, or a packed blob in large results
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
@@ -71,7 +71,8 @@ def _macro_auc(true, proba, labels, key: str) -> float:
     return float(np.mean([s[key] for s in scores.values()])) if scores else float("nan")
 
 
-def sample_replicates(p: dict, labels: list[str], seed: int, n_boot: int) -> dict[str, np.ndarray]:
+def sample_replicates(p: dict, labels: list[str], seed: int, n_boot: int,
+                      calibrated: Calibrated | None = None) -> dict[str, np.ndarray]:
     """Bootstrap replicates of each fold-mean metric: test units redrawn within each fold (see
     :mod:`.bootstrap`); image-level headline metrics through cell counts, the rest through
     per-sample weights."""
@@ -79,7 +80,9 @@ def sample_replicates(p: dict, labels: list[str], seed: int, n_boot: int) -> dic
     group = np.asarray(p["group"], dtype=str) if "group" in p else None
     design = Design.build(p["fold"], group if group is not None else p.get("id"))
     k, chunks = len(labels), defaultdict(list)
-    proba = proba_array(p["proba"]) if "proba" in p else None
+    if "proba" in p and calibrated is None:
+        calibrated = Calibrated.of(p, labels)
+    proba = calibrated.arrays[""] if calibrated is not None else None
     by_cells = design.single_samples
     if by_cells:
         codes, counts = cell_count_replicates(design, true * k + pred, seed, n_boot)
@@ -98,7 +101,7 @@ def sample_replicates(p: dict, labels: list[str], seed: int, n_boot: int) -> dic
             weights = counts[:, design.unit]
             for key, values in macro_auc_replicates(design, true, proba, k, weights).items():
                 chunks[f"{key}_macro"].append(values)
-            for name, per_fold in calibration_replicates(p, labels, design.fold, len(design.folds), weights).items():
+            for name, per_fold in calibration_replicates(calibrated, design.fold, len(design.folds), weights).items():
                 chunks[name].append(fold_mean(per_fold))
     return {name: np.concatenate(values) for name, values in chunks.items()}
 
@@ -117,13 +120,15 @@ def _score_variant(p: dict, labels: list[str], seed: int, n_boot: int) -> tuple[
         group = np.asarray(p["group"], dtype=str)
         metrics["patient_accuracy"] = aggregate(
             [patient_accuracy(true[folds == f], pred[folds == f], group[folds == f]) for f in names])
+    calibrated = None
     if "proba" in p:
-        proba = proba_array(p["proba"])
+        calibrated = Calibrated.of(p, labels)  # probabilities decoded, temperatures fitted: once per variant
+        proba = calibrated.arrays[""]
         for key in ("roc_auc", "pr_auc"):
             values = [_macro_auc(true[folds == f], proba[folds == f], labels, key) for f in names]
             metrics[f"{key}_macro"] = aggregate([v for v in values if np.isfinite(v)] or [float("nan")])
-        metrics.update(calibration_metrics(p, labels))  # ECE, Brier, NLL, AURC (+ temperature-scaled): results/calibration.py
-    for name, replicates in sample_replicates(p, labels, seed, n_boot).items():
+        metrics.update(calibration_metrics(calibrated))  # ECE, Brier, NLL, AURC (+ scaled): results/calibration.py
+    for name, replicates in sample_replicates(p, labels, seed, n_boot, calibrated).items():
         metrics[name]["ci95"] = percentile_interval(replicates, metrics[name]["mean"], upper=UPPER.get(name, 1.0))
     return metrics, fold_scores, names
 

@@ -142,7 +142,7 @@ def _confusion_problems(result: dict, shown: str, entry: dict, task, column: str
     for variant, columns in (result.get("predictions") or {}).items():
         if "confusions" not in columns:
             continue
-        if not getattr(task, "stores_confusions", False):
+        if not task.stores_confusions:
             problems.append(Problem(shown, f'predictions["{variant}"]', f"task {task.name!r} stores per-sample "
                                     "predictions (id, fold, true, pred), not confusion matrices"))
             continue

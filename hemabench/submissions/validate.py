@@ -9,7 +9,6 @@ predictions. Each failure is one line naming the file and the field.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,10 +52,9 @@ def _schema_problems(result, shown: str) -> list[Problem]:
         import jsonschema
     except ImportError:
         return [Problem(shown, "", "cannot check the schema: install jsonschema (pip install 'hemabench[test]')")]
-    from hemabench.results import SCHEMA_PATH
+    from hemabench.results.result import schema_validator
 
-    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
-    errors = sorted((jsonschema.exceptions.best_match([e]) for e in validator.iter_errors(result)),
+    errors = sorted((jsonschema.exceptions.best_match([e]) for e in schema_validator().iter_errors(result)),
                     key=lambda e: list(map(str, e.absolute_path)))  # best_match: the reason inside a oneOf
     return [Problem(shown, "/".join(map(str, e.absolute_path)) or "(top level)", f"schema: {_one_line(e.message)}")
             for e in errors[:10]]
