@@ -11,14 +11,11 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
-import yaml
-
-from hemabench.paths import benchmarks_dir
 from hemabench.results.result import Result
+from hemabench.splits.registered import REGISTRY_FILE, registered
 from hemabench.submissions.layout import Problem
 
 REL_TOL, ABS_TOL = 1e-9, 1e-12
-FROZEN = "fingerprints.yaml"  # optional: benchmarks/fingerprints.yaml, {dataset: {split: {version, fingerprint}}}
 
 
 def recompute(result: Result | dict) -> dict:
@@ -132,15 +129,6 @@ def repetition_sem_problems(result: dict, metrics: dict, shown: str) -> list[Pro
     return problems
 
 
-@lru_cache(maxsize=1)
-def frozen_fingerprints() -> dict:
-    path = benchmarks_dir() / FROZEN
-    if not path.is_file():
-        return {}
-    raw = yaml.safe_load(path.read_text())
-    return raw if isinstance(raw, dict) else {}
-
-
 @lru_cache(maxsize=64)
 def registry_fingerprint(dataset: str, split: str, data_root: str | None) -> tuple[str | None, str]:
     """(fingerprint, how it was obtained) of a registered split, or (None, why it cannot be)."""
@@ -152,9 +140,9 @@ def registry_fingerprint(dataset: str, split: str, data_root: str | None) -> tup
     try:
         root = find_root(spec, data_root=data_root)
     except DatasetNotFound:
-        frozen = (frozen_fingerprints().get(dataset) or {}).get(split) or {}
-        if frozen.get("fingerprint") and frozen.get("version") == rule.version:
-            return str(frozen["fingerprint"]), f"frozen in benchmarks/{FROZEN}"
+        frozen = registered(dataset, split, rule.version) or {}  # benchmarks/fingerprints.yaml
+        if frozen.get("fingerprint"):
+            return str(frozen["fingerprint"]), f"frozen in benchmarks/{REGISTRY_FILE}"
         return None, "the dataset is not available here and no frozen fingerprint is committed"
     records = spec.discover(root).records
     return MaterialisedSplit.build(dataset, rule, records).fingerprint, "recomputed from the local dataset"
