@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import sys
 from collections.abc import Iterator
@@ -23,8 +22,9 @@ from pathlib import Path
 
 from hemabench.atomic import atomic_write_text
 from hemabench.errors import HemabenchError
+from hemabench.filehash import file_sha256 as read_sha256
 
-_VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime_ns) whose hash matched in this process
+_HASHED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, hashed in this process
 
 
 class CacheCorrupt(HemabenchError):
@@ -36,11 +36,13 @@ def warn(message: str) -> None:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """The file's sha256, read once per process and file version (path, size, mtime): a chunk
+    sealed, then checked before assembly, or an entry recorded, then loaded, is hashed once."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = read_sha256(path)
+    return _HASHED[key]
 
 
 def sidecar(path: Path) -> Path:
@@ -88,11 +90,8 @@ def verify_entry(folder: Path, recorded: dict | None) -> None:
             raise CacheCorrupt(f"cache entry {folder}: {name} is missing") from None
         if stat.st_size != want.get("bytes"):
             raise CacheCorrupt(f"cache entry {folder}: {name} has {stat.st_size} bytes, {want.get('bytes')} recorded")
-        seen = (str(path), stat.st_size, stat.st_mtime_ns)
-        if seen not in _VERIFIED:
-            if file_sha256(path) != want.get("sha256"):
-                raise CacheCorrupt(f"cache entry {folder}: {name} does not match its recorded sha256 (altered)")
-            _VERIFIED.add(seen)
+        if file_sha256(path) != want.get("sha256"):
+            raise CacheCorrupt(f"cache entry {folder}: {name} does not match its recorded sha256 (altered)")
 
 
 @contextlib.contextmanager

@@ -9,7 +9,6 @@ provide the file. Reading never executes pickled code: safetensors, or
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import threading
@@ -22,6 +21,7 @@ import torch
 
 from hemabench.encoders.spec import EncoderSpec, WeightSource
 from hemabench.errors import HemabenchError
+from hemabench.filehash import file_sha256  # noqa: F401  (re-exported: encoders.build)
 from hemabench.paths import cache_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -53,14 +53,6 @@ def folder_file_names(spec: EncoderSpec) -> list[str]:
     names = [f"{spec.name}{suffix}" for suffix in WEIGHT_SUFFIXES]
     names += [s.filename for s in spec.weights if s.kind == "local" and s.filename not in names]
     return names
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- resolution -----------------------------------------------------------------------------
