@@ -82,16 +82,8 @@ class Reported:
         return self.encoder.startswith(EXTERNAL)
 
     @property
-    def label(self) -> str:
-        """How the row is named on a page: the registered name, or the external name without its marker."""
-        return self.encoder[len(EXTERNAL):] if self.external else self.encoder
-
-    @property
     def source(self) -> str:
         return f"{self.paper}, {self.table}"
-
-    def matches(self, encoder: str, task: str, dataset: str, metric: str) -> bool:
-        return (self.encoder, self.task, self.dataset, self.metric) == (encoder, task, dataset, metric)
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -201,16 +193,18 @@ def _superclasses(dataset: str) -> set[str]:
     return names
 
 
-def run_value(result: dict, metric: str) -> dict | None:
-    """A run's entry for a reported metric key: its metrics, or a per-class sensitivity of the
-    detail variant (``<variant>/sensitivity_<CLASS>``) with the spread over folds."""
-    if metric in result.get("metrics", {}):
-        return result["metrics"][metric]
+def run_value(result, metric: str) -> dict | None:
+    """A run's entry (a Result or result dict) for a reported metric key: its metrics, or a per-class
+    sensitivity of the detail variant (``<variant>/sensitivity_<CLASS>``) with the spread over folds."""
+    from hemabench.results import Result
+
+    result = Result.of(result)
+    if metric in result.metrics:
+        return result.metrics[metric]
     variant, _, name = metric.rpartition("/")
-    detail = (result.get("task_metadata") or {}).get("detail_variant") or result["main_metric"].rsplit("/", 1)[0]
-    if variant != detail or not name.startswith(SENSITIVITY):
+    if variant != result.detail_variant or not name.startswith(SENSITIVITY):
         return None
-    stats = (result.get("per_class") or {}).get(name[len(SENSITIVITY):])
+    stats = result.per_class.get(name[len(SENSITIVITY):])
     folds = (stats or {}).get("sensitivity_folds") or {}
     if not stats or not folds.get("ci95"):
         return None

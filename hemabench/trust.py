@@ -78,27 +78,26 @@ def is_paper(result: dict) -> bool:
     return (result.get("trust") or {}).get("tier") == PAPER if isinstance(result.get("trust"), dict) else False
 
 
-def tier_of(result: dict) -> str:
+def trust_of(result: dict) -> tuple[str, str]:
+    """(tier, who verified it: the badge's tooltip), each check done once."""
     if is_paper(result):
-        return PAPER
+        return PAPER, "published number (typed from the paper); never ranked with hemabench runs"
     if ci_reproducible(result):
-        return VERIFIED
-    if predictions_sha256(result) in load_ledger():
-        return VERIFIED
-    return SELF_REPORTED
+        return VERIFIED, CI_VERIFIER
+    ledger, sha = load_ledger(), predictions_sha256(result)
+    if sha in ledger:
+        v = ledger[sha]
+        return VERIFIED, f"verified by {v.get('by')} on {v.get('at')} at {v.get('where')} (hemabench check --reproduce)"
+    return SELF_REPORTED, "self-reported: passes every consistency check; not re-computed by a maintainer"
+
+
+def tier_of(result: dict) -> str:
+    return trust_of(result)[0]
 
 
 def verified_by(result: dict) -> str:
     """A one-line description of who verified the result (for the badge's tooltip)."""
-    tier = tier_of(result)
-    if tier == PAPER:
-        return "published number (typed from the paper); never ranked with hemabench runs"
-    if tier == SELF_REPORTED:
-        return "self-reported: passes every consistency check; not re-computed by a maintainer"
-    if ci_reproducible(result):
-        return CI_VERIFIER
-    v = load_ledger()[predictions_sha256(result)]
-    return f"verified by {v.get('by')} on {v.get('at')} at {v.get('where')} (hemabench check --reproduce)"
+    return trust_of(result)[1]
 
 
 def ranked(result: dict) -> bool:

@@ -105,6 +105,11 @@ def machine_line(info: dict | None = None) -> str:
             f"python {m['python']}")
 
 
+def print_load(when: str) -> None:
+    """The contention line: this machine's load average (1, 5, 15 min) ``when`` ("at start", "at the end")."""
+    print(f"contention: load average {Path('/proc/loadavg').read_text().split()[:3]} {when}", flush=True)
+
+
 def print_figures(rows: Sequence[dict], title: str) -> None:
     """A titled table of figures: one dict per row, its keys as the columns."""
     from tabulate import tabulate

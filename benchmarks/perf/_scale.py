@@ -39,7 +39,6 @@ class Synthetic:
 
     def __init__(self, counts: dict[str, int], dim: int, seed: int, separation: float = 4.0):
         self.classes = sorted(counts)
-        self.counts = counts
         rng = np.random.default_rng([seed, dim])
         latent = min(self.LATENT, dim)
         self.means = rng.standard_normal((len(self.classes), latent)) * separation / math.sqrt(2 * latent)
@@ -73,18 +72,18 @@ def support_counts(train: dict[str, int], n: int) -> dict[str, int]:
     return {c: min(n, k) for c, k in train.items()}
 
 
-def extrapolate(points: list[tuple[int, float]], m: int) -> tuple[float, float | None]:
+def extrapolate(points: list[tuple[int, float]], m: int) -> float:
     """Seconds at support size ``m``: measured if it was, else a power law through the last three
-    measured points, anchored at the largest (exponent clipped to [0, 3]); (seconds, exponent)."""
+    measured points, anchored at the largest (exponent clipped to [0, 3])."""
     measured = dict(points)
     if m in measured:
-        return measured[m], None
+        return measured[m]
     pts = sorted(points)[-3:]
     if len(pts) < 2:
-        return pts[-1][1] * m / pts[-1][0], 1.0
+        return pts[-1][1] * m / pts[-1][0]
     x, y = np.log([p[0] for p in pts]), np.log([max(p[1], 1e-6) for p in pts])
     b = float(np.clip(np.polyfit(x, y, 1)[0], 0.0, 3.0))
-    return pts[-1][1] * (m / pts[-1][0]) ** b, b
+    return pts[-1][1] * (m / pts[-1][0]) ** b
 
 
 

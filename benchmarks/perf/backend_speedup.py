@@ -22,7 +22,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parents[1]), str(HERE)]  # run from a checkout without installing; _common beside
 
-from _common import finish, median_seconds, start_script  # noqa: E402
+from _common import finish, median_seconds, print_load, start_script  # noqa: E402
 
 
 def data(classes: int, per_class: int, dim: int, test: int, seed: int):
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = sorted(set(y))
     print(f"sweep: {len(train)} train / {len(test)} test rows x {args.dim}-d, {args.classes} classes, "
           f"{args.repetitions} repetitions x n {args.n_grid} x 3 classifiers", flush=True)
-    print(f"contention: load average {Path('/proc/loadavg').read_text().split()[:3]} at start", flush=True)
+    print_load("at start")
 
     def timed(label: str, **kwargs):
         out = {}
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"run": f"dask LocalCluster, {n} worker(s)", "workers": n, "seconds": seconds,
                      "speed-up": base / seconds, "identical to local": same, "fits": result["fits"],
                      "times": [round(t, 2) for t in times]})
-    print(f"contention: load average {Path('/proc/loadavg').read_text().split()[:3]} at the end", flush=True)
+    print_load("at the end")
     finish(args, "backend_speedup", "label-efficiency sweep: local vs dask workers (speed-up over 1 dask worker)",
            rows, info, identical=all(r["identical to local"] for r in rows))
     return 0 if all(r["identical to local"] for r in rows) else 1

@@ -56,7 +56,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parents[1]), str(HERE)]  # run from a checkout without installing; _common beside
 
-from _common import finish, print_figures, start_script  # noqa: E402
+from _common import finish, print_figures, print_load, start_script  # noqa: E402
 from _scale import (  # noqa: E402
     AML,
     COUNTS,
@@ -151,7 +151,7 @@ def set_seconds(sweep: dict, m: int, classifiers, n_test: int) -> tuple[dict[str
     meas = sweep["measured"]
 
     def step(key: str) -> float:
-        return extrapolate([(k, v[key]) for k, v in meas.items()], m)[0]
+        return extrapolate([(k, v[key]) for k, v in meas.items()], m)
 
     shared = step("transform") + step("test_transform_row") * n_test
     per = {c: step(f"{c}_fit") + step(f"{c}_predict_row") * n_test + shared / len(classifiers) for c in classifiers}
@@ -179,8 +179,6 @@ def project_label_efficiency(sweep: dict, reps: int = REPETITIONS) -> dict:
 
 
 def measure_probe(name: str, dim: int, args) -> dict:
-    import torch
-
     from hemabench.protocols.probe import TorchLogisticRegression, probe_C
 
     folds, fraction = PROBE_FOLDS[name]
@@ -199,7 +197,6 @@ def measure_probe(name: str, dim: int, args) -> dict:
     memory = peak_growth_mb(before) * n_train / len(x)
     per_iter = seconds / max(1, model.n_iter_)
     fold = per_iter * n_train / len(x) * PROBE_MAX_ITER
-    del torch
     return {"units": folds, "unit": fold, "memory_mb": memory, "measured": f"{model.n_iter_} iterations on "
             f"{len(x)} rows: {per_iter * 1000:.1f} ms/iteration"}
 
@@ -303,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         args.dims, args.max_rows, args.test_rows, args.probe_rows, args.knn_rows = [16], 150, 100, 500, 500
         args.probe_iters, args.mil_epochs, args.adaptive_reps, args.adaptive_max_n = 3, 1, 3, 5
         args.adaptive = f"acevedo:{args.dims[0]}"
-    print(f"contention: load average {Path('/proc/loadavg').read_text().split()[:3]} at start", flush=True)
+    print_load("at start")
 
     rows, sweeps, details = [], {}, {}
     for dim in args.dims:
@@ -351,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{v2['seconds_v2'] / 3600:.2f} h: saves {100 * v2['saving']:.0f}% (spread beyond n="
                   f"{v2['measured_up_to_n']} taken as at n={v2['measured_up_to_n']})", flush=True)
             extra.update(adaptive=v2, adaptive_rows=v2_rows)
-    print(f"contention: load average {Path('/proc/loadavg').read_text().split()[:3]} at the end", flush=True)
+    print_load("at the end")
     finish(args, "protocols_at_scale", "full protocols at real scale on this machine (CPU; GPU: not measured)",
            rows, info, **extra)
     return 0

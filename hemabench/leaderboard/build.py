@@ -26,7 +26,7 @@ from hemabench.leaderboard.index import index_context
 from hemabench.leaderboard.manifest import prepare_out, write_manifest
 from hemabench.leaderboard.pages import board_context, board_href, encoder_context, encoder_href
 from hemabench.leaderboard.ranking import tie_ranks
-from hemabench.leaderboard.reported import pairs, paper_boards
+from hemabench.leaderboard.reported import for_board, pairs, paper_boards
 from hemabench.reported import load_reported
 from hemabench.trust import ranked
 
@@ -192,13 +192,14 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
 
     whole = {"boards": [], "papers_only": [{"task": b.task, "dataset": b.dataset, "task_version": b.version,
                                             "reported": [reported_json(r) for r in b.values]} for b in only_papers]}
+    board_pairs = {board.key: pairs(board, values) for board in boards}
     for board in boards:
-        paired, shown = pairs(board, values), [r for r in values if (r.task, r.dataset) == (board.task, board.dataset)]
-        whole["boards"].append(board_json(board, paired, shown))
+        paired = board_pairs[board.key]
+        whole["boards"].append(board_json(board, paired, for_board(board.task, board.dataset, values)))
         downloads.start_page(board_href(board))
         json_href = "../" + downloads.json(f"{board.slug}.json", whole["boards"][-1])
         write(board_href(board), "task.html.j2", list(board.entries.values()),
-              **board_context(board, site, models, values), board_json=json_href)
+              **board_context(board, site, models, values, paired), board_json=json_href)
     for board in only_papers:
         write(f"tasks/{board.slug}.html", "reported-board.html.j2", [], **paper_board_context(board, values))
     downloads.start_page("index.html")
@@ -208,7 +209,7 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
     for encoder in encoders:
         own: list[Board] = [b for b in boards if encoder in b.entries]
         write(encoder_href(encoder), "encoder.html.j2", [b.entries[encoder] for b in own],
-              **encoder_context(encoder, own, values), title=f"encoder {encoder}")
+              **encoder_context(encoder, own, values, board_pairs), title=f"encoder {encoder}")
     report.downloads, report.reported = downloads.written, len(values)
     write_manifest(out, OWNED, foreign)
     report.results, report.boards, report.seconds = len(entries), len(boards), time.perf_counter() - start

@@ -13,6 +13,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from hemabench.results import Result, ResultError, Score
@@ -54,6 +55,13 @@ class Entry:
     @property
     def main(self) -> Score:
         return self.result.main
+
+    @cached_property
+    def trust(self) -> tuple[str, str]:
+        """(tier, who verified it), computed once (it may hash every prediction)."""
+        from hemabench.trust import trust_of
+
+        return trust_of(self.result.data)
 
 
 @dataclass

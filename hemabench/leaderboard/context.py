@@ -13,10 +13,10 @@ import pandas as pd
 
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.collect import Board, anchor, slug
-from hemabench.leaderboard.reported import Pair, PaperBoard, by_encoder, encoder_head, reported_cell
+from hemabench.leaderboard.reported import Pair, PaperBoard, by_encoder, encoder_head, for_board, reported_cell
 from hemabench.leaderboard.tables import as_table, pct, plain
 from hemabench.metrics import METRICS
-from hemabench.reported import EXTRA_METRICS, Reported
+from hemabench.reported import EXTERNAL, EXTRA_METRICS, Reported
 
 COST_COLUMNS = ("GFLOPs / image", "forward images/s", "extraction images/s")
 DELTA = "reproduced − reported"
@@ -85,7 +85,7 @@ def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: lis
         {"text": DELTA, "title": f"run minus the published value of {board.main_metric}, percentage points, with the "
                                  "run's 95% interval moved by the published value; ≠ = outside it"}]
     texts = [c["text"] for c in table["columns"][1:]]
-    for (encoder, source), metrics in by_encoder([r for r in values if (r.task, r.dataset) == (board.task, board.dataset)]).items():
+    for (encoder, source), metrics in by_encoder(for_board(board.task, board.dataset, values)).items():
         first = next(iter(metrics.values()))
         cells = []
         for text in texts:
@@ -107,7 +107,7 @@ def published_table(task: str, dataset: str, values: list[Reported]) -> dict | N
     """Every published number on this task and dataset: one row per encoder and paper table, one column
     per metric; transposed (metrics as rows) when there are many more metrics than rows, e.g. per-class
     sensitivities."""
-    mine = [r for r in values if (r.task, r.dataset) == (task, dataset)]
+    mine = for_board(task, dataset, values)
     if not mine:
         return None
     metrics = list(dict.fromkeys(r.metric for r in mine))
@@ -115,13 +115,13 @@ def published_table(task: str, dataset: str, values: list[Reported]) -> dict | N
     caption = ("published numbers, % (± sd where the paper prints one); hover a value for the paper's protocol and "
                "how it differs from hemabench's. Never ranked with runs.")
     if len(metrics) > 10 and len(metrics) > 2 * len(rows):
-        frame = pd.DataFrame({f"{e.removeprefix('external:')} ({source})": {m: reported_cell(cells.get(m), source=False)
+        frame = pd.DataFrame({f"{e.removeprefix(EXTERNAL)} ({source})": {m: reported_cell(cells.get(m), source=False)
                                                                            for m in metrics}
                               for (e, source), cells in rows.items()}, index=metrics)
         return as_table(frame, "published", caption, index_name="metric")
     frame = pd.DataFrame([{m: reported_cell(cells.get(m), source=False) for m in metrics} for cells in rows.values()],
                          columns=metrics)
-    heads = [encoder_head(e, None if e.startswith("external:") else f"../encoders/{slug(e)}.html",
+    heads = [encoder_head(e, None if e.startswith(EXTERNAL) else f"../encoders/{slug(e)}.html",
                           next(iter(cells.values())).encoder_description) for (e, _), cells in rows.items()]
     frame.insert(0, "paper, table", [plain(source, source, title=next(iter(cells.values())).note)
                                      for (_, source), cells in rows.items()])

@@ -33,13 +33,23 @@ def _cells(result: Result) -> dict[tuple[str, str], tuple[str, str]] | None:
     return {(str(f), str(i)): (str(t), str(q)) for i, f, t, q in zip(p["id"], p["fold"], p["true"], p["pred"])}
 
 
-def hard_cells(predictions: dict[str, dict], threshold: float = THRESHOLD) -> pd.DataFrame:
-    """``predictions``: encoder -> {(fold, id): (true, pred)}. Cells every encoder predicted, that at
-    least ``threshold`` of them misclassify: columns fold, id, true, wrong (most common wrong label;
-    ties: alphabetical), n_wrong, n_encoders."""
+def shared_cells(predictions: dict[str, dict]) -> set:
+    """The (fold, id) keys every encoder predicted."""
+    return set.intersection(*(set(p) for p in predictions.values())) if predictions else set()
+
+
+def votes_needed(n_encoders: int, threshold: float = THRESHOLD) -> int:
+    """How many encoders must misclassify a cell for it to be hard."""
+    return math.ceil(threshold * n_encoders - 1e-9)
+
+
+def hard_cells(predictions: dict[str, dict], threshold: float = THRESHOLD, common: set | None = None) -> pd.DataFrame:
+    """``predictions``: encoder -> {(fold, id): (true, pred)}. Cells every encoder predicted (``common``:
+    ``shared_cells``, when known), that at least ``threshold`` of them misclassify: columns fold, id, true,
+    wrong (most common wrong label; ties: alphabetical), n_wrong, n_encoders."""
     encoders = list(predictions)
-    common = set.intersection(*(set(p) for p in predictions.values())) if encoders else set()
-    need = math.ceil(threshold * len(encoders) - 1e-9)
+    common = shared_cells(predictions) if common is None else common
+    need = votes_needed(len(encoders), threshold)
     rows = []
     for key in sorted(common):
         true = predictions[encoders[0]][key][0]
@@ -51,10 +61,10 @@ def hard_cells(predictions: dict[str, dict], threshold: float = THRESHOLD) -> pd
     return pd.DataFrame(rows, columns=["fold", "id", "true", "wrong", "n_wrong", "n_encoders"])
 
 
-def class_shares(hard: pd.DataFrame, predictions: dict[str, dict]) -> pd.DataFrame:
+def class_shares(hard: pd.DataFrame, predictions: dict[str, dict], common: set | None = None) -> pd.DataFrame:
     """Per true class: test cells, hard cells, their share of the class and of all hard cells."""
     first = next(iter(predictions.values()))
-    common = set.intersection(*(set(p) for p in predictions.values()))
+    common = shared_cells(predictions) if common is None else common
     totals = Counter(first[k][0] for k in common)
     counts = Counter(hard["true"])
     frame = pd.DataFrame({"test cells": totals, "hard cells": {c: counts.get(c, 0) for c in totals}}).fillna(0)
@@ -84,8 +94,9 @@ def hardcells_section(board: Board, site) -> dict | None:
     if len(predictions) < MIN_ENCODERS:
         return {"note": f"needs per-cell predictions of at least {MIN_ENCODERS} encoders; this board has "
                         f"{len(predictions)}", "cells": [], "shares": None}
-    hard = hard_cells(predictions)
-    shares = class_shares(hard, predictions)
+    common = shared_cells(predictions)
+    hard = hard_cells(predictions, common=common)
+    shares = class_shares(hard, predictions, common)
     cluster = clustering(shares, len(hard))
     cells = [{"id": r.id, "fold": r.fold, "true": r.true, "wrong": r.wrong,
               "votes": f"{r.n_wrong}/{r.n_encoders}", "thumb": site.thumbnail(_dataset_of(board, r.fold), r.id, "JPEG")}
@@ -93,8 +104,7 @@ def hardcells_section(board: Board, site) -> dict | None:
     table = shares.copy()
     for column in ("share of class", "share of hard cells"):
         table[column] = table[column].map(lambda v: plain(pct(v), v))
-    need = math.ceil(THRESHOLD * len(predictions) - 1e-9)
-    return {"note": f"cells misclassified by at least {need} of {len(predictions)} encoders "
+    return {"note": f"cells misclassified by at least {votes_needed(len(predictions))} of {len(predictions)} encoders "
                     f"({pct(THRESHOLD, 0)}%); variant {board.first.detail_variant}",
             "n_hard": len(hard), "n_test": int(shares["test cells"].sum()), "shown": len(cells), "cells": cells,
             "cluster": cluster, "cluster_share": pct(CLUSTER, 0),

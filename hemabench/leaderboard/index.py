@@ -18,7 +18,7 @@ from hemabench.leaderboard.context import protocol_words
 from hemabench.leaderboard.pages import board_href, board_title, dataset_title, encoder_href, split_text
 from hemabench.leaderboard.reported import PaperBoard, encoder_head, reported_cell, task_family, trained_on
 from hemabench.leaderboard.tables import as_table, plain, score_cell, with_badge
-from hemabench.reported import Reported
+from hemabench.reported import EXTERNAL, Reported
 
 
 def encoder_facts(name: str, entries: list) -> dict:
@@ -82,20 +82,20 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
         for kind, b in columns_all:
             entry = b.entries.get(encoder) if kind == "run" else None
             cell = (with_badge(score_cell(entry.main, f"{board_href(b)}#enc-{anchor(encoder)}", b.ranks.get(encoder)),
-                               entry.result.data) if entry else plain("–"))
+                               entry.trust) if entry else plain("–"))
             cells.append(_mark_trained(cell, b.dataset, facts["trained"]))
         rows.append(_row(f"row-{anchor(encoder)}", plain(encoder, encoder, href=encoder_href(encoder)), cells,
                          facts, "run"))
     paper_rows = sorted({r.encoder for r in values})
     for encoder in paper_rows:
         mine = [r for r in values if r.encoder == encoder]
-        facts = encoder_facts(encoder, []) if not encoder.startswith("external:") else \
+        facts = encoder_facts(encoder, []) if not encoder.startswith(EXTERNAL) else \
             {"family": "external", "params_m": None, "trained": [], "costs": []}
         cells = [plain(facts["family"]), _params_cell(facts["params_m"]), plain("–"), plain("–"), plain("not ranked")]
         for _, b in columns_all:
             hit = next((r for r in mine if (r.task, r.dataset, r.metric) == (b.task, b.dataset, b.main_metric)), None)
             cells.append(_mark_trained(reported_cell(hit), b.dataset, facts["trained"]))
-        href = None if encoder.startswith("external:") else encoder_href(encoder)
+        href = None if encoder.startswith(EXTERNAL) else encoder_href(encoder)
         rows.append(_row(f"paper-{anchor(encoder)}", encoder_head(encoder, href, mine[0].encoder_description),
                          cells, facts, "paper"))
     table = {"id": "leaderboard", "sortable": True, "groups": groups, "rows": rows, "caption": "",

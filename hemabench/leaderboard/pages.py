@@ -20,7 +20,7 @@ from hemabench.leaderboard.context import (
     published_table,
 )
 from hemabench.leaderboard.hardcells import hardcells_section
-from hemabench.leaderboard.reported import pairs, reported_cell
+from hemabench.leaderboard.reported import Pair, pairs, reported_cell
 from hemabench.leaderboard.sections import CURVE_VARIANT, attention, crossmag, curves, superclass_rows
 from hemabench.leaderboard.shift import shift_section
 from hemabench.leaderboard.tables import (
@@ -34,7 +34,7 @@ from hemabench.leaderboard.tables import (
     trust_cell,
 )
 from hemabench.reported import Reported
-from hemabench.trust import tier_of, unranked_reason
+from hemabench.trust import unranked_reason
 
 
 def board_title(board: Board) -> str:
@@ -84,9 +84,9 @@ def _ranking(board: Board, clinical: dict) -> dict:
     rows, heads, ids = [], [], []
     for encoder in board.sorted_encoders():
         entry = board.entries[encoder]
-        row = {"rank": plain(board.ranks.get(encoder, unranked_reason(entry.result.data)), board.ranks.get(encoder),
-                             cls="rank-cell",
-                             data={"rank": str(board.ranks.get(encoder))}),
+        rank = board.ranks.get(encoder)
+        row = {"rank": plain(rank if encoder in board.ranks else unranked_reason(entry.result.data), rank,
+                             cls="rank-cell", data={"rank": str(rank)}),
                board.main_metric: score_cell(entry.main, note=entry.result.max_iter_note)}
         row.update({k.rsplit("/", 1)[1]: score_cell(entry.result.metrics.get(k)) for k in others})
         scores = clinical.get(encoder)
@@ -94,7 +94,7 @@ def _ranking(board: Board, clinical: dict) -> dict:
             row[f"mean cost ({scores['model']})"] = score_cell(scores["mean_cost"], scale=1, digits=2)
             row[f"{scores['group_kind']} accuracy"] = score_cell(scores["group_accuracy"])
         row["source"] = plain(entry.origin)
-        row["trust"] = trust_cell(entry.result.data)
+        row["trust"] = trust_cell(entry.trust)
         rows.append(row)
         heads.append(plain(encoder, encoder, href=encoder_href(encoder, "../")))
         ids.append(f"enc-{anchor(encoder)}")
@@ -102,7 +102,7 @@ def _ranking(board: Board, clinical: dict) -> dict:
                     "repetitions, 95% interval); rank = 1 + number of encoders significantly better (paired bootstrap); "
                     "mean cost: clinically weighted error per sample, lower is better",
                     row_ids=ids, index_name="encoder", heads=heads,
-                    row_cls=[tier_of(board.entries[e].result.data) for e in board.sorted_encoders()])
+                    row_cls=[board.entries[e].trust[0] for e in board.sorted_encoders()])
 
 
 def _comparisons(board: Board) -> dict | None:
@@ -138,9 +138,10 @@ def _cost_model(labels: list[str], models, site, board: Board) -> dict | None:
             "groups": {g: m for g, m in groups.items() if m}, "figure": figure}
 
 
-def board_context(board: Board, site, models, values: list[Reported] = ()) -> dict:
+def board_context(board: Board, site, models, values: list[Reported] = (), paired: list[Pair] | None = None) -> dict:
+    """``paired``: ``pairs(board, values)`` when the caller has it already."""
     first = board.first
-    paired = pairs(board, list(values))
+    paired = pairs(board, list(values)) if paired is None else paired
     meta = first.metadata
     labels = list(dict.fromkeys(x for e in board.entries.values() for x in e.result.labels))
     clinical = {e: clinical_scores(entry.result, entry.result.detail_variant, models)
@@ -179,9 +180,13 @@ def board_context(board: Board, site, models, values: list[Reported] = ()) -> di
     }
 
 
-def encoder_context(encoder: str, boards: list[Board], values: list[Reported] = ()) -> dict:
+def encoder_context(encoder: str, boards: list[Board], values: list[Reported] = (),
+                    board_pairs: dict[tuple, list[Pair]] | None = None) -> dict:
+    """``board_pairs``: board key -> ``pairs(board, values)`` when the caller has them already."""
     entries = [(b, b.entries[encoder]) for b in boards if encoder in b.entries]
-    paired = [(b, p) for b in boards for p in pairs(b, list(values)) if p.encoder == encoder]
+    board_pairs = board_pairs or {}
+    paired = [(b, p) for b in boards for p in (board_pairs[b.key] if b.key in board_pairs else pairs(b, list(values)))
+              if p.encoder == encoder]
     meta = next((e.meta for _, e in entries if e.meta), {})
     spec = meta.get("spec") or (entries[0][1].result.data["encoder"].get("spec") if entries else _registered(encoder)) or {}
     weights = sorted({str(e.result.weights_sha256 or "") for _, e in entries})

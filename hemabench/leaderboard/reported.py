@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from hemabench.leaderboard.collect import Board, digest, slug
 from hemabench.leaderboard.tables import pct, plain
-from hemabench.reported import Reported, run_value
+from hemabench.reported import EXTERNAL, Reported, run_value
 
 TRAINED_ON = re.compile(r"hemabench datasets?:\s*([a-z0-9][a-z0-9, -]*)", re.IGNORECASE)
 FAMILIES = {  # task -> the family its index columns are grouped under
@@ -99,7 +99,7 @@ def pairs(board: Board, values: list[Reported]) -> list[Pair]:
     out = []
     for r in for_board(board.task, board.dataset, values):
         entry = board.entries.get(r.encoder)
-        score = run_value(entry.result.data, r.metric) if entry is not None else None
+        score = run_value(entry.result, r.metric) if entry is not None else None
         if score is not None and "mean" in score:
             out.append(Pair(r.encoder, r.metric, score, r))
     return sorted(out, key=lambda p: (p.encoder, p.metric, p.reported.source))
@@ -141,6 +141,6 @@ def by_encoder(values: list[Reported]) -> dict[tuple[str, str], dict[str, Report
 
 
 def encoder_head(encoder: str, href: str | None, description: str = "") -> dict:
-    name = encoder.removeprefix("external:")
+    name = encoder.removeprefix(EXTERNAL)
     return plain(name, name, href=href, badge="paper", title=description or "published result, not a hemabench run",
                  data={"tier": "paper"})

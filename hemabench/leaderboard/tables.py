@@ -47,18 +47,15 @@ def score_cell(score: Score | dict | None, href: str | None = None, rank: int | 
             "data": {"mean": repr(mean), "std": repr(std), "low": repr(low), "high": repr(high)}}
 
 
-def trust_cell(result: dict) -> dict:
-    """The trust tier of a result as a badge cell (verified / self-reported / paper)."""
-    from hemabench.trust import tier_of, verified_by
-
-    tier = tier_of(result)
-    return {"text": "", "sort": tier, "badge": tier, "title": verified_by(result), "cls": f"tier-{tier}",
-            "data": {"tier": tier}}
+def trust_cell(trust: tuple[str, str]) -> dict:
+    """A result's trust (``Entry.trust``: tier, who verified it) as a badge cell."""
+    tier, title = trust
+    return {"text": "", "sort": tier, "badge": tier, "title": title, "cls": f"tier-{tier}", "data": {"tier": tier}}
 
 
-def with_badge(cell: dict, result: dict) -> dict:
-    """A score cell that also shows its result's trust tier."""
-    badge = trust_cell(result)
+def with_badge(cell: dict, trust: tuple[str, str]) -> dict:
+    """A score cell that also shows its result's trust tier (``Entry.trust``)."""
+    badge = trust_cell(trust)
     return {**cell, "badge": badge["badge"], "cls": " ".join(filter(None, [cell.get("cls"), badge["cls"]])),
             "data": {**(cell.get("data") or {}), "tier": badge["badge"]},
             "title": f"{cell.get('title', '')}; {badge['title']}".lstrip("; ")}
