@@ -110,3 +110,16 @@ def test_calibration_table_on_a_probabilistic_board():
     ece = board.entries["enc-a"].result.metrics["amil/ece"]["mean"]
     assert first["head"]["text"] == "enc-a" and first["cells"][1]["data"]["mean"] == repr(ece)
     assert first["cells"][2]["text"] == "no slice"  # no training slice stored: no temperature-scaled number
+
+
+def test_tied_classes_are_listed_by_name_whatever_the_set_order():
+    """The site is reproducible: ties in the hard-class table do not follow PYTHONHASHSEED."""
+    import subprocess
+    import sys
+
+    script = ("from hemabench.leaderboard.hardcells import class_shares, hard_cells\n"
+              "p = {e: {('f', f'c{i}'): (t, 'q') for i, t in enumerate('zyxwvu')} for e in 'ab'}\n"
+              "print(list(class_shares(hard_cells(p), p).index))")
+    orders = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                             env={"PYTHONHASHSEED": str(seed), "PATH": ""}).stdout for seed in range(4)}
+    assert orders == {"['u', 'v', 'w', 'x', 'y', 'z']\n"}

@@ -70,7 +70,9 @@ def class_shares(hard: pd.DataFrame, predictions: dict[str, dict], common: set |
     frame = pd.DataFrame({"test cells": totals, "hard cells": {c: counts.get(c, 0) for c in totals}}).fillna(0)
     frame["share of class"] = frame["hard cells"] / frame["test cells"]
     frame["share of hard cells"] = frame["hard cells"] / max(len(hard), 1)
-    return frame.sort_values(["hard cells", "share of class"], ascending=False)
+    # ties broken by class name: the Counter's order follows a set, i.e. PYTHONHASHSEED
+    frame = frame.sort_index()
+    return frame.sort_values(["hard cells", "share of class"], ascending=False, kind="stable")
 
 
 def clustering(shares: pd.DataFrame, n_hard: int) -> dict:
