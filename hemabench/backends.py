@@ -24,10 +24,10 @@ BACKENDS = ("local", "dask")
 
 
 @contextmanager
-def fit_backend(name: str = "local", address: str | None = None, workers: int | None = None) -> Iterator[None]:
+def fit_backend(name: str = "local", address: str | None = None) -> Iterator[None]:
     """Run the enclosed joblib work on ``name``: ``local`` changes nothing; ``dask`` connects a
-    client to ``address`` (or starts a local cluster of ``workers`` single-threaded processes,
-    default one per core) and makes it joblib's backend until the block ends."""
+    client to ``address`` (or starts a local cluster of single-threaded processes, one per
+    core) and makes it joblib's backend until the block ends."""
     if name == "local":
         if address:
             raise HemabenchError("--backend-address needs --backend dask")
@@ -47,7 +47,7 @@ def fit_backend(name: str = "local", address: str | None = None, workers: int | 
             raise HemabenchError(f"cannot reach the dask scheduler at {address}: {exc}") from None
         cluster = None
     else:
-        cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+        cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
                                dashboard_address=None)
         client = Client(cluster)
     try:

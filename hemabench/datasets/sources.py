@@ -20,8 +20,6 @@ from PIL import Image
 class FolderImages:
     """Record paths are files relative to ``root``; the cache key hashes (path, size)."""
 
-    kind = "folder"
-
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
@@ -43,8 +41,6 @@ class ArrowImages:
     ``files`` maps each key to its arrow file; ``fingerprint`` is the dataset's own
     fingerprint (``datasets``), so the cache key is (fingerprint, rows), as (path, size) is
     for files."""
-
-    kind = "arrow"
 
     def __init__(self, files: dict[str, str], column: str, fingerprint: str) -> None:
         self.files, self.column, self.fingerprint = dict(files), column, fingerprint

@@ -17,12 +17,11 @@ from tqdm.auto import tqdm
 LOG_INTERVAL = 30.0  # seconds between redraws when stderr is a file (job logs)
 
 
-def progress_bar(total: int | None, desc: str, enabled: bool, unit: str = "fit", leave: bool = True,
-                 position: int | None = None) -> tqdm:
+def progress_bar(total: int | None, desc: str, enabled: bool, unit: str = "fit", leave: bool = True) -> tqdm:
     """A tqdm bar on stderr (a no-op object when ``enabled`` is False) showing done/total,
     the rate and the estimated time left."""
     interactive = sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=leave, position=position,
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=leave,
                 file=sys.stderr, mininterval=0.5 if interactive else LOG_INTERVAL, dynamic_ncols=interactive)
 
 

@@ -22,7 +22,7 @@ from hemabench.errors import HemabenchError
 from hemabench.protocols.mil import HEAD_NAMES, TrainConfig, cpu_threads, make_head, predict_bags, train_mil
 from hemabench.protocols.progress import epoch_callback, progress_bar
 from hemabench.results.calibration import slice_payload
-from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput
+from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, join_columns
 from hemabench.tasks.needs import Needs
 
 NEEDS = Needs(frozenset({"patients", "bag-labels"}), split="patient-cv5", validation=True)
@@ -205,8 +205,7 @@ class AmlMil(Task):
                                 "pred": labels[pred[j]], "true": str(bags.labels[i]), "run": run,
                                 "cells": top_cells(attention[j], pred[j], bags.rows[i], paths, p["top_k"])}
         runs.close()
-        variants = {head: {k: (np.concatenate(v) if k == "proba" else np.concatenate(v).astype(str))
-                           for k, v in cols.items()} for head, cols in columns.items()}
+        variants = {head: join_columns(cols) for head, cols in columns.items()}
         for head, cols in slices.items():
             variants[head]["calibration"] = slice_payload(*(np.concatenate(cols[k]) for k in ("id", "fold", "true", "proba")),
                                                           slice=VALIDATION_SLICE)

@@ -163,14 +163,19 @@ def per_fold(data: TaskInput, labels: np.ndarray, fit_predict, desc: str = "fold
                     _pool(pooled, slices, variant, out if isinstance(out, dict) else {"pred": out}, rotation["test"][0],
                           paths[test], labels[test])
             bar.update(1)
-    variants = {v: {k: np.concatenate(parts) if k == "proba" else np.concatenate(parts).astype(str)
-                    for k, parts in cols.items()} for v, cols in pooled.items()}
+    variants = {v: join_columns(cols) for v, cols in pooled.items()}
     for variant, folds in slices.items():  # (fold, rows, proba, fraction, seed) per fold
         rows = np.concatenate([f[1] for f in folds]).astype(int)
         variants[variant]["calibration"] = slice_payload(
             paths[rows], np.concatenate([np.full(len(f[1]), f[0], dtype=object) for f in folds]), labels[rows],
             np.concatenate([f[2] for f in folds]), fraction=folds[0][3], seed=folds[0][4])
     return Predictions(variants)
+
+
+def join_columns(columns: dict[str, list]) -> dict[str, np.ndarray]:
+    """One variant's columns, each a list of chunks, joined: ``proba`` as given, the others as strings."""
+    return {k: np.concatenate(parts) if k == "proba" else np.concatenate(parts).astype(str)
+            for k, parts in columns.items()}
 
 
 def _pool(pooled: dict, slices: dict, variant: str, out: dict, fold: str, ids, true) -> None:

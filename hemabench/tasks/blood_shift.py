@@ -23,12 +23,11 @@ import numpy as np
 
 from hemabench.errors import HemabenchError
 from hemabench.metrics import aggregate, encode
-from hemabench.protocols import fit_probe
 from hemabench.protocols.progress import progress_bar
-from hemabench.results.calibration import align_proba, held_out_slice, slice_payload
+from hemabench.results.calibration import held_out_slice, slice_payload
 from hemabench.splits import split_names
-from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices
-from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, SLICE_PARAMS, CellProbe, probe_kwargs
+from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices, join_columns
+from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, SLICE_PARAMS, CellProbe, probe_proba
 from hemabench.tasks.transfer import load_mapping
 
 SHIFT, IN_DOMAIN = "shifted", "in-domain"
@@ -95,12 +94,16 @@ class BloodShift(CellProbe):
             raise HemabenchError(f"blood-shift needs at least two datasets of the {data.dataset} panel; found {order}")
         return [_Lab.of(d, inputs[d], self.mapping(), self.label_column) for d in order]
 
+    @staticmethod
+    def _scored(labs: list[_Lab]) -> list[str]:
+        return sorted({c for lab in labs for c in lab.classes})
+
     def result_labels(self, data: TaskInput) -> list[str]:
-        return sorted({c for lab in self._labs(data) for c in lab.classes})
+        return self._scored(self._labs(data))
 
     def evaluate(self, data: TaskInput) -> Predictions:
         labs = self._labs(data)
-        scored = sorted({c for lab in labs for c in lab.classes})
+        scored = self._scored(labs)
         fraction, seed = self.params["calibration_slice"], self.params["calibration_seed"]
         columns = {v: {"id": [], "fold": [], "true": [], "pred": [], "proba": []} for v in (IN_DOMAIN, SHIFT)}
         slices = {v: {"id": [], "fold": [], "true": [], "proba": []} for v in (IN_DOMAIN, SHIFT)}
@@ -109,18 +112,18 @@ class BloodShift(CellProbe):
         for source in labs:
             x, y = source.data.features, source.labels
             held = held_out_slice(source.train, y, seed, fraction)  # training cells only
-            rest = np.setdiff1d(source.train, held)
-            tests = [t.data.features[t.test[np.isin(t.labels[t.test], source.classes)]] for t in labs]
+            known = source.classes
+            rows_of = [t.test[np.isin(t.labels[t.test], known)] for t in labs]  # test cells of the source's classes
             info: dict = {}
-            _, proba = fit_probe(x[source.train], y[source.train], np.concatenate(tests), device=data.device,
-                                 info=info, **probe_kwargs(self.params))
+            _, proba = probe_proba(self.params, x, y, source.train,
+                                   np.concatenate([t.data.features[rows] for t, rows in zip(labs, rows_of)]),
+                                   scored, data.device, info)
             solver[source.name] = info
-            _, held_proba = fit_probe(x[rest], y[rest], x[held], device=data.device, info={}, **probe_kwargs(self.params))
-            proba, held_proba = align_proba(proba, source.classes, scored), align_proba(held_proba, np.unique(y[rest]), scored)
+            _, held_proba = probe_proba(self.params, x, y, np.setdiff1d(source.train, held), x[held], scored,
+                                        data.device, {})
             start = 0
-            for target, test_x in zip(labs, tests):
-                rows = target.test[np.isin(target.labels[target.test], source.classes)]
-                block, start = proba[start:start + len(test_x)], start + len(test_x)
+            for target, rows in zip(labs, rows_of):
+                block, start = proba[start:start + len(rows)], start + len(rows)
                 variant = IN_DOMAIN if target is source else SHIFT
                 fold = target.name if target is source else pair_name(source.name, target.name)
                 for key, value in (("id", target.data.records["path"].to_numpy()[rows]), ("true", target.labels[rows]),
@@ -134,7 +137,7 @@ class BloodShift(CellProbe):
         bar.close()
         variants = {}
         for v, cols in columns.items():
-            variants[v] = {k: np.concatenate(p) if k == "proba" else np.concatenate(p).astype(str) for k, p in cols.items()}
+            variants[v] = join_columns(cols)
             s = {k: np.concatenate(p) for k, p in slices[v].items()}
             variants[v]["calibration"] = slice_payload(s["id"], s["fold"], s["true"], s["proba"], fraction=fraction, seed=seed)
         return Predictions(variants, extra={

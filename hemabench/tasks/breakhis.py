@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hemabench.errors import HemabenchError
-from hemabench.protocols import fit_probe
 from hemabench.protocols.progress import progress_bar
 from hemabench.results.calibration import align_proba, held_out_slice, pooled_slice, slice_payload
 from hemabench.results.scoring import patient_accuracy
 from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices
-from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, SLICE_PARAMS, ProbeTask, probe_kwargs
+from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, SLICE_PARAMS, ProbeTask, probe_proba
 from hemabench.tasks.needs import Needs
 
 MAGNIFICATIONS = (40, 100, 200, 400)
@@ -126,15 +125,14 @@ class _Context:
                                                                       for c in classes}}
         if len(classes) == 1:  # a probe needs two classes; the constant classifier is its limit
             pred = np.full(len(test), classes[0], dtype=object)
-            proba = np.ones((len(test), 1))
+            proba = align_proba(np.ones((len(test), 1)), classes, self.scored)
             info["status"] = "single training class: constant prediction"
         else:
             X = np.asarray(self.data.features, dtype=np.float32)
-            pred, proba = fit_probe(X[train], self.labels[train], X[test], device=self.data.device, info=info,
-                                    **probe_kwargs(params))
+            pred, proba = probe_proba(params, X, self.labels, train, X[test], self.scored, self.data.device, info)
         if log:
             self.fits.append({**tags, **info})
-        return pred, align_proba(proba, classes, self.scored)
+        return pred, proba
 
     def add(self, variants, rows: np.ndarray, fold: str, pred: np.ndarray, proba: np.ndarray) -> None:
         """File test predictions of the latest fit under ``variants``."""

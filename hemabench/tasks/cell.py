@@ -29,6 +29,14 @@ def probe_kwargs(params: dict) -> dict:
     return {key: params[key] for key in PROBE_PARAMS}
 
 
+def probe_proba(params: dict, features: np.ndarray, labels: np.ndarray, train: np.ndarray, test_X: np.ndarray,
+                scored: list[str], device: str, info: dict | None = None, on_iteration=None):
+    """Fit the probe on rows ``train`` and predict ``test_X``: (labels, probabilities in ``scored`` order)."""
+    pred, proba = fit_probe(features[train], labels[train], test_X, device=device, info=info,
+                            on_iteration=on_iteration, **probe_kwargs(params))
+    return pred, align_proba(proba, np.unique(labels[train].astype(str)), scored)
+
+
 @dataclass(frozen=True)
 class ProbeTask(Task):
     """A task fitting the linear probe: its probe parameters (and its temperature slice's) are
@@ -52,21 +60,20 @@ class CellProbe(ProbeTask):
         labels = data.records[self.label_column].to_numpy()
         features = np.asarray(data.features, dtype=np.float32)
 
-        solver_runs, scored = [], self.result_labels(data)
+        solver_runs, scored, names = [], self.result_labels(data), labels.astype(str)
         fraction, seed = self.params["calibration_slice"], self.params["calibration_seed"]
 
-        def probe(train, rows, info=None):
+        def probe(train, rows, info):
             with progress_bar(self.params["max_iter"], f"{self.name} {data.dataset} L-BFGS", data.progress,
                               unit="iter", leave=False) as bar:  # an estimate within seconds, even on 170k cells
-                pred, proba = fit_probe(features[train], labels[train], features[rows], device=data.device, info=info,
-                                        on_iteration=lambda: bar.update(1), **probe_kwargs(self.params))
-            return pred, align_proba(proba, np.unique(labels[train].astype(str)), scored)
+                return probe_proba(self.params, features, labels, train, features[rows], scored, data.device, info,
+                                   lambda: bar.update(1))
 
         def fit_predict(train, test):
             info: dict = {}
             pred, proba = probe(train, test, info)
             solver_runs.append(info)
-            held = held_out_slice(train, labels.astype(str), seed, fraction)  # temperature scaling: training cells only
+            held = held_out_slice(train, names, seed, fraction)  # temperature scaling: training cells only
             _, held_proba = probe(np.setdiff1d(train, held), held, {})
             return {"probe": {"pred": pred, "proba": proba, "slice": (held, held_proba, fraction, seed)}}
 

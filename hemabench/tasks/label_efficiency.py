@@ -109,17 +109,18 @@ class LabelEfficiency(Task):
         rotation = data.rotations[0]
         train, test = fold_indices(data, rotation, "train"), fold_indices(data, rotation, "test")
         perms = support_permutations(train, labels, p["repetitions"], p["seed"])
-        result = sweep(data.features, labels, perms, data.features[test], labels[test], self.result_labels(data),
+        scored = self.result_labels(data)
+        result = sweep(data.features, labels, perms, data.features[test], labels[test], scored,
                        tuple(p["n_grid"]), tuple(p["classifiers"]), seed=p["seed"],
                        settings={c: p[c] for c in p["classifiers"]}, progress=data.progress,
                        desc=f"{self.name} {data.dataset}")
         variants = sweep_variants(result, p["repetitions"])
         recorded = recorded_variants(np.asarray(data.features), labels, data.records["path"].to_numpy().astype(str),
-                                     perms[p["calibration"]["repetition"]], train, test, self.result_labels(data),
+                                     perms[p["calibration"]["repetition"]], train, test, scored,
                                      p["calibration"], p["seed"], {c: p[c] for c in p["calibration"]["classifiers"]},
                                      fold=rotation["test"][0]) if p.get("calibration") else {}
         return Predictions({**variants, **recorded}, extra={
-            "repetition_sem": repetition_sem(variants, self.result_labels(data)),
+            "repetition_sem": repetition_sem(variants, scored),
             "support_seed": p["seed"], "support_hash": support_hash(perms, data.records["path"].to_numpy()),
             "effective_n": {str(n): v for n, v in result["effective_n"].items()},
             "auc_max_n": saturation_n(perms, tuple(p["n_grid"])), "fits": result["fits"],
