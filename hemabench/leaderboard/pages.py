@@ -166,7 +166,7 @@ def board_context(board: Board, site, models, values: list[Reported] = (), paire
         "protocol_words": protocol_words(board.task, first.params, board.params_digest),
         "split": split_text(first.split), "source_split": split_text(first.source_split or None),
         "ranking": extend_ranking(_ranking(board, clinical), board, list(values), paired),
-        "published": published_table(board.task, board.dataset, list(values)), "pairs": pairs_table(paired),
+        "published": published_table(board.task, board.dataset, list(values), board), "pairs": pairs_table(paired),
         "pareto": pareto(board, site), "comparisons": _comparisons(board), "variants": _variants(board),
         "cost_model": _cost_model(labels, models, site, board),
         "per_class": per_class_table(per_class, labels, superclass_rows(board)),
