@@ -125,6 +125,22 @@ def registered_split(dataset: str, split: dict) -> bool:
                          and entry.get("fingerprint") == split.get("fingerprint"))
 
 
+def hemabench_classes(task: str, dataset: str) -> list[str] | None:
+    """The classes hemabench scores for a task on a dataset: a class mapping's scored classes where the
+    task maps classes (bm-to-blood), else the dataset's; None when neither is known."""
+    import yaml
+
+    from hemabench.datasets import DATASETS
+    from hemabench.paths import benchmarks_dir
+    from hemabench.tasks import TASKS
+
+    mapping = TASKS.get(task).params.get("mapping") if task in TASKS.names() else None
+    if isinstance(mapping, str) and (benchmarks_dir() / "mappings" / f"{mapping}.yaml").is_file():
+        targets = yaml.safe_load((benchmarks_dir() / "mappings" / f"{mapping}.yaml").read_text()).get("targets") or {}
+        return sorted((targets.get(dataset) or {}).get("scored") or []) or None
+    return sorted(DATASETS.get(dataset).classes) if dataset in DATASETS.names() else None
+
+
 def unknown_params(protocol: Protocol, params: dict) -> list[str]:
     """Parameters the protocol names that the task does not have (a typo in the reported file)."""
     named = set(protocol.params if isinstance(protocol.params, dict) else {}) | set(protocol.params_contain)

@@ -132,6 +132,24 @@ def test_boards_that_only_papers_report_exist(site):
     assert report.reported == N_REPORTED
 
 
+def test_published_tables_say_which_protocol_differs(site):
+    """Wenderoth's Table 4 adaptation is over 15 Matek-blood classes (hemabench scores 11): marked, never
+    paired; Table 3's direct transfer is over the same 11 classes: only its remaining differences."""
+    site_dir, _, _ = site
+    _, board = page(site_dir, "tasks/bm-to-blood--matek-blood--reported-*.html")
+    published = board.find("table", id="published")
+    heads = [text(th) for th in list(published.find("thead").find_all("tr"))[-1].find_all("th")]
+    protocol = next(r for r in rows_of(published) if text(r.find("th")) == "protocol")
+    cells = dict(zip(heads[1:], [text(td) for td in protocol.find_all("td")]))
+    table4 = cells["wenderoth-xcit-dino-bm (wenderoth, Table 4)"]
+    assert table4.startswith("other class set (15 classes in the paper, 11 scored by hemabench): never paired")
+    assert "class set" not in cells["wenderoth-xcit-dino-bm (wenderoth, Table 3)"]
+    assert "fitted classes" in cells["wenderoth-xcit-dino-bm (wenderoth, Table 3)"]
+    _, acevedo = page(site_dir, "tasks/cell-knn--acevedo--[0-9a-f]*.html")
+    rows = rows_of(acevedo.find("table", id="published"))
+    assert all("matches this board" in text(list(r.find_all("td"))[1]) for r in rows)  # the fixture's protocol
+
+
 class TableTexts(HTMLParser):
     """Each table's header and body cells as a browser's textContent (document order, whitespace collapsed)."""
 

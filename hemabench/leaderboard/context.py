@@ -26,6 +26,7 @@ from hemabench.leaderboard.reported import (
 from hemabench.leaderboard.tables import as_table, pct, plain
 from hemabench.metrics import METRICS
 from hemabench.reported import EXTERNAL, EXTRA_METRICS, Reported
+from hemabench.reported_protocol import hemabench_classes
 
 COST_COLUMNS = ("GFLOPs / image", "forward images/s", "extraction images/s")
 DELTA = "reproduced − reported"
@@ -124,7 +125,10 @@ def _description(r: Reported) -> str:
 def protocol_cell(r: Reported, reasons: dict[str, list[str]] | None) -> dict:
     """Whether a paper table's protocol matches this board (and what still differs), or why not."""
     if reasons is None:
-        text = "still different: " + (", ".join(r.protocol.remaining()) or "nothing")
+        ours = hemabench_classes(r.task, r.dataset) if r.protocol.classes else None
+        other = f"other class set ({len(r.protocol.classes)} classes in the paper, {len(ours)} scored by hemabench): " \
+                "never paired; " if ours is not None and sorted(ours) != sorted(r.protocol.classes) else ""
+        text = other + "still different: " + (", ".join(r.protocol.remaining()) or "nothing")
         return plain(text, text, title=r.note)
     found = reasons.get(r.source)
     text = ("not comparable here: " + "; ".join(found)) if found else \
