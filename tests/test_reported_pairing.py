@@ -132,3 +132,32 @@ def test_the_flag_needs_both_intervals(mean, ci, value, sd, flagged):
     assert pair.flagged is flagged
     assert pair.outside_run is (not ci[0] <= value <= ci[1])
     assert pair.cell()["data"]["flagged"] == str(flagged).lower()
+
+
+def test_a_demo_settings_board_shows_no_paper_rows_in_its_columns(tmp_path, values):
+    """Built site, one fabricated run whose parameters differ from DinoBloom's protocol: no pair, no
+    paper row in its ranking, "–" in its index column, and the reason in the published table."""
+    from test_leaderboard import parse, write
+    from test_leaderboard_context import page, rows_of, text
+
+    from hemabench.leaderboard import build_site
+
+    run = knn_run(params={"ks": [1, 5, 20]})
+    write(tmp_path / "run", run.data)
+    (tmp_path / "none").mkdir()
+    build_site(tmp_path / "site", tmp_path / "none", [tmp_path / "run"], figures=False)
+    _, board = page(tmp_path / "site", "tasks/cell-knn--acevedo--[0-9a-f]*.html")
+    assert [r.attrs.get("data-tier") for r in rows_of(board.find("table", id="ranking"))] == ["run"]
+    assert board.find("table", id="pairs") is None
+    published = rows_of(board.find("table", id="published"))
+    assert len(published) == 12
+    assert all(text(list(r.find_all("td"))[1]) == "not comparable here: params differ (ks)" for r in published)
+    index = parse((tmp_path / "site" / "index.html").read_text())
+    table = index.find("table", id="leaderboard")
+    heads = [text(th) for th in list(table.find("thead").find_all("tr"))[-1].find_all("th")]
+    column = next(i for i, h in enumerate(heads) if h.startswith("cell-knn / acevedo") and "papers only" not in h)
+    paper_row = table.find("tr", id="paper-dinobloom-s")
+    assert text(list(paper_row.find_all("td"))[column - 1]) == "–"
+    # the values no run board matches keep a papers-only board of their own
+    papers_only = next(i for i, h in enumerate(heads) if h.startswith("cell-knn / acevedo") and "papers only" in h)
+    assert text(list(paper_row.find_all("td"))[papers_only - 1]).startswith("84.5 paper")

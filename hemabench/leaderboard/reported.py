@@ -155,13 +155,14 @@ def pairs(board: Board, values: list[Reported]) -> list[Pair]:
 
 
 def paper_boards(boards: list[Board], values: list[Reported]) -> list[PaperBoard]:
-    """(task, dataset) pairs that papers report and no run covers yet."""
+    """(task, dataset) pairs with published values that no run board's protocol matches yet (none run, or
+    only under other parameters, splits or class sets): those values get a board of their own."""
     from hemabench.tasks import TASKS
 
-    covered = {(b.task, b.dataset) for b in boards}
+    shown = {id(r) for b in boards for r in comparable(b, values)[0]}
     out: dict[tuple[str, str], PaperBoard] = {}
     for r in values:
-        if (r.task, r.dataset) not in covered:
+        if id(r) not in shown:
             task = TASKS.get(r.task)
             out.setdefault((r.task, r.dataset), PaperBoard(r.task, r.dataset, task.version, task.main_metric)).values.append(r)
     for board in out.values():  # the task's main metric where papers report it, else their most common one
