@@ -28,6 +28,7 @@ SCHEMA = {
         "params": {"oneOf": [{"const": DEFAULTS}, {"type": "object"}]},
         "params_contain": {"type": "object", "additionalProperties": {"type": "array", "minItems": 1}},
         "split": {"type": "string", "minLength": 1},
+        "source_split": {"type": "string", "minLength": 1},
         "paper_split": {"enum": list(PAPER_SPLITS)},
         "classes": {"type": "array", "minItems": 2, "items": {"type": "string"}},
         "weights": {"type": "object", "additionalProperties": {"type": "string", "minLength": 3}},
@@ -49,6 +50,7 @@ class Protocol:
     params_contain: dict = field(default_factory=dict)  # list parameters that must include these items
     split: str = ""
     paper_split: str = "own"
+    source_split: str | None = None  # a cross-dataset task's source split rule (bm-to-blood: matek-bm's)
     classes: tuple[str, ...] | None = None  # the classes the paper scores; None: the task's own
     weights: dict = field(default_factory=dict)  # encoder -> the weights the paper used (hub id or file)
     differences: tuple[str, ...] = ()
@@ -57,8 +59,8 @@ class Protocol:
     def from_dict(cls, raw: dict) -> Protocol:
         versions = (None, None) if raw["versions"] == "any" else tuple(raw["versions"])
         return cls(versions, raw["params"], dict(raw.get("params_contain") or {}), raw["split"], raw["paper_split"],
-                   tuple(raw["classes"]) if raw.get("classes") else None, dict(raw.get("weights") or {}),
-                   tuple(raw["differences"]))
+                   raw.get("source_split"), tuple(raw["classes"]) if raw.get("classes") else None,
+                   dict(raw.get("weights") or {}), tuple(raw["differences"]))
 
     def board_mismatches(self, task, result) -> list[str]:
         """How a board (any of its results: version, parameters and split are what define it) departs."""
@@ -79,11 +81,15 @@ class Protocol:
             have = result.params.get(key)
             if not isinstance(have, list) or any(not any(_same(i, h) for h in have) for i in items):
                 out.append(f"params differ ({key} must include {items})")
-        split = result.split
-        if split.get("name") != self.split:
-            out.append(f"split differs ({split.get('name')} instead of {self.split})")
-        elif not registered_split(result.dataset, split):
-            out.append(f"split differs (fingerprint of {self.split} is not the registered one)")
+        checks = [("split", result.dataset, result.split, self.split)]
+        if self.source_split:
+            source = result.source_split
+            checks.append(("source split", str(source.get("dataset", "")), source, self.source_split))
+        for what, dataset, split, wanted in checks:
+            if split.get("name") != wanted:
+                out.append(f"{what} differs ({split.get('name')} instead of {wanted})")
+            elif not registered_split(dataset, split):
+                out.append(f"{what} differs (fingerprint of {wanted} is not the registered one)")
         return out
 
     def class_mismatch(self, result) -> list[str]:

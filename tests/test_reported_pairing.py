@@ -96,9 +96,13 @@ def test_the_class_set_keeps_table_4_out_of_the_bm_to_blood_columns(values):
     data = make_result("bm-to-blood", "matek-blood", "dinobloom-s", eleven, predictions, "direct/balanced_accuracy",
                        params=dict(task.params), version=task.version)
     data["split"]["name"] = "holdout-70-30"
+    data["source_split"] = {"dataset": "matek-bm", "name": "holdout-70-30", "version": 1, "fingerprint": "c" * 64}
     shown, reasons = comparable(board_of(Result.from_dict(data)), values)
     assert {r.table for r in shown} == {"Table 3"}
     assert reasons["wenderoth, Table 4"] == ["other class set (15 classes in the paper, 11 scored here)"]
+    data["source_split"]["name"] = "holdout-80-20"  # another bone-marrow split: nothing is comparable
+    shown, reasons = comparable(board_of(Result.from_dict(data)), values)
+    assert shown == [] and reasons["wenderoth, Table 3"] == ["source split differs (holdout-80-20 instead of holdout-70-30)"]
 
 
 def test_version_range_and_contained_parameters():
