@@ -162,3 +162,14 @@ def test_a_protocol_naming_an_unknown_parameter_is_reported(tmp_path):
     path = tmp_path / "x.yaml"
     path.write_text(GOOD.replace("params: defaults", "params: {kz: [1]}"))
     assert any("protocol names parameters ['kz']" in p for p in name_problems(read_file(path)))
+
+
+@pytest.mark.parametrize("variant, known", [("40x-25pct", True), ("all-25pct", True), ("400x-20pct", True),
+                                            ("40x-0pct", False), ("40x-101pct", False), ("50x-25pct", False),
+                                            ("40x-pct", False), ("40x", False)])
+def test_breakhis_limited_knows_every_fraction_variant(variant, known):
+    """MPCS's 25% is not a default fraction, but a suite may add it: its variants are the task's own."""
+    from hemabench.tasks import TASKS
+
+    assert TASKS.get("breakhis-limited").known_variant(variant) is known
+    assert TASKS.get("breakhis-binary").known_variant(variant) is (variant in TASKS.get("breakhis-binary").variants)
