@@ -22,12 +22,15 @@ import yaml
 
 from hemabench.errors import HemabenchError
 from hemabench.paths import benchmarks_dir
+from hemabench.reported_protocol import SCHEMA as PROTOCOL_SCHEMA
+from hemabench.reported_protocol import Protocol, unknown_params
 
 EXTERNAL = "external:"
 TIER = "paper"  # the trust tier of every reported value (issue 14's badges read Reported.tier)
 MAX_BYTES = 512 * 1024
 EXTRA_METRICS = ("patient_accuracy", "roc_auc_macro", "pr_auc_macro")
 SENSITIVITY = "sensitivity_"
+PER_CLASS = (SENSITIVITY, "precision_", "f1_")  # per-class metric keys: <variant>/<prefix><CLASS>
 
 _NUMBER = {"type": "number"}
 SCHEMA = {
@@ -43,13 +46,14 @@ SCHEMA = {
         "groups": {"type": "array", "minItems": 1, "items": {
             "type": "object",
             "additionalProperties": False,
-            "required": ["table", "task", "dataset", "unit", "note", "columns", "rows"],
+            "required": ["table", "task", "dataset", "unit", "note", "protocol", "columns", "rows"],
             "properties": {
                 "table": {"type": "string", "pattern": "^Table [0-9A-Z.]+$"},
                 "task": {"type": "string"},
                 "dataset": {"type": "string"},
                 "unit": {"enum": ["percent", "fraction"]},
                 "note": {"type": "string", "minLength": 10},
+                "protocol": PROTOCOL_SCHEMA,
                 "columns": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^.+/[a-z0-9_A-Z]+$"}},
                 "rows": {"type": "object", "minProperties": 1, "additionalProperties": {
                     "type": "array", "items": {"oneOf": [
@@ -75,6 +79,7 @@ class Reported:
     value: float
     sd: float | None
     note: str
+    protocol: Protocol = Protocol()
     tier: str = TIER
 
     @property
@@ -119,6 +124,7 @@ def read_file(path: Path) -> list[Reported]:
     out = []
     for g, group in enumerate(raw["groups"]):
         scale = 100.0 if group["unit"] == "percent" else 1.0
+        protocol = Protocol.from_dict(group["protocol"])
         for encoder, cells in group["rows"].items():
             where = f"{path}: groups/{g}/rows/{encoder}"
             if encoder.startswith(EXTERNAL) and encoder not in external:
@@ -133,7 +139,8 @@ def read_file(path: Path) -> list[Reported]:
                     raise HemabenchError(f"{where}: {metric} is not a finite number")
                 out.append(Reported(raw["paper"], raw["citation"].strip(), group["table"], encoder,
                                     external.get(encoder, ""), group["task"], group["dataset"], metric,
-                                    value / scale, None if sd is None else sd / scale, group["note"].strip()))
+                                    value / scale, None if sd is None else sd / scale, group["note"].strip(),
+                                    protocol))
     keys = [(r.encoder, r.task, r.dataset, r.metric, r.table) for r in out]
     if len(keys) != len(set(keys)):
         raise HemabenchError(f"{path}: the same encoder, task, dataset and metric typed twice in one table")
@@ -171,12 +178,16 @@ def name_problems(values: list[Reported]) -> list[str]:
         if r.dataset not in task.datasets:
             problems.append(f"{where}: task {r.task} does not run on dataset {r.dataset}")
             continue
+        if unknown_params(r.protocol, task.params):
+            problems.append(f"{where}: protocol names parameters {unknown_params(r.protocol, task.params)} "
+                            f"that {r.task} does not have")
         variant, _, name = r.metric.rpartition("/")
-        if variant not in task.variants:
+        if not task.known_variant(variant):
             problems.append(f"{where}: {variant!r} is not a variant of {r.task}")
-        if name.startswith(SENSITIVITY):
-            if name[len(SENSITIVITY):] not in set(DATASETS.get(r.dataset).classes) | _superclasses(r.dataset):
-                problems.append(f"{where}: {name[len(SENSITIVITY):]!r} is not a class of {r.dataset}")
+        prefix = next((p for p in PER_CLASS if name.startswith(p)), None)
+        if prefix:
+            if name[len(prefix):] not in set(DATASETS.get(r.dataset).classes) | _superclasses(r.dataset):
+                problems.append(f"{where}: {name[len(prefix):]!r} is not a class of {r.dataset}")
         elif name not in METRICS + EXTRA_METRICS:
             problems.append(f"{where}: unknown metric {name!r}")
         if not 0.0 <= r.value <= 1.0:
@@ -195,7 +206,8 @@ def _superclasses(dataset: str) -> set[str]:
 
 def run_value(result, metric: str) -> dict | None:
     """A run's entry (a Result or result dict) for a reported metric key: its metrics, or a per-class
-    sensitivity of the detail variant (``<variant>/sensitivity_<CLASS>``) with the spread over folds."""
+    sensitivity of the detail variant (``<variant>/sensitivity_<CLASS>``) with the spread over folds.
+    Per-class precision and F1 have no stored interval: they are shown, never paired (None)."""
     from hemabench.results import Result
 
     result = Result.of(result)

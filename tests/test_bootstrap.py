@@ -200,6 +200,8 @@ def test_every_committed_interval_contains_its_mean():
 def test_rescored_references_keep_every_mean_inside_its_interval(name):
     """The results whose pooled-bootstrap intervals used to exclude their mean (macro F1 on tiny
     patient folds, average precision with tied probabilities), scored afresh."""
-    for path in [p for p in REFERENCES if p.as_posix().endswith(name)]:
+    paths = [p for p in REFERENCES if p.as_posix().endswith(name)]
+    assert len(paths) == 2, f"expected the two baselines' {name}, found {paths}"  # an empty glob must not pass
+    for path in paths:
         fresh = recompute(Result.load(path))["metrics"]
         assert all(m["ci95"][0] <= m["mean"] <= m["ci95"][1] for m in fresh.values())

@@ -259,3 +259,33 @@ def test_weighted_replicates_equal_scoring_the_redrawn_cells(seed):
         rows = np.repeat(np.arange(n), w.astype(int))
         for name, fn in cal.FNS.items():
             assert got[name][b] == pytest.approx(fn(true[rows], proba[rows]), abs=1e-12), name
+
+
+def test_debiased_ece_by_hand():
+    """Two bins: confidence 0.95 (4 cells, 1 right) and 0.65 (3 cells, none right), computed by hand;
+    a bin whose accuracy is as noisy as its gap floors the estimate at 0."""
+    top = np.array([0.95] * 4 + [0.65] * 3)
+    proba = np.stack([top, 1 - top], axis=1)
+    true = np.array([0, 1, 1, 1, 1, 1, 1])
+    squared = (4 * ((0.25 - 0.95) ** 2 - 0.25 * 0.75 / 3) + 3 * (0.65 ** 2 - 0)) / 7
+    assert cal.ece_debiased(true, proba) == pytest.approx(np.sqrt(squared))
+    assert cal.ece(true, proba) == pytest.approx((4 * 0.7 + 3 * 0.65) / 7)
+    assert cal.ece_debiased(np.array([0, 0, 0, 1, 0, 1, 1]), proba) == 0.0  # 0.75 right at 0.95 in 4 cells: noise
+
+
+def test_debiased_ece_sees_through_binning_noise_of_a_calibrated_model():
+    """A perfectly calibrated model on 150 cells: the 15-bin ECE is mostly noise (about 0.07 here), the
+    debiased estimate stays near 0; a model 15 points overconfident is found by both."""
+    rng = np.random.default_rng(0)
+    plain, debiased, over = [], [], []
+    for _ in range(200):
+        confidence = rng.uniform(0.5, 1.0, 150)
+        hit = rng.random(150) < confidence
+        proba = np.stack([confidence, 1 - confidence], axis=1)
+        true = np.where(hit, 0, 1)
+        plain.append(cal.ece(true, proba))
+        debiased.append(cal.ece_debiased(true, proba))
+        sharp = np.clip(confidence + 0.15, 0, 0.999)
+        over.append(cal.ece_debiased(true, np.stack([sharp, 1 - sharp], axis=1)))
+    assert np.mean(plain) > 0.05 and np.mean(debiased) < 0.5 * np.mean(plain)
+    assert np.mean(over) > 0.10

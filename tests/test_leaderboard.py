@@ -218,7 +218,7 @@ def test_cli_build(fixture_site, cli, tmp_path):
     base, _ = fixture_site
     code, out, _ = cli("leaderboard", "build", "--submissions", base / "submissions", "--results", base / "results",
                        "--out", tmp_path / "site", "--no-figures")
-    assert code == 0 and "10 results on 5 boards (+ 430 published numbers)" in out and (tmp_path / "site" / "index.html").is_file()
+    assert code == 0 and "10 results on 5 boards (+ 517 published numbers)" in out and (tmp_path / "site" / "index.html").is_file()
     code, _, err = cli("leaderboard", "build", "--submissions", tmp_path / "none", "--results", tmp_path / "none",
                        "--out", tmp_path / "empty")
     assert code == 2 and "nothing to build" in err and not (tmp_path / "empty").exists()

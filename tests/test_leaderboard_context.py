@@ -25,6 +25,8 @@ from test_leaderboard import REFERENCES, ensure_chromium, make_result, noisy, pa
 from hemabench.tasks import TASKS
 
 ACEVEDO = ["BAS", "EBO", "EOS", "LYT", "MON", "MYC", "NGS", "PLA"]
+ACEVEDO_CV5 = "71a3f5d294b203a766ec80132f7f1e06906395cee73e01b0993ea40e630086bd"  # benchmarks/fingerprints.yaml
+N_REPORTED = 517
 COST = {"parameters": 22056576, "embedding_dim": 384, "input_size": 224, "gflops_per_image": 6.1, "flops_note": "",
         "device": "cuda (NVIDIA H200)", "forward_images_per_s": 2400.0, "forward_batch_size": 64,
         "peak_memory_mb": 900.0, "peak_memory_kind": "CUDA", "extraction_images_per_s": 1500.0,
@@ -38,7 +40,9 @@ def fabricated_run() -> dict:
     predictions = {v: {"id": [f"{t}/img{i}.jpg" for i, t in enumerate(true)], "fold": [f"fold{i % 5}" for i in range(400)],
                        "true": true, "pred": noisy(true, ACEVEDO, acc, rng)} for v, acc in (("k1", 0.5), ("k20", 0.845))}
     result = make_result("cell-knn", "acevedo", "dinobloom-s", ACEVEDO, predictions, "k20/balanced_accuracy",
-                         params={"ks": [1, 20], "metric": "euclidean", "weights": "uniform"})
+                         params=dict(TASKS.get("cell-knn").params), version=TASKS.get("cell-knn").version,
+                         fingerprint=ACEVEDO_CV5)
+    result["split"]["name"] = "cv5"  # the registered split DinoBloom's protocol names: the values pair
     result["extra"] = {"fabricated": "test fixture only: not a real run"}
     result["encoder_cost"] = COST
     return result
@@ -110,10 +114,11 @@ def test_paper_rows_are_after_runs_unranked_and_outside_tie_groups(site):
 
 def test_boards_that_only_papers_report_exist(site):
     site_dir, _, report = site
-    for pattern, n_rows in (("cell-knn--matek-bm--reported-*", 12), ("cell-probe--matek-bm--reported-*", 12),
+    # a table with many more metrics than rows is transposed: one row per metric plus the "protocol" row
+    for pattern, n_rows in (("cell-knn--matek-bm--reported-*", 12), ("cell-probe--matek-bm--reported-*", 1 + 67),
                             ("cell-probe--acevedo--reported-*", 12), ("aml-mil--aml-hehr--reported-*", 16),
-                            ("bm-to-blood--raabin--reported-*", 12), ("breakhis-limited--breakhis--reported-*", 8),
-                            ("breakhis-binary--breakhis--reported-*", 8)):
+                            ("bm-to-blood--raabin--reported-*", 1 + 12), ("breakhis-limited--breakhis--reported-*", 8),
+                            ("breakhis-binary--breakhis--reported-*", 8), ("label-efficiency--matek-bm--reported-*", 1 + 22)):
         _, board = page(site_dir, f"tasks/{pattern}.html")
         assert len(rows_of(board.find("table", id="published"))) == n_rows, pattern
     _, index = page(site_dir, "index.html")
@@ -124,7 +129,25 @@ def test_boards_that_only_papers_report_exist(site):
     # a changed key of a mapping parameter is named alone, not the whole mapping
     assert "label-efficiency / synth-bm v2 · demo settings: calibration.n 25, repetitions 10" in heads
     assert not any(re.search(r"params [0-9a-f]{8}", h) for h in heads)
-    assert report.reported == 430
+    assert report.reported == N_REPORTED
+
+
+def test_published_tables_say_which_protocol_differs(site):
+    """Wenderoth's Table 4 adaptation is over 15 Matek-blood classes (hemabench scores 11): marked, never
+    paired; Table 3's direct transfer is over the same 11 classes: only its remaining differences."""
+    site_dir, _, _ = site
+    _, board = page(site_dir, "tasks/bm-to-blood--matek-blood--reported-*.html")
+    published = board.find("table", id="published")
+    heads = [text(th) for th in list(published.find("thead").find_all("tr"))[-1].find_all("th")]
+    protocol = next(r for r in rows_of(published) if text(r.find("th")) == "protocol")
+    cells = dict(zip(heads[1:], [text(td) for td in protocol.find_all("td")]))
+    table4 = cells["wenderoth-xcit-dino-bm (wenderoth, Table 4)"]
+    assert table4.startswith("other class set (15 classes in the paper, 11 scored by hemabench): never paired")
+    assert "class set" not in cells["wenderoth-xcit-dino-bm (wenderoth, Table 3)"]
+    assert "fitted classes" in cells["wenderoth-xcit-dino-bm (wenderoth, Table 3)"]
+    _, acevedo = page(site_dir, "tasks/cell-knn--acevedo--[0-9a-f]*.html")
+    rows = rows_of(acevedo.find("table", id="published"))
+    assert all("matches this board" in text(list(r.find_all("td"))[1]) for r in rows)  # the fixture's protocol
 
 
 class TableTexts(HTMLParser):
@@ -179,7 +202,7 @@ def test_every_table_downloads_as_csv_equal_to_the_table_and_boards_as_json(site
     assert board["runs"][0]["main"]["mean"] == run["metrics"]["k20/balanced_accuracy"]["mean"]
     assert board["runs"][0]["encoder_cost"] == COST
     assert {r["tier"] for r in board["reported"]} == {"paper"} and len(board["reproduced_minus_reported"]) == 4
-    assert sum(len(b["reported"]) for b in whole["papers_only"]) + sum(len(b["reported"]) for b in whole["boards"]) == 430
+    assert sum(len(b["reported"]) for b in whole["papers_only"]) + sum(len(b["reported"]) for b in whole["boards"]) == N_REPORTED
 
 
 def test_index_rows_carry_the_filter_attributes(site):

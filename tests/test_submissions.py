@@ -177,7 +177,9 @@ def test_every_probabilistic_reference_variant_has_its_temperature_scaled_calibr
     empty (a support set using every training cell) would leave the scaled column blank."""
     from hemabench.results import Result
 
-    for path in sorted(REFERENCES.glob("*/results/*/*.json")):
+    paths = sorted(REFERENCES.glob("*/results/*/*.json"))
+    assert len(paths) >= 30, f"{REFERENCES}: only {len(paths)} reference results found"  # an empty glob must not pass
+    for path in paths:
         result = Result.load(path)
         with_proba = [v for v, p in result.predictions.items() if "proba" in p]
         assert with_proba or result.task == "cell-knn", f"{path}: no variant with probabilities"

@@ -19,7 +19,7 @@ def fraction(text: str) -> float:
 
 def add_reproduce_arguments(check) -> None:
     check.add_argument("--reproduce", metavar="SUBMISSION", help="maintainers: re-compute one submission folder from "
-                       "public weights and data; on success mark its results verified (see docs/submissions.md)")
+                       "public weights and data; on success mark its results verified (see docs/submitting.md)")
     check.add_argument("--fraction", type=fraction, default=0.02, metavar="F",
                        help="--reproduce: share of test images re-embedded from scratch (default 0.02)")
     check.add_argument("--seed", type=int, default=0, help="--reproduce: seed of that sample (default 0)")

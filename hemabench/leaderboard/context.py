@@ -13,10 +13,20 @@ import pandas as pd
 
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.collect import Board, anchor, slug
-from hemabench.leaderboard.reported import Pair, PaperBoard, by_encoder, encoder_head, for_board, reported_cell
+from hemabench.leaderboard.reported import (
+    FLAG,
+    Pair,
+    PaperBoard,
+    by_encoder,
+    comparable,
+    encoder_head,
+    for_board,
+    reported_cell,
+)
 from hemabench.leaderboard.tables import as_table, pct, plain
 from hemabench.metrics import METRICS
 from hemabench.reported import EXTERNAL, EXTRA_METRICS, Reported
+from hemabench.reported_protocol import hemabench_classes
 
 COST_COLUMNS = ("GFLOPs / image", "forward images/s", "extraction images/s")
 DELTA = "reproduced − reported"
@@ -83,9 +93,10 @@ def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: lis
         row.setdefault("data", {})["tier"] = "run"
     table["columns"] += [{"text": c} for c in COST_COLUMNS] + [
         {"text": DELTA, "title": f"run minus the published value of {board.main_metric}, percentage points, with the "
-                                 "run's 95% interval moved by the published value; ≠ = outside it"}]
+                                 "run's 95% interval moved by the published value, only where the value's protocol "
+                                 f"matches this board; ≠ = {FLAG} (the run's 95% interval and the paper's ± sd)"}]
     texts = [c["text"] for c in table["columns"][1:]]
-    for (encoder, source), metrics in by_encoder(for_board(board.task, board.dataset, values)).items():
+    for (encoder, source), metrics in by_encoder(comparable(board, values)[0]).items():
         first = next(iter(metrics.values()))
         cells = []
         for text in texts:
@@ -93,36 +104,62 @@ def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: lis
             if text == "rank":
                 cells.append(plain("paper", "", cls="rank-cell paper", title="published: never ranked"))
             elif text == "source":
-                cells.append(plain(source, source, title=f"{first.citation}. Protocol: {first.note}"))
+                cells.append(plain(source, source, title=f"{first.citation}. Protocol: {first.note} Still different: "
+                                                         + (", ".join(first.protocol.remaining()) or "nothing")))
             else:
                 cells.append(reported_cell(metrics.get(metric), source=False) if metric else plain("–"))
         href = None if first.external else f"../encoders/{slug(encoder)}.html"
         table["rows"].append({"id": f"paper-{anchor(encoder)}-{anchor(source)}", "cls": "tier-paper",
-                              "head": encoder_head(encoder, href, first.encoder_description), "cells": cells,
+                              "head": encoder_head(encoder, href, _description(first)), "cells": cells,
                               "data": {"tier": "paper"}})
     return table
 
 
-def published_table(task: str, dataset: str, values: list[Reported]) -> dict | None:
+def _description(r: Reported) -> str:
+    """The hover text of a paper row's encoder: its description, and the paper's weights where they differ."""
+    wanted = r.protocol.weights.get(r.encoder)
+    other = f"published with other weights than hemabench's {r.encoder}: {wanted}" if wanted else ""
+    return "; ".join(t for t in (r.encoder_description, other) if t)
+
+
+def protocol_cell(r: Reported, reasons: dict[str, list[str]] | None) -> dict:
+    """Whether a paper table's protocol matches this board (and what still differs), or why not."""
+    if reasons is None:
+        ours = hemabench_classes(r.task, r.dataset) if r.protocol.classes else None
+        other = f"other class set ({len(r.protocol.classes)} classes in the paper, {len(ours)} scored by hemabench): " \
+                "never paired; " if ours is not None and sorted(ours) != sorted(r.protocol.classes) else ""
+        text = other + "still different: " + (", ".join(r.protocol.remaining()) or "nothing")
+        return plain(text, text, title=r.note)
+    found = reasons.get(r.source)
+    text = ("not comparable here: " + "; ".join(found)) if found else \
+        "matches this board; still different: " + (", ".join(r.protocol.remaining()) or "nothing")
+    return plain(text, text, title=r.note)
+
+
+def published_table(task: str, dataset: str, values: list[Reported], board: Board | None = None) -> dict | None:
     """Every published number on this task and dataset: one row per encoder and paper table, one column
     per metric; transposed (metrics as rows) when there are many more metrics than rows, e.g. per-class
-    sensitivities."""
+    sensitivities. The "protocol" column (row) says, for a ``board``, whether each table's protocol matches it."""
     mine = for_board(task, dataset, values)
     if not mine:
         return None
+    reasons = comparable(board, values)[1] if board is not None else None
     metrics = list(dict.fromkeys(r.metric for r in mine))
     rows = by_encoder(mine)
     caption = ("published numbers, % (± sd where the paper prints one); hover a value for the paper's protocol and "
-               "how it differs from hemabench's. Never ranked with runs.")
+               "how it differs from hemabench's; \"protocol\" says whether the paper's protocol matches this board "
+               "(only then is a value paired with a run). Never ranked with runs.")
     if len(metrics) > 10 and len(metrics) > 2 * len(rows):
-        frame = pd.DataFrame({f"{e.removeprefix(EXTERNAL)} ({source})": {m: reported_cell(cells.get(m), source=False)
-                                                                           for m in metrics}
-                              for (e, source), cells in rows.items()}, index=metrics)
+        frame = pd.DataFrame({f"{e.removeprefix(EXTERNAL)} ({source})":
+                              {"protocol": protocol_cell(next(iter(cells.values())), reasons),
+                               **{m: reported_cell(cells.get(m), source=False) for m in metrics}}
+                              for (e, source), cells in rows.items()}, index=["protocol"] + metrics)
         return as_table(frame, "published", caption, index_name="metric")
     frame = pd.DataFrame([{m: reported_cell(cells.get(m), source=False) for m in metrics} for cells in rows.values()],
                          columns=metrics)
     heads = [encoder_head(e, None if e.startswith(EXTERNAL) else f"../encoders/{slug(e)}.html",
-                          next(iter(cells.values())).encoder_description) for (e, _), cells in rows.items()]
+                          _description(next(iter(cells.values())))) for (e, _), cells in rows.items()]
+    frame.insert(0, "protocol", [protocol_cell(next(iter(cells.values())), reasons) for cells in rows.values()])
     frame.insert(0, "paper, table", [plain(source, source, title=next(iter(cells.values())).note)
                                      for (_, source), cells in rows.items()])
     return as_table(frame, "published", caption, index_name="encoder", heads=heads, row_cls=["tier-paper"] * len(heads))
@@ -139,12 +176,19 @@ def pairs_table(pairs: list[Pair], table_id: str = "pairs", boards: list[str] | 
         row.update({"metric": plain(p.metric, p.metric),
                     "run": plain(f"{pct(p.run['mean'])}", p.run["mean"], sub=f"[{pct(ci[0])}, {pct(ci[1])}]"),
                     "reported": reported_cell(p.reported), DELTA: p.cell(),
-                    "flag": plain("outside the run's interval" if p.flagged else "within", p.flagged)})
+                    "flag": plain(FLAG if p.flagged else "no", p.flagged,
+                                  title="run CI excludes the paper's value: " + str(p.outside_run).lower()
+                                        + "; paper's ± sd excludes the run's mean: "
+                                        + ("no sd printed" if p.reported.sd is None else str(p.outside_paper).lower())),
+                    "still different": plain(", ".join(p.remaining) or "–")})
         rows.append(row)
     heads = [plain(p.encoder, p.encoder) for p in pairs]
     return as_table(pd.DataFrame(rows), table_id, "a hemabench run and a published value of the same encoder, task, "
-                    "dataset and metric; difference in percentage points with the run's 95% interval minus the "
-                    "published value", index_name="encoder", heads=heads,
+                    "dataset and metric, on a board whose protocol (task version, parameters, split, class set, "
+                    "encoder weights) matches the paper's; difference in percentage points with the run's 95% "
+                    f"interval minus the published value; flag: {FLAG} (the run's 95% interval excludes the "
+                    "paper's value and the paper's ± sd, where printed, excludes the run's mean); \"still "
+                    "different\": what the protocol match cannot remove", index_name="encoder", heads=heads,
                     row_cls=["flagged" if p.flagged else "" for p in pairs])
 
 

@@ -87,7 +87,11 @@ def score_json(score: Score | dict | None) -> dict | None:
 
 
 def board_json(board, pairs, reported) -> dict:
-    """One board: its protocol, each run's main score, rank and cost, the paper rows and the pairs."""
+    """One board: its protocol, each run's main score, rank and cost, the paper rows (with why a paper
+    table's protocol does not match this board, where it does not) and the pairs."""
+    from hemabench.leaderboard.reported import comparable
+
+    reasons = comparable(board, reported)[1]
     return {
         "task": board.task, "dataset": board.dataset, "task_version": board.version,
         "params_digest": board.params_digest, "main_metric": board.main_metric,
@@ -95,13 +99,16 @@ def board_json(board, pairs, reported) -> dict:
                   "main": score_json(board.entries[e].main), "encoder_cost": board.entries[e].result.data.get("encoder_cost"),
                   "metrics": {k: score_json(v) for k, v in board.entries[e].result.metrics.items()}}
                  for e in board.sorted_encoders()],
-        "reported": [reported_json(r) for r in reported],
+        "reported": [{**reported_json(r), "not_comparable_here": reasons.get(r.source, [])} for r in reported],
         "reproduced_minus_reported": [{"encoder": p.encoder, "metric": p.metric, "difference": p.difference,
-                                       "interval": p.interval, "flagged": p.flagged, "source": p.reported.source}
+                                       "interval": p.interval, "flagged": p.flagged, "source": p.reported.source,
+                                       "still_different": p.remaining}
                                       for p in pairs],
     }
 
 
 def reported_json(r) -> dict:
     return {"encoder": r.encoder, "tier": r.tier, "task": r.task, "dataset": r.dataset, "metric": r.metric,
-            "value": r.value, "sd": r.sd, "paper": r.paper, "table": r.table, "citation": r.citation, "note": r.note}
+            "value": r.value, "sd": r.sd, "paper": r.paper, "table": r.table, "citation": r.citation, "note": r.note,
+            "protocol": {"split": r.protocol.split, "paper_split": r.protocol.paper_split,
+                         "still_different": r.protocol.remaining()}}

@@ -16,7 +16,7 @@ import pandas as pd
 from hemabench.leaderboard.collect import Board, anchor
 from hemabench.leaderboard.context import protocol_words
 from hemabench.leaderboard.pages import board_href, board_title, dataset_title, encoder_href, split_text
-from hemabench.leaderboard.reported import PaperBoard, encoder_head, reported_cell, task_family, trained_on
+from hemabench.leaderboard.reported import PaperBoard, comparable, encoder_head, reported_cell, task_family, trained_on
 from hemabench.leaderboard.tables import as_table, plain, score_cell, with_badge
 from hemabench.reported import EXTERNAL, Reported
 
@@ -87,13 +87,16 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
         rows.append(_row(f"row-{anchor(encoder)}", plain(encoder, encoder, href=encoder_href(encoder)), cells,
                          facts, "run"))
     paper_rows = sorted({r.encoder for r in values})
+    # a run board's column shows a published value only where the value's protocol matches that board
+    allowed = {id(b): {id(r) for r in comparable(b, values)[0]} for kind, b in columns_all if kind == "run"}
     for encoder in paper_rows:
         mine = [r for r in values if r.encoder == encoder]
         facts = encoder_facts(encoder, []) if not encoder.startswith(EXTERNAL) else \
             {"family": "external", "params_m": None, "trained": [], "costs": []}
         cells = [plain(facts["family"]), _params_cell(facts["params_m"]), plain("–"), plain("–"), plain("not ranked")]
         for _, b in columns_all:
-            hit = next((r for r in mine if (r.task, r.dataset, r.metric) == (b.task, b.dataset, b.main_metric)), None)
+            hit = next((r for r in mine if (r.task, r.dataset, r.metric) == (b.task, b.dataset, b.main_metric)
+                        and (id(b) not in allowed or id(r) in allowed[id(b)])), None)
             cells.append(_mark_trained(reported_cell(hit), b.dataset, facts["trained"]))
         href = None if encoder.startswith(EXTERNAL) else encoder_href(encoder)
         rows.append(_row(f"paper-{anchor(encoder)}", encoder_head(encoder, href, mine[0].encoder_description),

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from hemabench.leaderboard import figures
-from hemabench.leaderboard.calibration import calibration_table
+from hemabench.leaderboard.calibration import calibration_table, separation_note
 from hemabench.leaderboard.clinical import clinical_scores, model_for
 from hemabench.leaderboard.collect import Board, Entry, anchor, slug
 from hemabench.leaderboard.context import (
@@ -72,7 +72,8 @@ def provenance_row(entry: Entry) -> dict:
             "device": prov.get("device", ""), "finished": prov.get("finished", "")}
 
 
-RANKING_HIDDEN = {"classwise_ece", "nll", "risk_at_80", "classwise_ece_ts", "brier_ts", "nll_ts"}  # under "all metrics"
+RANKING_HIDDEN = {"classwise_ece", "nll", "risk_at_80", "classwise_ece_ts", "brier_ts", "nll_ts", "ece_debiased",
+                  "ece_debiased_ts"}  # under "all metrics"
 
 
 def _ranking(board: Board, clinical: dict) -> dict:
@@ -166,13 +167,13 @@ def board_context(board: Board, site, models, values: list[Reported] = (), paire
         "protocol_words": protocol_words(board.task, first.params, board.params_digest),
         "split": split_text(first.split), "source_split": split_text(first.source_split or None),
         "ranking": extend_ranking(_ranking(board, clinical), board, list(values), paired),
-        "published": published_table(board.task, board.dataset, list(values)), "pairs": pairs_table(paired),
+        "published": published_table(board.task, board.dataset, list(values), board), "pairs": pairs_table(paired),
         "pareto": pareto(board, site), "comparisons": _comparisons(board), "variants": _variants(board),
         "cost_model": _cost_model(labels, models, site, board),
         "per_class": per_class_table(per_class, labels, superclass_rows(board)),
         "curves": curves(board, site), "crossmag": crossmag(board, site), "attention": attention(board, site),
         "shift": shift_section(board, site), "hard_cells": hardcells_section(board, site),
-        "calibration": calibration_table(board),
+        "calibration": calibration_table(board), "calibration_note": separation_note(board),
         "confusions": confusions,
         "all_metrics": metric_matrix(scores, all_keys, "all-metrics", "every stored metric, %"),
         "sources": as_table(pd.DataFrame({e: provenance_row(board.entries[e]) for e in board.sorted_encoders()}).T,

@@ -3,9 +3,13 @@ boards that exist only because a paper reports them.
 
 A reported value (``hemabench.reported``) carries the trust tier "paper": it is shown with
 a badge, its table and protocol note, and it is never ranked or put in a tie group. A
-*pair* is a run and a reported value of the same encoder, task, dataset and metric; its
-difference is shown with the run's interval moved by the reported value, and flagged when
-the reported value lies outside that interval.
+*pair* is a run and a reported value of the same encoder, task, dataset and metric on a
+board whose protocol matches the value's (``hemabench.reported_protocol``: task version,
+parameters, split, class set, encoder weights); its difference is shown with the run's
+interval moved by the reported value, and flagged "differs beyond both intervals" only when
+the run's 95% interval excludes the reported value AND the paper's ± sd (where printed)
+excludes the run's mean. A value whose protocol does not match stays out of the board's
+metric columns and is listed with the reasons.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from hemabench.leaderboard.collect import Board, digest, slug
 from hemabench.leaderboard.tables import pct, plain
 from hemabench.reported import EXTERNAL, Reported, run_value
 
+FLAG = "differs beyond both intervals"
 TRAINED_ON = re.compile(r"hemabench datasets?:\s*([a-z0-9][a-z0-9, -]*)", re.IGNORECASE)
 FAMILIES = {  # task -> the family its index columns are grouped under
     "cell-knn": "cell types", "cell-probe": "cell types", "label-efficiency": "cell types",
@@ -61,6 +66,11 @@ class Pair:
     reported: Reported
 
     @property
+    def remaining(self) -> list[str]:
+        """What stays different between the run and the paper although the protocol matches."""
+        return self.reported.protocol.remaining()
+
+    @property
     def difference(self) -> float:
         return float(self.run["mean"]) - self.reported.value
 
@@ -73,20 +83,32 @@ class Pair:
         return float(ci[0]) - self.reported.value, float(ci[1]) - self.reported.value
 
     @property
-    def flagged(self) -> bool:
-        """The reported value lies outside the run's interval."""
+    def outside_run(self) -> bool:
+        """The reported value lies outside the run's 95% interval."""
         interval = self.interval
         return interval is not None and not interval[0] <= 0.0 <= interval[1]
+
+    @property
+    def outside_paper(self) -> bool:
+        """The run's mean lies outside the paper's value ± sd; True when the paper prints no sd."""
+        sd = self.reported.sd
+        return sd is None or abs(self.difference) > sd
+
+    @property
+    def flagged(self) -> bool:
+        """Differs beyond both intervals: the run's CI excludes the paper's value and the paper's ± sd
+        (where printed) excludes the run's mean (docs/leaderboard.md)."""
+        return self.outside_run and self.outside_paper
 
     def cell(self) -> dict:
         interval = self.interval
         sub = f"[{pct(interval[0], 2)}, {pct(interval[1], 2)}]" if interval else None
-        flag = "outside the run's interval" if self.flagged else ""
+        flag = FLAG if self.flagged else ""
         return plain(f"{'+' if self.difference >= 0 else ''}{pct(self.difference, 2)}", self.difference, sub=sub,
                      cls="delta flagged" if self.flagged else "delta", badge="≠" if self.flagged else None,
                      title=f"run {self.run['mean']!r} minus {self.reported.source} {self.reported.value!r}, "
                            f"percentage points; interval = the run's 95% interval minus the reported value"
-                           + (f"; {flag}" if flag else ""),
+                           + (f"; {flag}" if flag else "") + "; still different: " + (", ".join(self.remaining) or "nothing"),
                      data={"diff": repr(self.difference), "flagged": str(self.flagged).lower()})
 
 
@@ -94,25 +116,53 @@ def for_board(task: str, dataset: str, values: list[Reported]) -> list[Reported]
     return [r for r in values if r.task == task and r.dataset == dataset]
 
 
-def pairs(board: Board, values: list[Reported]) -> list[Pair]:
-    """Every (run, reported) pair of a board, in encoder then metric order."""
-    out = []
+def board_mismatches(board: Board, r: Reported) -> list[str]:
+    """Why a reported value does not describe this board's protocol (empty: it does); read from the
+    board's first result, since version, parameters and split define the board, and the class set."""
+    from hemabench.tasks import TASKS
+
+    first = board.first
+    if r.task not in TASKS.names():
+        return ["unregistered task"]
+    return r.protocol.board_mismatches(TASKS.get(r.task), first) + r.protocol.class_mismatch(first)
+
+
+def comparable(board: Board, values: list[Reported]) -> tuple[list[Reported], dict[str, list[str]]]:
+    """(the board's values whose protocol matches it, paper source -> reasons for those that do not)."""
+    shown, reasons = [], {}
     for r in for_board(board.task, board.dataset, values):
+        found = board_mismatches(board, r)
+        if found:
+            reasons.setdefault(r.source, found)
+        else:
+            shown.append(r)
+    return shown, reasons
+
+
+def pairs(board: Board, values: list[Reported]) -> list[Pair]:
+    """Every (run, reported) pair of a board whose protocol matches the value's, in encoder then metric order."""
+    from hemabench.tasks import TASKS
+
+    out = []
+    for r in comparable(board, values)[0]:
         entry = board.entries.get(r.encoder)
-        score = run_value(entry.result, r.metric) if entry is not None else None
+        if entry is None or r.protocol.mismatches(TASKS.get(r.task), r.encoder, entry.result):
+            continue
+        score = run_value(entry.result, r.metric)
         if score is not None and "mean" in score:
             out.append(Pair(r.encoder, r.metric, score, r))
     return sorted(out, key=lambda p: (p.encoder, p.metric, p.reported.source))
 
 
 def paper_boards(boards: list[Board], values: list[Reported]) -> list[PaperBoard]:
-    """(task, dataset) pairs that papers report and no run covers yet."""
+    """(task, dataset) pairs with published values that no run board's protocol matches yet (none run, or
+    only under other parameters, splits or class sets): those values get a board of their own."""
     from hemabench.tasks import TASKS
 
-    covered = {(b.task, b.dataset) for b in boards}
+    shown = {id(r) for b in boards for r in comparable(b, values)[0]}
     out: dict[tuple[str, str], PaperBoard] = {}
     for r in values:
-        if (r.task, r.dataset) not in covered:
+        if id(r) not in shown:
             task = TASKS.get(r.task)
             out.setdefault((r.task, r.dataset), PaperBoard(r.task, r.dataset, task.version, task.main_metric)).values.append(r)
     for board in out.values():  # the task's main metric where papers report it, else their most common one

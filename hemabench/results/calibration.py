@@ -4,6 +4,10 @@ Accuracy says how often an encoder's probe is right; these say whether its confi
 be trusted (docs/metrics.md has the definitions and why a lab cares):
 
 * ``ece``: expected calibration error, 15 equal-width bins on the top-class confidence;
+* ``ece_debiased``: the debiased root-mean-square calibration error on the same bins (Kumar,
+  Liang & Ma 2019): each bin's squared gap minus the sampling variance of its accuracy, so
+  that a calibrated model on a small test set no longer scores a sizeable error from binning
+  noise alone (the 15-bin ECE of 100-200 cells is mostly that noise);
 * ``classwise_ece``: the same per class on that class's probability, averaged over classes;
 * ``brier``: mean over cells of sum_k (p_k - y_k)^2 (0 best, 2 worst);
 * ``nll``: mean -log p(true class), probabilities floored at ``PROBA_FLOOR``;
@@ -32,14 +36,14 @@ PROBA_FLOOR = 0.5 * 10.0**-PROBA_DECIMALS  # half the list form's storage step: 
 COVERAGE = 0.8  # risk_at_80
 SLICE_FRACTION = 0.2  # share of each class's training cells held out to fit the temperature
 T_BOUNDS = (0.05, 20.0)
-CALIBRATION_METRICS = ("ece", "classwise_ece", "brier", "nll")
+CALIBRATION_METRICS = ("ece", "ece_debiased", "classwise_ece", "brier", "nll")
 
 
 def _binned_gap(confidence: np.ndarray, hit: np.ndarray, n_bins: int = N_BINS) -> float:
     """sum over bins of (share of samples) * |mean hit - mean confidence|; bins (0,1/B], ..., ((B-1)/B, 1]."""
     if len(confidence) == 0:
         return float("nan")
-    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    bins = _bins(confidence, n_bins)
     count = np.bincount(bins, minlength=n_bins)
     gap = np.abs(np.bincount(bins, hit, n_bins) - np.bincount(bins, confidence, n_bins))
     return float(gap.sum() / count.sum())
@@ -49,6 +53,32 @@ def ece(true_idx: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS) -> float:
     """Expected calibration error on the top-class confidence (ties: the first class wins, as argmax)."""
     top = np.argmax(proba, axis=1)
     return _binned_gap(proba[np.arange(len(top)), top], (top == true_idx).astype(float), n_bins)
+
+
+def _debiased_from_sums(count: np.ndarray, hits: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """sqrt(max(0, sum_b n_b/n [(a_b - c_b)^2 - a_b (1 - a_b) / (n_b - 1)])) from per-bin sums (..., bins);
+    a bin with fewer than two cells adds nothing (its accuracy has no variance estimate)."""
+    n = count.sum(axis=-1)
+    safe = np.maximum(count, 1)
+    acc, conf = hits / safe, confidence / safe
+    term = np.where(count >= 2, count * ((acc - conf) ** 2 - acc * (1 - acc) / np.maximum(count - 1, 1)), 0.0)
+    squared = np.divide(term.sum(axis=-1), n, out=np.full(np.shape(n), np.nan), where=n > 0)
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def _bins(confidence: np.ndarray, n_bins: int = N_BINS) -> np.ndarray:
+    return np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+
+
+def ece_debiased(true_idx: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS) -> float:
+    """Debiased RMS calibration error on the top-class confidence, the ECE's bins (module docstring)."""
+    if len(true_idx) == 0:
+        return float("nan")
+    top = np.argmax(proba, axis=1)
+    confidence, hit = proba[np.arange(len(top)), top], (top == true_idx).astype(float)
+    bins = _bins(confidence, n_bins)
+    return float(_debiased_from_sums(np.bincount(bins, minlength=n_bins).astype(float),
+                                     np.bincount(bins, hit, n_bins), np.bincount(bins, confidence, n_bins)))
 
 
 def classwise_ece(true_idx: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS) -> float:
@@ -188,7 +218,7 @@ def _scaled_arrays(p: dict, labels: list[str], folds: np.ndarray, proba: np.ndar
     return arrays
 
 
-FNS = {"ece": ece, "classwise_ece": classwise_ece, "brier": brier, "nll": nll, "aurc": aurc, "risk_at_80": risk_at}
+FNS = {"ece": ece, "ece_debiased": ece_debiased, "classwise_ece": classwise_ece, "brier": brier, "nll": nll, "aurc": aurc, "risk_at_80": risk_at}
 
 
 @dataclass(frozen=True)
@@ -231,8 +261,14 @@ def _weighted_mean(weights: np.ndarray, per_sample: np.ndarray) -> np.ndarray:
     return np.divide(weights @ per_sample, total, out=np.full(len(weights), np.nan), where=total > 0)
 
 
+def _weighted_debiased(weights: np.ndarray, confidence: np.ndarray, hit: np.ndarray) -> np.ndarray:
+    onehot = np.eye(N_BINS)[_bins(confidence)]  # (m, bins)
+    return _debiased_from_sums(weights @ onehot, weights @ (onehot * hit[:, None]),
+                               weights @ (onehot * confidence[:, None]))
+
+
 def _weighted_gap(weights: np.ndarray, confidence: np.ndarray, hit: np.ndarray) -> np.ndarray:
-    bins = np.clip(np.ceil(confidence * N_BINS).astype(int) - 1, 0, N_BINS - 1)
+    bins = _bins(confidence)
     per_bin = np.zeros((len(confidence), N_BINS))
     per_bin[np.arange(len(confidence)), bins] = hit - confidence
     total = weights.sum(axis=1)
@@ -267,7 +303,8 @@ def weighted_metrics(weights: np.ndarray, true_idx: np.ndarray, proba: np.ndarra
     """Every metric of FNS for (b, m) sample weights (``selective=False``: the calibration ones only)."""
     top = np.argmax(proba, axis=1)
     onehot = np.eye(proba.shape[1])[true_idx]
-    out = {"ece": _weighted_gap(weights, proba[np.arange(len(top)), top], (top == true_idx).astype(float)),
+    confidence, hit = proba[np.arange(len(top)), top], (top == true_idx).astype(float)
+    out = {"ece": _weighted_gap(weights, confidence, hit), "ece_debiased": _weighted_debiased(weights, confidence, hit),
            "classwise_ece": np.mean([_weighted_gap(weights, proba[:, k], (true_idx == k).astype(float))
                                      for k in range(proba.shape[1])], axis=0),
            "brier": _weighted_mean(weights, np.sum((proba - onehot) ** 2, axis=1)),

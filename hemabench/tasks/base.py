@@ -104,6 +104,10 @@ class Task:
         """The variants whose rows a pooled variant concatenates (its ids repeat), or None."""
         return None
 
+    def known_variant(self, variant: str) -> bool:
+        """A variant the task can produce: a default one, or one a parameter change adds (e.g. a fraction)."""
+        return variant in self.variants
+
     def with_params(self, **overrides) -> Task:
         """The same task with some parameters changed (suites may do this; results record it).
 

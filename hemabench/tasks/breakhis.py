@@ -260,6 +260,11 @@ class LimitedLabels(BreakHisTask):
                    f"got {fractions!r}"
         return super().check_params()
 
+    def known_variant(self, variant: str) -> bool:
+        """``<mag>-<f>pct`` for any fraction a suite may set (MPCS's 25% is not a default one)."""
+        head, _, tail = variant.rpartition("-")
+        return head in PER_MAG + ["all"] and tail.endswith("pct") and tail[:-3].isdigit() and 0 < int(tail[:-3]) <= 100
+
     def fit_at(self, ctx, index, fold, m, train, test, held) -> None:
         if not np.any(ctx.mags[test] == m):
             return
