@@ -30,7 +30,8 @@ from hemabench.encoders.spec import REQUIRED, SPEC_DIR, SpecError, load_spec_fil
 
 EXPECTED = {"dinobloom-s", "dinobloom-b", "dinobloom-l", "dinobloom-g", "dinov2-vits14", "dinov2-vitb14",
             "dinov2-vitl14", "dinov2-vitg14", "resnet50", "resnet50-trunc", "ctranspath", "phikon", "uni",
-            "resnet50-random", "vits14-random", "resnet18-random", "handcrafted"}
+            "resnet50-random", "vits14-random", "resnet18-random", "handcrafted", "efficientnet-lite0",
+            "efficientnet-lite1", "efficientnet-lite2"}
 TINY_VIT = {"img_size": 28, "depth": 1, "embed_dim": 48, "num_heads": 2}
 
 
@@ -62,15 +63,6 @@ def assert_same_outputs(encoder, reference: torch.nn.Module, size: int) -> None:
 
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def hermetic(monkeypatch, tmp_path):
-    """An empty weights folder and Hugging Face cache, and no downloads."""
-    monkeypatch.setenv("HEMABENCH_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path
 
 
 # -- specs --------------------------------------------------------------------------------------
