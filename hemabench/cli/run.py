@@ -98,7 +98,7 @@ def build_run(args):
     if not encoders:
         raise HemabenchError(f"suite {suite.name!r} names no encoders: give one with --encoder NAME")
     plan = suite.plan(args.task, args.dataset)
-    if not plan:
+    if not any(suite.plan(args.task, args.dataset, encoder=e) for e in encoders):
         raise HemabenchError(f"nothing to run: suite {suite.name!r} has no task/dataset pair matching "
                              f"--task {args.task} --dataset {args.dataset}{unmet_needs(suite, args)}")
     options = RunOptions(out=Path(args.out), data_root=args.data_root, device=args.device, batch_size=args.batch_size,
@@ -106,8 +106,15 @@ def build_run(args):
                          weights=args.weights, overwrite=args.overwrite,
                          progress=not args.no_progress, backend=args.backend,
                          backend_address=args.backend_address, task_params=suite.task_params,
-                         dataset_task_params=suite.dataset_task_params, custom=custom)
+                         dataset_task_params=suite.dataset_task_params, encoder_datasets=suite.encoder_datasets,
+                         custom=custom)
     return suite, encoders, plan, options
+
+
+def limits(suite, encoders: list[str]) -> str:
+    """The suite's per-encoder dataset limits that apply to this run, for the plan line."""
+    limited = [f"{e} on {', '.join(suite.encoder_datasets[e])} only" for e in encoders if e in suite.encoder_datasets]
+    return f" ({'; '.join(limited)})" if limited else ""
 
 
 def unmet_needs(suite, args) -> str:
@@ -127,7 +134,8 @@ def run_run(args) -> int:
 
     suite, encoders, plan, options = build_run(args)
     if is_main_process():
-        print(f"suite {suite.name}: {len(encoders)} encoder(s) x {len(plan)} task/dataset pair(s) -> {options.out}/")
+        print(f"suite {suite.name}: {len(encoders)} encoder(s) x {len(plan)} task/dataset pair(s){limits(suite, encoders)}"
+              f" -> {options.out}/")
     report = run_plan(encoders, plan, options)
     if not is_main_process():  # other torchrun ranks only helped with the extraction
         return 0

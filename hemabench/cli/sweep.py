@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from hemabench.cli.common import print_table
-from hemabench.cli.run import add_run_arguments, build_run, print_summary, require_results
+from hemabench.cli.run import add_run_arguments, build_run, limits, print_summary, require_results
 from hemabench.errors import HemabenchError
 
 
@@ -56,7 +56,8 @@ def run_sweep(args) -> int:
                          timeout_min=args.timeout_min, array_parallelism=args.array_parallelism,
                          tasks_per_node=args.tasks_per_node, slurm_params=parse_slurm_params(args.slurm_param))
     jobs = submit(encoders, plan, options, sweep)
-    print(f"suite {suite.name}: {len(encoders)} encoder(s) x {len(plan)} task/dataset pair(s) -> {options.out}/; "
+    print(f"suite {suite.name}: {len(encoders)} encoder(s) x {len(plan)} task/dataset pair(s){limits(suite, encoders)}"
+          f" -> {options.out}/; "
           f"{len(jobs)} job(s) submitted ({executor} executor)")
     if not args.wait and executor != "debug":  # debug jobs run only when waited for
         print_table([{"job id": j.job_id, "encoder": j.encoder} for j in jobs])

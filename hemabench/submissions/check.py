@@ -1,7 +1,7 @@
 """``hemabench check``: regression checks on committed reference results.
 
-1. Re-run: every committed result that CI can reproduce (an offline encoder on a synthetic
-   dataset, i.e. the demo suite's baselines) is recomputed with the recorded task
+1. Re-run: every committed result that CI can reproduce (an offline encoder, one whose
+   weights need no download, on an embedded dataset, i.e. the demo suite's encoders) is recomputed with the recorded task
    parameters; a main score that moved more than ``epsilon`` fails.
 2. ``--base REV``: every result committed at REV must still exist, and must not have
    changed by more than ``epsilon`` unless its task version (or task parameters) changed
@@ -151,5 +151,5 @@ def missing_references(submissions: Path, suite: str = "demo") -> list[str]:
     from hemabench.suites import load_suite
 
     s = load_suite(suite)
-    return [f"{e}/{t}/{d}" for e in s.encoders for t, d in s.plan()
+    return [f"{e}/{t}/{d}" for e in s.encoders for t, d in s.plan(encoder=e)
             if not (Path(submissions) / e / RESULTS / t / f"{d}.json").is_file()]

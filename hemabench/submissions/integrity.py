@@ -324,14 +324,15 @@ def split_status(result: dict) -> str:
 
 def expected_weights(name: str) -> tuple[set[str], str]:
     """(the weights sha256 a result of registered encoder ``name`` may name, where they come from):
-    pinned per hub revision or file in the spec; for offline encoders (random, computed features)
-    the sha256 this hemabench builds."""
+    pinned per hub revision, file or package in the spec; for offline encoders without a file
+    (random, computed features) the sha256 this hemabench builds."""
     from hemabench.encoders import ENCODERS
 
     spec = ENCODERS.get(name)
-    if spec.is_offline:
+    pinned = {s.sha256 for s in spec.weights if s.sha256}
+    if spec.is_offline and not pinned:
         return {_offline_sha(name)}, "built by this hemabench"
-    return {s.sha256 for s in spec.weights if s.sha256}, f"pinned in {spec.source_file or name + '.yaml'}"
+    return pinned, f"pinned in {spec.source_file or name + '.yaml'}"
 
 
 @cache
