@@ -220,6 +220,10 @@ def _prepare(session: _Session, task_name: str, dataset: str) -> Outcome | _Pend
         return Outcome(session.encoder_name, task_name, dataset, "skipped", reason=f"data not found: {exc}")
     except EncoderWeightsMissing as exc:
         return Outcome(session.encoder_name, task_name, dataset, "skipped", reason=f"weights missing: {exc}")
+    spec = session.dataset(dataset)["spec"]
+    problem = spec.class_problem() if spec.custom else None
+    if problem:  # own data too small for any task: one line, before any extraction
+        return Outcome(session.encoder_name, task_name, dataset, "skipped", reason=f"cannot run: {problem}")
     split = session.split(dataset, task.split_for(dataset))
     source_split = session.split(*source) if source else None
     panel = [session.split(d, rule) for d, rule in task.panel_for(dataset) if _present(session, d)]

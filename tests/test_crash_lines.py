@@ -182,3 +182,44 @@ def test_refused_backend_address_fails_at_once_with_the_reason(monkeypatch):
         with fit_backend("dask", f"tcp://127.0.0.1:{port}"):
             pass
     assert f"within {CONNECT_TIMEOUT_S} s: Connection refused" in str(caught.value)
+
+
+# -- #30.9: published values outside their unit's range ------------------------------------------
+REPORTED = """paper: x
+citation: "Someone et al. A paper, 2024"
+groups:
+  - table: Table 1
+    task: cell-knn
+    dataset: acevedo
+    unit: UNIT
+    note: "a protocol note of some length"
+    columns: [k1/balanced_accuracy]
+    rows:
+      resnet50: [CELL]
+"""
+
+
+@pytest.mark.parametrize("unit, cell, message", [
+    ("percent", "500", "value 500 is outside [0, 100] for unit percent"),
+    ("percent", "-20", "value -20 is outside [0, 100] for unit percent"),
+    ("percent", "1.0e+300", "value 1e+300 is outside [0, 100] for unit percent"),
+    ("percent", "[80, -5]", "sd -5 is outside [0, 100] for unit percent"),
+    ("fraction", "85.0", "value 85.0 is outside [0, 1] for unit fraction (is the unit percent?)"),
+    ("fraction", "[0.8, 2]", "sd 2 is outside [0, 1] for unit fraction"),
+])
+def test_reported_values_outside_their_range_are_refused(tmp_path, unit, cell, message):
+    from hemabench.reported import read_file
+
+    path = tmp_path / "x.yaml"
+    path.write_text(REPORTED.replace("UNIT", unit).replace("CELL", cell))
+    with pytest.raises(HemabenchError) as caught:
+        read_file(path)
+    assert str(caught.value) == f"{path}: groups/0/rows/resnet50: k1/balanced_accuracy {message}"
+
+
+def test_reported_values_at_the_ends_of_the_range_are_kept(tmp_path):
+    from hemabench.reported import read_file
+
+    path = tmp_path / "x.yaml"
+    path.write_text(REPORTED.replace("UNIT", "percent").replace("CELL", "[100, 0]"))
+    assert [(r.value, r.sd) for r in read_file(path)] == [(1.0, 0.0)]
