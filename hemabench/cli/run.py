@@ -235,6 +235,8 @@ def run_extract(args) -> int:
                    "split": None if split is None else {"name": split.rule.name, "version": split.rule.version,
                                                         "seed": split.rule.seed, "fingerprint": split.fingerprint},
                    "hemabench_version": hemabench.__version__, "git_commit": git_commit()}
-        fields = export_embeddings(args.export, embeddings, discovery.records, split, made_by)
+        local = not spec.custom or spec.kind != "hf" or Path(spec.location).exists()  # a hub name has no folder here
+        source = (Path(spec.location) if spec.custom else discovery.root) if local else None
+        fields = export_embeddings(args.export, embeddings, discovery.records, split, made_by, source)
         print(f"exported {', '.join(fields)} to {args.export}")
     return 0

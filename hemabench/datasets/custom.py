@@ -19,7 +19,7 @@ import pandas as pd
 from hemabench.datasets.base import DatasetSpec, Discovery, Skip, Skipped, escaped, scan_images
 from hemabench.datasets.sources import safe_relative
 from hemabench.errors import DatasetNotFound, HemabenchError
-from hemabench.imagecheck import IMAGE_EXTENSIONS, check_image
+from hemabench.imagecheck import check_image
 from hemabench.records import make_records
 
 KINDS = ("folder", "hf", "hf-disk")

@@ -18,7 +18,7 @@ from PIL import Image
 
 
 class FolderImages:
-    """Record paths are files relative to ``root``; the cache key hashes (path, size)."""
+    """Record paths are files relative to ``root``; the cache key hashes (path, size, mtime) or content."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -27,7 +27,7 @@ class FolderImages:
         return Image.open(self.root / rel)
 
     def digest(self, paths: Iterable[str]) -> str:
-        from hemabench.embeddings.cache import records_digest  # the one (path, size) hash, shared with the cache
+        from hemabench.embeddings.cache import records_digest  # the one record-list hash, shared with the cache
 
         return records_digest(self.root, paths)
 
@@ -76,6 +76,9 @@ class ArrowImages:
 
     def digest(self, paths: Iterable[str]) -> str:
         digest = hashlib.sha256(f"arrow\t{self.fingerprint}\t{self.column}\n".encode())
+        for key, filename in sorted(self.files.items()):  # an arrow file rewritten in place changes the key too
+            info = Path(filename).stat()
+            digest.update(f"{key}\t{info.st_size}\t{info.st_mtime_ns}\n".encode())
         for rel in paths:
             digest.update(f"{rel}\n".encode())
         return digest.hexdigest()

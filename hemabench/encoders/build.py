@@ -30,6 +30,7 @@ from hemabench.encoders.weights import (
     to_state_dict,
 )
 from hemabench.errors import HemabenchError
+from hemabench.imagecheck import to_rgb
 
 
 @dataclass
@@ -180,7 +181,7 @@ class ToRGB:
     """Grey, palette, RGBA and CMYK images become RGB (a picklable transform for DataLoader workers)."""
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return to_rgb(image)
 
     def __repr__(self) -> str:
         return "ToRGB()"

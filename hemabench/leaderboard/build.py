@@ -127,9 +127,11 @@ class Site:
         if not target.exists():
             from PIL import Image
 
+            from hemabench.imagecheck import to_rgb
+
             try:
                 with (images.open(rel) if source is None else Image.open(source)) as image:
-                    image = image.convert("RGB")
+                    image = to_rgb(image)
                     image.thumbnail((THUMB_SIZE, THUMB_SIZE))
                     target.parent.mkdir(parents=True, exist_ok=True)
                     image.save(target, format=fmt, optimize=True, **({"quality": 80} if fmt == "JPEG" else {}))
