@@ -100,6 +100,7 @@ def _save_folder(target: Path, dataset) -> None:
         if problem:
             raise HemabenchError(f"--export {target}: the folder exists and {problem}; nothing was changed (export to a "
                                  "new folder)")
+    target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         dataset.save_to_disk(str(staging))
