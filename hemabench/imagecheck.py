@@ -71,10 +71,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """8-bit RGB. 16-bit images are scaled by 255/65535; 32-bit integer ones likewise, or taken
     as 8-bit when no value exceeds 255; float ones from [0, 1] (x 255) or [0, 255] (as they are).
     Anything else (negative, NaN, beyond those ranges) raises ValueError saying why."""
-    if image.mode == "RGB":
-        return image
     if image.mode not in WIDE_MODES:
-        return image.convert("RGB")
+        return image.convert("RGB")  # a loaded copy, as before (callers may close the file next)
     values = np.asarray(image, dtype=np.float64)
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     if not np.isfinite(values).all() or low < 0:

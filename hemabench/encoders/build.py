@@ -181,7 +181,7 @@ class ToRGB:
     """Grey, palette, RGBA and CMYK images become RGB (a picklable transform for DataLoader workers)."""
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        return to_rgb(image)
+        return image if image.mode == "RGB" else to_rgb(image)
 
     def __repr__(self) -> str:
         return "ToRGB()"
