@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from PIL import Image
 
@@ -103,5 +103,5 @@ def image_bytes(value) -> bytes:
 
 def safe_relative(rel: str) -> bool:
     """A plain relative record path (no absolute path, no '..'): the only kind a source opens for a page."""
-    pure = PurePosixPath(rel)
-    return bool(rel) and "\\" not in rel and not pure.is_absolute() and all(p not in ("..", "") for p in pure.parts)
+    return isinstance(rel, str) and bool(rel) and "\\" not in rel and not rel.startswith("/") \
+        and ".." not in rel.split("/")  # string tests: PurePosixPath's parsing cost 30 us a row on large sheets
