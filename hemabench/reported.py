@@ -5,7 +5,8 @@ leaderboard shows it with a "paper" badge beside the runs of the same board and 
 it with them. Each file mirrors its paper's tables: a *group* is one table block on one
 task and dataset; its ``columns`` name hemabench metric keys (``<variant>/<metric>``) and
 each row lists one encoder's values in the paper's column order, either a number or
-``[mean, sd]``, in the paper's unit (``percent`` or ``fraction``; stored as fractions).
+``[mean, sd]``, in the paper's unit (``percent`` or ``fraction``; stored as fractions), each
+within its unit's range (``bounds_problem``).
 An encoder is a registered name or ``external:<name>`` described in ``external_encoders``.
 
 Files arrive in pull requests, so they are read with a YAML loader that refuses anchors
@@ -106,11 +107,11 @@ class _NoAliasLoader(yaml.SafeLoader):
 def read_file(path: Path) -> list[Reported]:
     """One paper's file -> its reported values; a clear one-line error naming the file otherwise."""
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_BYTES:
-            raise HemabenchError(f"{path}: larger than {MAX_BYTES} bytes, not a reported-results file")
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (safe subclass)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    from hemabench.untrusted import read_text
+
+    try:  # a regular UTF-8 file of at most MAX_BYTES, else one line naming it
+        raw = yaml.load(read_text(path, MAX_BYTES), Loader=_NoAliasLoader)  # noqa: S506 (safe subclass)
+    except (OSError, yaml.YAMLError) as exc:
         raise HemabenchError(f"{path}: not readable YAML ({str(exc).splitlines()[0]})") from None
     import jsonschema
 
@@ -135,8 +136,9 @@ def read_file(path: Path) -> list[Reported]:
                 if cell is None:  # not printed in the paper
                     continue
                 value, sd = (cell if isinstance(cell, list) else (cell, None))
-                if not all(math.isfinite(v) for v in (value, sd if sd is not None else 0.0)):
-                    raise HemabenchError(f"{where}: {metric} is not a finite number")
+                problem = bounds_problem(value, sd, group["unit"])
+                if problem:
+                    raise HemabenchError(f"{where}: {metric} {problem}")
                 out.append(Reported(raw["paper"], raw["citation"].strip(), group["table"], encoder,
                                     external.get(encoder, ""), group["task"], group["dataset"], metric,
                                     value / scale, None if sd is None else sd / scale, group["note"].strip(),
@@ -145,6 +147,21 @@ def read_file(path: Path) -> list[Reported]:
     if len(keys) != len(set(keys)):
         raise HemabenchError(f"{path}: the same encoder, task, dataset and metric typed twice in one table")
     return out
+
+
+def bounds_problem(value: float, sd: float | None, unit: str) -> str | None:
+    """Every metric a paper may report (accuracies, F1, AUCs, sensitivities) is a fraction in
+    [0, 1]; in ``percent`` that is [0, 100]. An sd lies in the same range. 500 (a percent typed
+    twice), -20 or 1e300 once reached the board as "500.0 paper"."""
+    top = 100.0 if unit == "percent" else 1.0
+    if not all(math.isfinite(v) for v in (value, 0.0 if sd is None else sd)):
+        return "is not a finite number"
+    if not 0.0 <= value <= top:
+        hint = " (is the unit percent?)" if unit == "fraction" and 1.0 < value <= 100.0 else ""
+        return f"value {value} is outside [0, {top:g}] for unit {unit}{hint}"
+    if sd is not None and not 0.0 <= sd <= top:
+        return f"sd {sd} is outside [0, {top:g}] for unit {unit}"
+    return None
 
 
 def reported_dir() -> Path:

@@ -222,11 +222,20 @@ def _prepare(session: _Session, task_name: str, dataset: str) -> Outcome | _Pend
         return Outcome(session.encoder_name, task_name, dataset, "skipped", reason=f"data not found: {exc}")
     except EncoderWeightsMissing as exc:
         return Outcome(session.encoder_name, task_name, dataset, "skipped", reason=f"weights missing: {exc}")
+    spec = session.dataset(dataset)["spec"]
+    problem = spec.class_problem() if spec.custom else None
+    if problem:  # own data too small for any task: one line, before any extraction
+        return Outcome(session.encoder_name, task_name, dataset, "skipped", reason=f"cannot run: {problem}")
     split = session.split(dataset, task.split_for(dataset))
     source_split = session.split(*source) if source else None
     panel = [session.split(d, rule) for d, rule in task.panel_for(dataset) if _present(session, d)]
     path = result_path(options.out, encoder.spec.name, task_name, dataset)  # `local:DIR` -> its safe name
     existing = Result.read(path)
+    other = (existing.data.get("dataset_info") or {}).get("source") if existing is not None and spec.custom else None
+    if other and other != spec.text and not options.overwrite:  # two folders named alike: never replace silently
+        return Outcome(session.encoder_name, task_name, dataset, "skipped",
+                       reason=f"{path} holds the results of {other}, also named {dataset}: nothing replaced; pass "
+                              "--overwrite to replace them, or --out another folder")
     fingerprints = [split.fingerprint] + ([source_split.fingerprint] if source_split else []) + \
         [member.fingerprint for member in panel]
     if not options.overwrite and existing is not None and existing.is_current(task, fingerprints,

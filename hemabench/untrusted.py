@@ -10,7 +10,9 @@ must be UTF-8. Every refusal is an ``UntrustedInput`` whose message is one line 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +31,27 @@ class UntrustedInput(HemabenchError):
     """An input file refused before (or instead of) parsing; the message names the file."""
 
 
-def read_text(path: str | Path, limit: int, shown: str | None = None) -> str:
-    """The file's text: at most ``limit`` bytes, strict UTF-8."""
+def read_bytes(path: str | Path, limit: int, shown: str | None = None) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes. A FIFO or device named like a
+    result file once blocked ``validate`` forever: the file is opened without blocking and
+    refused unless it is a regular file."""
     path, shown = Path(path), shown or str(path)
-    size = path.stat().st_size
-    if size > limit:
-        raise UntrustedInput(f"{shown}: {size} bytes is over the {limit}-byte limit for this file")
-    data = path.read_bytes()
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UntrustedInput(f"{shown}: is not a regular file (a FIFO, device or socket); not read")
+        if info.st_size > limit:
+            raise UntrustedInput(f"{shown}: {info.st_size} bytes is over the {limit}-byte limit for this file")
+        return handle.read(limit + 1)
+
+
+def read_text(path: str | Path, limit: int, shown: str | None = None) -> str:
+    """The file's text: at most ``limit`` bytes, strict UTF-8, a regular file only."""
+    shown = shown or str(path)
+    data = read_bytes(path, limit, shown)
+    if len(data) > limit:  # grew after the size check
+        raise UntrustedInput(f"{shown}: over the {limit}-byte limit for this file")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

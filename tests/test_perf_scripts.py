@@ -176,3 +176,10 @@ def test_score_result(tmp_path):
                                  "--patients", "6", "--proba", "--n-boot", "50", "--repeats", "1")
     row = payload["figures"][0]
     assert row["samples"] == 300 and row["json MB"] > 0 and row["median s"] > 0 and "s per MB" in stdout
+
+
+def test_metadata_sheet_small(tmp_path):
+    stdout, payload = run_script("metadata_sheet.py", tmp_path, "--rows", "300", "--images", "20", "--repeats", "1")
+    row = payload["figures"][0]
+    assert row["records"] == 20 and row["skipped"] == 280 and row["summary lines"] < 20
+    assert row["discovery median s"] > 0 and "discovering a folder: dataset" in stdout

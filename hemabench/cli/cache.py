@@ -44,6 +44,7 @@ def run_ls(args) -> int:
 def run_rm(args) -> int:
     import shutil
 
+    from hemabench.datasets.custom import absolute_text, custom_name, is_custom
     from hemabench.embeddings import list_entries, remove_entries
     from hemabench.paths import cache_dir
 
@@ -54,6 +55,11 @@ def run_rm(args) -> int:
         print("removed the pixel cache")
     if args.keys or args.encoder or args.dataset or args.all:
         keys = [r["key"] for r in list_entries()] if args.all else args.keys
-        removed = remove_entries(keys, args.encoder, args.dataset)
+        dataset = args.dataset
+        if dataset and is_custom(dataset):  # entries name own data by its result name, custom-<name>
+            dataset = custom_name(absolute_text(dataset))
+        removed = remove_entries(keys, args.encoder, dataset)
         print(f"removed {len(removed)} entr{'y' if len(removed) == 1 else 'ies'}")
+        if not removed:
+            print("no entry matched; `hemabench cache ls` lists the entries with their encoder and dataset names")
     return 0

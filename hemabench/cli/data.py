@@ -40,6 +40,7 @@ def add_parser(commands) -> None:
 
 def run_verify(args) -> int:
     from hemabench.datasets import get_dataset, load_dataset
+    from hemabench.datasets.skips import skip_summary
     from hemabench.datasets.verify import verify_report
 
     spec = get_dataset(args.name, columns_from(args))
@@ -56,7 +57,14 @@ def run_verify(args) -> int:
         print_json(report)
         return 0
     _print_verify(report)
+    for line in skip_summary(discovery.skipped, spec.name, verify_command(spec, discovery.root)):
+        print(line)
     return 0
+
+
+def verify_command(spec, root) -> str:
+    """The `data verify` command that lists a dataset's skipped files: own data by its folder:/hf: text."""
+    return f"hemabench data verify {spec.text}" if spec.custom else f"hemabench data verify {spec.name} --root {root}"
 
 
 def _print_verify(report: dict) -> None:
@@ -77,8 +85,7 @@ def _print_verify(report: dict) -> None:
         if key in report:
             print(f"\n{key.replace('_', ' ')}: {report[key]}")
     if report["skipped"]:
-        print(f"\nskipped {len(report['skipped'])} files:")
-        print_table(report["skipped"])
+        print()
     for warning in report["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
 

@@ -205,7 +205,9 @@ def print_summary(report) -> None:
 def run_extract(args) -> int:
     import hemabench
     from hemabench.cli.custom_options import columns_from
+    from hemabench.cli.data import verify_command
     from hemabench.datasets import get_dataset, load_dataset
+    from hemabench.datasets.skips import skip_summary
     from hemabench.embeddings import extract_embeddings
     from hemabench.embeddings.distributed import is_main_process
     from hemabench.embeddings.export import export_embeddings
@@ -231,11 +233,8 @@ def run_extract(args) -> int:
           f"({source}, cache key {stats.key})")
     if embeddings.failed:
         print(f"{len(embeddings.failed)} images failed to decode and are marked invalid")
-    for skipped in discovery.skipped[:20]:
-        print(f"skipped {skipped.path}: {skipped.reason}")
-    if discovery.skipped:
-        more = f" ({len(discovery.skipped) - 20} more not shown)" if len(discovery.skipped) > 20 else ""
-        print(f"{len(discovery.skipped)} file(s) skipped{more}; `hemabench data verify {spec.name}` lists them all")
+    for line in skip_summary(discovery.skipped, spec.name, verify_command(spec, discovery.root)):
+        print(line)
     if args.export:
         split = MaterialisedSplit.build(spec.name, get_rule(spec.name, args.split), discovery.records) \
             if args.split else None
@@ -244,6 +243,8 @@ def run_extract(args) -> int:
                    "split": None if split is None else {"name": split.rule.name, "version": split.rule.version,
                                                         "seed": split.rule.seed, "fingerprint": split.fingerprint},
                    "hemabench_version": hemabench.__version__, "git_commit": git_commit()}
-        fields = export_embeddings(args.export, embeddings, discovery.records, split, made_by)
+        local = not spec.custom or spec.kind != "hf" or Path(spec.location).exists()  # a hub name has no folder here
+        source = (Path(spec.location) if spec.custom else discovery.root) if local else None
+        fields = export_embeddings(args.export, embeddings, discovery.records, split, made_by, source)
         print(f"exported {', '.join(fields)} to {args.export}")
     return 0

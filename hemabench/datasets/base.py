@@ -120,31 +120,8 @@ class DatasetSpec:
     def discover(self, root: str | os.PathLike, full_check: bool = False) -> Discovery:
         """Walk the tree under the located root, check every file, build the records."""
         base = self.locate(root)
-        rows: list[dict] = []
-        skipped: list[Skipped] = []
-        unreadable: list[Skipped] = []
-        for path in _walk_files(base, unreadable):
-            rel = PurePosixPath(path.relative_to(base).as_posix())
-            if not is_utf8(str(rel)):  # ids are UTF-8 text in results: skip and list, never crash
-                skipped.append(Skipped(escaped(str(rel)), "file name is not valid UTF-8"))
-                continue
-            if path.name in self.ignored_files:
-                continue
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                skipped.append(Skipped(str(rel), f"not an image file (extension {path.suffix or 'none'!r})"))
-                continue
-            problem = check_image(path, full=full_check)
-            if problem is None:
-                try:
-                    fields = self.parse(rel)
-                except Skip as exc:
-                    problem = str(exc)
-            if problem is not None:
-                skipped.append(Skipped(str(rel), problem))
-                continue
-            rows.append({"domain": self.domain, **fields, "path": str(rel)})
-        skipped += [Skipped(escaped(s.path if s.path == str(base) else str(Path(s.path).relative_to(base))), s.reason)
-                    for s in unreadable]
+        rows, skipped = scan_images(base, lambda rel: {"domain": self.domain, **self.parse(rel)}, full_check,
+                                    self.ignored_files)
         if not rows:
             raise DatasetNotFound(
                 self.missing_message([base], why=f"has no usable image under {base} ({len(skipped)} files skipped)")
@@ -181,9 +158,46 @@ def escaped(text: str) -> str:
     return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
+LINKED_FOLDER = "symbolic link to a folder: not followed (copy or move the folder itself here)"
+
+
+def scan_images(base: Path, parse, full_check: bool = False,
+                ignored: frozenset[str] = frozenset()) -> tuple[list[dict], list[Skipped]]:
+    """The one walk of a dataset folder, shared by the adapters and ``folder:`` data: every file
+    below ``base`` becomes a row (``parse(rel)`` -> fields, or ``Skip``) or a skipped file with
+    its reason: a file name that is not UTF-8, not an image, an unreadable image, an unreadable
+    folder or a linked folder (listed, never followed)."""
+    rows: list[dict] = []
+    skipped: list[Skipped] = []
+    unreadable: list[Skipped] = []
+    for path in _walk_files(base, unreadable):
+        rel = PurePosixPath(path.relative_to(base).as_posix())
+        if not is_utf8(str(rel)):  # ids are UTF-8 text in results: skip and list, never crash
+            skipped.append(Skipped(escaped(str(rel)), "file name is not valid UTF-8"))
+            continue
+        if path.name in ignored:
+            continue
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            skipped.append(Skipped(str(rel), f"not an image file (extension {path.suffix or 'none'!r})"))
+            continue
+        problem = check_image(path, full=full_check)
+        if problem is None:
+            try:
+                fields = parse(rel)
+            except Skip as exc:
+                problem = str(exc)
+        if problem is not None:
+            skipped.append(Skipped(str(rel), problem))
+            continue
+        rows.append({**fields, "path": str(rel)})
+    skipped += [Skipped(escaped(s.path if s.path == str(base) else str(Path(s.path).relative_to(base))), s.reason)
+                for s in unreadable]
+    return rows, skipped
+
+
 def _walk_files(base: Path, unreadable: list[Skipped] | None = None):
-    """Every regular file below base in a fixed order; symlinked folders are not followed;
-    folders that cannot be read are added to ``unreadable`` (never silently dropped)."""
+    """Every regular file below base in a fixed order; symlinked folders are not followed but
+    listed, and folders that cannot be read are listed, in ``unreadable`` (never silently dropped)."""
 
     def note(error: OSError) -> None:
         if unreadable is not None:
@@ -191,6 +205,9 @@ def _walk_files(base: Path, unreadable: list[Skipped] | None = None):
 
     for dirpath, dirnames, filenames in os.walk(base, onerror=note):
         dirnames.sort()
+        for name in dirnames:
+            if unreadable is not None and os.path.islink(os.path.join(dirpath, name)):
+                unreadable.append(Skipped(os.path.join(dirpath, name), LINKED_FOLDER))
         for name in sorted(filenames):
             yield Path(dirpath) / name
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from PIL import Image
 
 
 class FolderImages:
-    """Record paths are files relative to ``root``; the cache key hashes (path, size)."""
+    """Record paths are files relative to ``root``; the cache key hashes (path, size, mtime) or content."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -27,7 +27,7 @@ class FolderImages:
         return Image.open(self.root / rel)
 
     def digest(self, paths: Iterable[str]) -> str:
-        from hemabench.embeddings.cache import records_digest  # the one (path, size) hash, shared with the cache
+        from hemabench.embeddings.cache import records_digest  # the one record-list hash, shared with the cache
 
         return records_digest(self.root, paths)
 
@@ -76,6 +76,9 @@ class ArrowImages:
 
     def digest(self, paths: Iterable[str]) -> str:
         digest = hashlib.sha256(f"arrow\t{self.fingerprint}\t{self.column}\n".encode())
+        for key, filename in sorted(self.files.items()):  # an arrow file rewritten in place changes the key too
+            info = Path(filename).stat()
+            digest.update(f"{key}\t{info.st_size}\t{info.st_mtime_ns}\n".encode())
         for rel in paths:
             digest.update(f"{rel}\n".encode())
         return digest.hexdigest()
@@ -100,5 +103,5 @@ def image_bytes(value) -> bytes:
 
 def safe_relative(rel: str) -> bool:
     """A plain relative record path (no absolute path, no '..'): the only kind a source opens for a page."""
-    pure = PurePosixPath(rel)
-    return bool(rel) and "\\" not in rel and not pure.is_absolute() and all(p not in ("..", "") for p in pure.parts)
+    return isinstance(rel, str) and bool(rel) and "\\" not in rel and not rel.startswith("/") \
+        and ".." not in rel.split("/")  # string tests: PurePosixPath's parsing cost 30 us a row on large sheets

@@ -11,15 +11,20 @@ info's ``description``.
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from hemabench.atomic import atomic_path
+from hemabench.errors import HemabenchError
 
 PROVENANCE_KEY = b"hemabench"
+SAVED_FILES = frozenset({"dataset_info.json", "state.json"})  # what save_to_disk writes, beside its arrow files
+SAVED_DATA = re.compile(r"^data-\d{5}-of-\d{5}\.arrow$")
 
 
 def export_kind(target: str | Path) -> str:
@@ -28,14 +33,18 @@ def export_kind(target: str | Path) -> str:
 
 
 def export_embeddings(target: str | Path, embeddings, records: pd.DataFrame, split=None,
-                      provenance: dict | None = None) -> list[str]:
-    """Write ``target`` by its form (.npz, .parquet, or a folder); returns the fields written."""
+                      provenance: dict | None = None, source: str | Path | None = None) -> list[str]:
+    """Write ``target`` by its form (.npz, .parquet, or a folder); returns the fields written.
+    ``source``: the folder the images came from, which an export never writes into."""
+    if source is not None:
+        inside, data = Path(target).expanduser().resolve(), Path(source).expanduser().resolve()
+        if inside == data or data in inside.parents or inside in data.parents:
+            raise HemabenchError(f"--export {target}: lies inside (or holds) the input data {source}; an export never "
+                                 "writes into its own input: choose a path outside it")
     kind = export_kind(target)
     if kind == "npz":
         return _write_npz(Path(target), embeddings, records, split)
     if not kind:
-        from hemabench.errors import HemabenchError
-
         raise HemabenchError(f"--export {target}: expected a .npz or .parquet file, or a folder (save_to_disk)")
     dataset = embedding_dataset(embeddings, records, split, provenance or {})
     if kind == "parquet":
@@ -83,16 +92,44 @@ def _write_parquet(target: Path, dataset, provenance: dict) -> None:
 
 
 def _save_folder(target: Path, dataset) -> None:
-    """save_to_disk into a fresh folder; an existing folder is replaced only if it is a saved dataset."""
-    if target.exists() and not (target / "dataset_info.json").is_file():
-        from hemabench.errors import HemabenchError
+    """save_to_disk into a fresh folder; an existing folder is replaced only if it is an earlier
+    export (only the files save_to_disk writes, hemabench provenance inside). Once any folder with
+    a ``dataset_info.json`` was removed: a user's image dataset and notes beside it."""
+    if target.exists() or target.is_symlink():
+        problem = _not_an_export(target)
+        if problem:
+            raise HemabenchError(f"--export {target}: the folder exists and {problem}; nothing was changed (export to a "
+                                 "new folder)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        dataset.save_to_disk(str(staging))
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            target.rename(old / "export")
+            staging.rename(target)
+            shutil.rmtree(old)  # the earlier export, checked above
+        else:
+            staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # ours; gone already when renamed into place
 
-        raise HemabenchError(f"--export {target}: the folder exists and is not a saved dataset; not overwriting it")
-    staging = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    dataset.save_to_disk(str(staging))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+
+def _not_an_export(target: Path) -> str | None:
+    """Why ``target`` is not a folder an earlier export wrote, or None."""
+    if target.is_symlink() or not target.is_dir():
+        return "is not a folder"
+    foreign = sorted(p.name for p in target.iterdir()
+                     if p.is_symlink() or not p.is_file() or not (p.name in SAVED_FILES or SAVED_DATA.match(p.name)))
+    if foreign:
+        return f"holds files an export does not write ({', '.join(foreign[:5])})"
+    try:
+        made_by = read_provenance(target)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        made_by = {}
+    if not isinstance(made_by, dict) or not {"encoder", "cache_key", "hemabench_version"} <= set(made_by):
+        return "is not a hemabench export (no hemabench provenance in its dataset_info.json)"
+    return None
 
 
 def read_provenance(target: str | Path) -> dict:

@@ -35,6 +35,7 @@ from hemabench.embeddings.distributed import Ranks, ranks_from_env
 from hemabench.embeddings.integrity import entry_lock
 from hemabench.embeddings.pixels import PixelCache, SplitTransform, split_transform
 from hemabench.errors import HemabenchError
+from hemabench.imagecheck import to_rgb
 
 __all__ = ["ExtractionStats", "RecordImages", "default_workers", "encoder_identity", "extract_embeddings"]
 
@@ -65,7 +66,7 @@ class RecordImages(Dataset):
             return image, i, error
         try:
             with self.images.open(self.paths[i]) as image:
-                return self.convert(image.convert("RGB")), i, ""
+                return self.convert(to_rgb(image)), i, ""
         except Exception as exc:  # noqa: BLE001 - any decoder failure is reported per file
             return self.blank, i, f"failed to decode: {exc}"
 

@@ -31,6 +31,7 @@ from hemabench.encoders.weights import (
     resolve_weights,
 )
 from hemabench.errors import HemabenchError
+from hemabench.imagecheck import to_rgb
 
 
 @dataclass
@@ -181,7 +182,7 @@ class ToRGB:
     """Grey, palette, RGBA and CMYK images become RGB (a picklable transform for DataLoader workers)."""
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return image if image.mode == "RGB" else to_rgb(image)
 
     def __repr__(self) -> str:
         return "ToRGB()"

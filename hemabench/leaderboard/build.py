@@ -127,9 +127,11 @@ class Site:
         if not target.exists():
             from PIL import Image
 
+            from hemabench.imagecheck import to_rgb
+
             try:
                 with (images.open(rel) if source is None else Image.open(source)) as image:
-                    image = image.convert("RGB")
+                    image = to_rgb(image)
                     image.thumbnail((THUMB_SIZE, THUMB_SIZE))
                     target.parent.mkdir(parents=True, exist_ok=True)
                     image.save(target, format=fmt, optimize=True, **({"quality": 80} if fmt == "JPEG" else {}))
@@ -175,6 +177,17 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
     values = load_reported()
     only_papers = paper_boards(boards, values)
     foreign = prepare_out(out, OWNED)  # removes only what an earlier build wrote, else refuses
+    try:
+        _write_site(out, entries, boards, values, only_papers, report, data_root, figures)
+    finally:  # a failed build still lists what it wrote, so the next build may replace it
+        write_manifest(out, OWNED, foreign)
+    report.results, report.boards, report.seconds = len(entries), len(boards), time.perf_counter() - start
+    return report
+
+
+def _write_site(out: Path, entries: list[Entry], boards: list[Board], values, only_papers, report: BuildReport,
+                data_root: str | None, figures: bool) -> None:
+    """Every page, figure, thumbnail and download of the site."""
     downloads = Downloads(out)
     site, env, models = Site(out, data_root, report, figures), environment(downloads), load_cost_models()
     encoders = sorted({e.encoder for e in entries} | {r.encoder for r in values if not r.external})
@@ -211,6 +224,3 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
         write(encoder_href(encoder), "encoder.html.j2", [b.entries[encoder] for b in own],
               **encoder_context(encoder, own, values, board_pairs), title=f"encoder {encoder}")
     report.downloads, report.reported = downloads.written, len(values)
-    write_manifest(out, OWNED, foreign)
-    report.results, report.boards, report.seconds = len(entries), len(boards), time.perf_counter() - start
-    return report

@@ -8,6 +8,7 @@ other; everything else is shown side by side but never ranked together.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -119,10 +120,39 @@ def _read_json(path: Path, warnings: list[str]) -> Result | None:
     from hemabench.untrusted import UntrustedInput, load_json
 
     try:
-        return Result.from_dict(load_json(path, MAX_RESULT_BYTES), path)
+        result = Result.from_dict(load_json(path, MAX_RESULT_BYTES), path)
     except (OSError, UntrustedInput, ResultError) as exc:
         warnings.append(f"{exc}; skipped" if not isinstance(exc, OSError) else f"{path}: skipped, not readable ({exc})")
         return None
+    problem = cost_problem(result.data.get("encoder_cost"))
+    if problem:  # a malformed cost (gflops "abc") once crashed the build half-way: the numbers stay, the cost goes
+        warnings.append(f"{path}: encoder_cost not shown ({problem})")
+        result.data.pop("encoder_cost")
+    return result
+
+
+@functools.cache
+def _cost_validator():
+    import jsonschema
+
+    from hemabench.results.result import SCHEMA_PATH
+
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text())["properties"]["encoder_cost"])
+
+
+def cost_problem(cost) -> str | None:
+    """Why an ``encoder_cost`` cannot be shown (its schema, finite numbers below 1e15), or None."""
+    import math
+
+    import jsonschema
+
+    if cost is None:
+        return None
+    error = jsonschema.exceptions.best_match(_cost_validator().iter_errors(cost))
+    if error is not None:
+        return f"{'/'.join(map(str, error.absolute_path)) or 'encoder_cost'}: {' '.join(error.message.split())[:200]}"
+    bad = [k for k, v in cost.items() if isinstance(v, int | float) and not (math.isfinite(v) and abs(v) < 1e15)]
+    return f"{bad[0]} is not a finite number below 1e15" if bad else None
 
 
 def _json_files(folder: Path, warnings: list[str]) -> list[Path]:
@@ -171,10 +201,16 @@ def _read_meta(path: Path, warnings: list[str]) -> dict:
 
     try:
         meta = load_yaml(path, MAX_TEXT_BYTES)
-        return meta if isinstance(meta, dict) else {}
     except (OSError, UntrustedInput) as exc:
         warnings.append(f"{' '.join(str(exc).split())}; encoder metadata not shown")
         return {}
+    if not isinstance(meta, dict):
+        warnings.append(f"{path}: not a mapping; encoder metadata not shown")
+        return {}
+    wrong = [key for key in ("spec", "submission") if key in meta and not isinstance(meta[key], dict)]
+    for key in wrong:  # `spec: [x]` once crashed the build: validate refuses it, the site leaves it out
+        warnings.append(f"{path}: {key} is not a mapping; not shown")
+    return {k: v for k, v in meta.items() if k not in wrong}
 
 
 def group_boards(entries: list[Entry]) -> list[Board]:

@@ -36,6 +36,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from hemabench.errors import HemabenchError
+from hemabench.imagecheck import to_rgb
 
 PAIR_STRATEGIES = ("fixed", "ordered", "random")
 FIXED_PAIR = (200, 400)
@@ -44,7 +45,7 @@ ORDERED_PARTNER = {40: 100, 100: 200, 200: 400, 400: 200}
 
 def load_image(root: Path, rel: str) -> Image.Image:
     with Image.open(root / rel) as image:
-        return image.convert("RGB")
+        return to_rgb(image)
 
 
 def select_records(records: pd.DataFrame, max_images: int | None, seed: int) -> pd.DataFrame:

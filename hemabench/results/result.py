@@ -26,6 +26,7 @@ def schema_validator():
     import jsonschema
 
     return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+MAX_LOCAL_BYTES = 2**30  # a local result file; submissions have their own, smaller limit
 REQUIRED = ("task", "task_version", "dataset", "encoder", "main_metric", "metrics")
 
 
@@ -81,8 +82,12 @@ class Result:
 
     @classmethod
     def load(cls, path: Path | str) -> Result:
+        from hemabench.untrusted import UntrustedInput, read_text
+
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(read_text(path, MAX_LOCAL_BYTES))  # a regular file only: a FIFO never blocks a run
+        except UntrustedInput as exc:
+            raise ResultError(str(exc)) from None
         except (OSError, ValueError) as exc:
             raise ResultError(f"{path}: not readable JSON ({exc})") from None
         return cls.from_dict(data, path)

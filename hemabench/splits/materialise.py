@@ -32,6 +32,12 @@ class MaterialisedSplit:
 
     @classmethod
     def build(cls, dataset: str, rule: SplitRule, records: pd.DataFrame) -> MaterialisedSplit:
+        missing = int(records[rule.stratify].isna().sum()) if rule.stratify in records else len(records)
+        if missing:  # patient-cv5 on own data without bag labels once failed with "argmax of an empty sequence"
+            hint = " (own data: a metadata sheet with patient and bag_label columns, see --patient-column and " \
+                   "--bag-label-column)" if rule.stratify == "bag_label" else ""
+            raise HemabenchError(f"{dataset}: split {rule.id} is stratified by {rule.stratify}, which {missing} of "
+                                 f"{len(records)} images lack{hint}")
         columns = list(dict.fromkeys(["path", "label", rule.stratify, "patient"]))
         table = records[columns].copy()
         table["part"] = rule.assign(records).to_numpy()

@@ -142,7 +142,7 @@ def reproduce(submission: Path, fraction: float = FRACTION, seed: int = SEED, to
     if not files:
         report.problems.append(Problem(str(submission), RESULTS, "holds no result files to reproduce"))
         return report
-    items = [(path, load_json(path, 64 * 2**20)) for path in files]
+    items = [(path, Result.from_dict(load_json(path, 64 * 2**20), path).data) for path in files]  # one line if not a result
     who, where = by or _who(), f"{platform.node()} ({resolve_device(device)}, {platform.machine()})"
     with tempfile.TemporaryDirectory(prefix="hemabench-reproduce-") as tmp:
         for path, stored in items:

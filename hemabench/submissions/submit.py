@@ -67,6 +67,10 @@ def submit(encoder: str, results: str | Path, submissions: str | Path = "submiss
             problem = name_problem(str(path), field, value)
             if problem:
                 raise HemabenchError(str(problem))
+        if result.dataset.startswith("custom-") or (result.data.get("dataset_info") or {}).get("custom"):
+            raise HemabenchError(f"{path}: {result.dataset} is your own data (folder:, hf:, hf-disk:): own-data results "
+                                 "are not submittable, since no one else can re-run them; to submit on it, register "
+                                 "the dataset (README, 'Adding a dataset') and run on its registered name")
         if names["encoder.name"] != encoder:
             raise HemabenchError(f"{path}: encoder.name is {names['encoder.name']!r}, not {encoder!r}")
         target = result_path(root, encoder, names["task"], names["dataset"])

@@ -9,6 +9,7 @@ predictions. Each failure is one line naming the file and the field.
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,7 +112,7 @@ def _registry_problems(result: dict, shown: str, meta: dict | None) -> list[Prob
         if encoder.get("weights_sha256") != meta.get("weights_sha256"):
             problems.append(Problem(shown, "encoder.weights_sha256", f"{encoder.get('weights_sha256')} differs from "
                                     f"{ENCODER_FILE}'s weights_sha256 {meta.get('weights_sha256')}"))
-        if meta.get("spec") and encoder.get("spec") != meta.get("spec"):
+        if isinstance(meta.get("spec"), dict) and meta["spec"] and encoder.get("spec") != meta["spec"]:
             keys = sorted(k for k in set(encoder.get("spec") or {}) | set(meta["spec"])
                           if (encoder.get("spec") or {}).get(k) != meta["spec"].get(k))
             problems.append(Problem(shown, "encoder.spec", f"differs from {ENCODER_FILE}'s spec in {keys}"))
@@ -170,6 +171,7 @@ def metadata_problems(folder: Path, shown: str) -> tuple[dict | None, list[Probl
     if not SHA256.match(str(meta.get("weights_sha256", ""))):
         problems.append(Problem(where, "weights_sha256", "must be the 64-hex-digit sha256 of the weights"))
     submission = meta.get("submission") if isinstance(meta.get("submission"), dict) else {}
+    problems += submission_field_problems(meta, where)
     for key in REQUIRED_TEXT:
         value = str(submission.get(key) or "").strip()
         if not value or "TODO" in value:
@@ -177,6 +179,9 @@ def metadata_problems(folder: Path, shown: str) -> tuple[dict | None, list[Probl
     if submission.get("not_trained_on_test_splits") is not True:
         problems.append(Problem(where, "submission.not_trained_on_test_splits",
                                 "must be true: a statement that the encoder never saw the test splits"))
+    if not isinstance(meta.get("spec"), dict):
+        return meta, problems + [Problem(where, "spec", f"must be a mapping (the registered spec), not "
+                                                        f"{type(meta.get('spec')).__name__}")]
     try:
         spec = spec_from_dict(meta.get("spec") or {}, source=where)
     except (SpecError, TypeError, ValueError, AttributeError) as exc:
@@ -192,6 +197,23 @@ def metadata_problems(folder: Path, shown: str) -> tuple[dict | None, list[Probl
         if changed:
             problems.append(Problem(where, "spec", f"differs from the registered spec in {changed}"))
     return meta, problems
+
+
+def submission_field_problems(meta: dict, where: str) -> list[Problem]:
+    """``submission`` is a mapping, its ``date`` an ISO date and ``code_url`` an http(s) address."""
+    submission = meta.get("submission")
+    if not isinstance(submission, dict):
+        return [Problem(where, "submission", f"must be a mapping of the submission fields, not "
+                                             f"{type(submission).__name__}")]
+    problems = []
+    try:
+        datetime.date.fromisoformat(str(submission.get("date")))
+    except ValueError:
+        problems.append(Problem(where, "submission.date", f"{submission.get('date')!r} is not a date (YYYY-MM-DD)"))
+    url = submission.get("code_url")
+    if url not in (None, "") and not re.match(r"^https?://[^\s]+$", str(url)):
+        problems.append(Problem(where, "submission.code_url", f"{str(url)[:80]!r} is not an http(s) address"))
+    return problems
 
 
 def validate_submission(folder: Path, shown: str, data_root: str | None, report: Report) -> None:
