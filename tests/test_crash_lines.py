@@ -193,6 +193,7 @@ groups:
     dataset: acevedo
     unit: UNIT
     note: "a protocol note of some length"
+    protocol: {versions: any, params: defaults, split: cv5, paper_split: own, differences: []}
     columns: [k1/balanced_accuracy]
     rows:
       resnet50: [CELL]
