@@ -26,10 +26,10 @@ LEVELS = 5  # severities 1..5; 0 is the clean image
 # Per family, one dict of parameter values per severity 1..5.
 SEVERITIES: dict[str, list[dict]] = {
     # HED colour jitter (Tellez et al. 2018): each stain's optical density scaled by 1 + alpha*u and
-    # shifted by beta*v, u, v uniform in [-1, 1] per stain (drawn once per image)
+    # shifted by beta*v, per stain (u, v: see _draw, drawn once per image)
     "stain": [{"alpha": a, "beta": b} for a, b in
               ((0.05, 0.01), (0.10, 0.02), (0.20, 0.04), (0.30, 0.07), (0.40, 0.10))],
-    # brightness x(1 + t*u1), contrast about the mean x(1 + t*u2), gamma exp(t*u3), u uniform in [-1, 1]
+    # brightness x(1 + t*u1), contrast about the mean x(1 + t*u2), gamma exp(t*u3) (u: see _draw)
     "illumination": [{"t": t} for t in (0.05, 0.10, 0.20, 0.30, 0.45)],
     # Gaussian blur, sigma in pixels of the original image (acevedo: 360 x 363)
     "defocus": [{"sigma": s} for s in (0.5, 1.0, 1.5, 2.5, 4.0)],
@@ -80,12 +80,18 @@ def perturb(image: Image.Image, family: str, severity: int, image_id: str) -> Im
     return _APPLY[family](image, p, rng)
 
 
+def _draw(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` factors of random sign and magnitude uniform in [0.5, 1]: every image is moved by at
+    least half a level's nominal amount, so a severity means about the same on every cell."""
+    return rng.choice([-1.0, 1.0], n) * rng.uniform(0.5, 1.0, n)
+
+
 def _to_image(x: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(x), 0, 255).astype(np.uint8))
 
 
 def _stain(image: Image.Image, p: dict, rng: np.random.Generator) -> Image.Image:
-    u, v = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3)
+    u, v = _draw(rng, 3), _draw(rng, 3)
     od = -np.log(_LOG_TABLE[np.asarray(image)])  # optical density per pixel (a 256-entry table: fast)
     # scale and shift in stain space, back to RGB optical density: one 3x3 product and one offset
     mix = (_HED_FROM_RGB * (1 + p["alpha"] * u)) @ _RGB_FROM_HED
@@ -94,7 +100,7 @@ def _stain(image: Image.Image, p: dict, rng: np.random.Generator) -> Image.Image
 
 
 def _illumination(image: Image.Image, p: dict, rng: np.random.Generator) -> Image.Image:
-    u = rng.uniform(-1, 1, 3)
+    u = _draw(rng, 3)
     x = np.asarray(image, dtype=np.float32) * np.float32((1 + p["t"] * u[0]) / 255.0)
     mean = x.mean()
     x = (x - mean) * np.float32(1 + p["t"] * u[1]) + mean
@@ -120,7 +126,7 @@ def _jpeg(image: Image.Image, p: dict, rng: np.random.Generator) -> Image.Image:
 
 
 def _geometric(image: Image.Image, p: dict, rng: np.random.Generator) -> Image.Image:
-    sign, u = rng.choice([-1.0, 1.0]), rng.uniform(-1, 1)
+    sign, u = rng.choice([-1.0, 1.0]), _draw(rng, 1)[0]
     x = np.asarray(image)
     border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
     fill = tuple(int(c) for c in np.median(border, axis=0))  # the smear's background, not black corners

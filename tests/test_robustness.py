@@ -183,3 +183,35 @@ def test_task_without_views_says_what_is_missing():
 def test_documented():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "robustness.md").read_text()
     assert "robustness/normalised_auc" in doc and "max_test_cells" in doc
+
+
+def test_board_shows_curves_areas_and_strips(demo_run, tmp_path):
+    from hemabench.leaderboard import build_site
+
+    *_, path = demo_run
+    build_site(tmp_path / "site", None, [path.parents[2]])
+    page = next((tmp_path / "site" / "tasks").glob("robustness--acevedo-mini--*.html")).read_text()
+    assert 'id="s-robustness"' in page and "max_test_cells = 16" in page and 'id="robustness-areas"' in page
+    figures = tmp_path / "site" / "figures"
+    assert len(list(figures.glob("*-severity.svg"))) == 1
+    for family in ROBUST["families"]:
+        assert f"robustness-strip-{family}-v1.png" in page and (figures / f"robustness-strip-{family}-v1.png").is_file()
+
+
+def test_strip_is_the_bundled_cell_at_each_severity(tmp_path):
+    from PIL import Image
+
+    from hemabench.leaderboard.robustness import STRIP_PX, draw_strip, strip_cell
+    from hemabench.perturb import perturb
+
+    draw_strip(tmp_path / "s.png", "defocus")
+    file, rel = strip_cell()
+    with Image.open(tmp_path / "s.png") as strip, Image.open(file) as cell:
+        assert strip.width == 6 * STRIP_PX + 5 * 4
+        tiles = [np.asarray(strip.crop((i * (STRIP_PX + 4), 0, i * (STRIP_PX + 4) + STRIP_PX, strip.height)), float)
+                 for i in range(6)]
+        size = (STRIP_PX, strip.height)
+        for s in (0, 5):  # the tile is the task's perturbation of that cell, downscaled
+            expected = perturb(cell, "defocus", s, rel).resize(size, Image.Resampling.LANCZOS)
+            assert np.abs(tiles[s] - np.asarray(expected, float)).max() <= 1
+    assert "neutrophil" in rel
