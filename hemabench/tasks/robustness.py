@@ -120,7 +120,7 @@ def perturbation_table(families) -> dict:
 DATASETS_SERVED = tuple(d for d in CELL_NEEDS.registered() if not DATASETS.get(d).synthetic)
 TASKS.add("robustness", Robustness(
     name="robustness", version=1, datasets=DATASETS_SERVED, needs=CELL_NEEDS,
-    protocol="docs/robustness.md",
+    protocol="docs/robustness.md#what-is-measured",
     description="Cell probe fitted on clean training cells, scored on capped test cells under 6 acquisition "
                 "perturbations x 5 severities (stain, illumination, defocus, noise, JPEG; geometric control): "
                 "cosine clean vs perturbed, balanced accuracy drop, normalised area under accuracy vs severity",
