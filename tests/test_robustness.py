@@ -162,6 +162,26 @@ def test_result_records_cells_views_and_validates(demo_run):
     assert 'metrics["noise-s3/cosine"].mean' in fields and 'metrics["robustness/normalised_auc"].mean' not in fields
 
 
+def test_integrity_checks_the_sample_against_the_registered_fold(demo_run):
+    from hemabench.submissions.integrity import integrity_problems
+
+    _, _, result, _ = demo_run
+    assert integrity_problems(result, "r") == []
+    relabelled = copy.deepcopy(result)  # one cell of another class in every variant: the counts give it away
+    for columns in relabelled["predictions"].values():
+        other = next(c for c in result["labels"] if c != columns["true"][0])
+        columns["true"][0] = other
+    problems = integrity_problems(relabelled, "r")
+    assert len(problems) == len(result["predictions"])
+    assert "are not the sample the task draws from the registered fold" in problems[0].message
+    doubled = copy.deepcopy(result)
+    doubled["predictions"]["clean"]["id"][1] = doubled["predictions"]["clean"]["id"][0]
+    assert [p.field for p in integrity_problems(doubled, "r")] == ['predictions["clean"] fold fold0']
+    whole = copy.deepcopy(result)  # a cap above the fold: the ids must be the registered test set itself
+    whole["task_metadata"]["params"]["max_test_cells"] = 1000
+    assert "matches no registered test set" in integrity_problems(whole, "r")[0].message
+
+
 def test_demo_suite_runs_robustness_on_real_cells_only():
     from hemabench.suites import load_suite
 

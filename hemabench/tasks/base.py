@@ -82,6 +82,7 @@ class Task:
     detail_variant: str = ""  # variant whose per-class numbers and confusion matrix are reported (default: main's)
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)  # target -> (source dataset, its split rule)
     stores_confusions: ClassVar[bool] = False  # True: predictions are (fold, confusions), never per-sample
+    scores_a_sample: ClassVar[bool] = False  # True: scores ``tested_counts`` of a test fold, not all of it
     needs: Needs = field(default_factory=Needs)  # what a dataset must provide (see tasks/needs.py)
 
     def serves(self, spec) -> bool:
@@ -111,6 +112,10 @@ class Task:
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
         """Metrics derived across variants (e.g. an area under a curve), from stored predictions."""
         return {}
+
+    def tested_counts(self, counts: dict[str, int]) -> dict[str, int]:
+        """Per-class counts of the cells scored out of a test fold with per-class ``counts``."""
+        return dict(counts)
 
     def view_request(self, data: TaskInput) -> ViewRequest | None:
         """Perturbed views of some records this task needs (None: none, the usual case)."""

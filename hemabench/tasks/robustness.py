@@ -13,6 +13,7 @@ clean and every perturbed copy of the test cells. Predictions per variant (``cle
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -25,17 +26,26 @@ from hemabench.tasks.cell import CELL_NEEDS, PROBE_METHOD, PROBE_PARAMS, probe_p
 from hemabench.tasks.robustness_scores import CLEAN, SUMMARY, robustness_scores, view_variant
 
 
+def round_robin_counts(counts: dict[str, int], cap: int) -> dict[str, int]:
+    """Per-class shares of at most ``cap`` cells taken one per class in turn (classes in sorted
+    order), so every class keeps a share as equal as its cells allow."""
+    taken, left = dict.fromkeys(sorted(counts), 0), min(cap, sum(counts.values()))
+    while left:
+        for c in taken:
+            if left and taken[c] < counts[c]:
+                taken[c] += 1
+                left -= 1
+    return {c: n for c, n in taken.items() if counts[c]}
+
+
 def capped_rows(rows: np.ndarray, labels: np.ndarray, cap: int, seed: int) -> np.ndarray:
-    """At most ``cap`` of ``rows``, taken round-robin over the classes in a seeded order (so every
-    class keeps a share as equal as its cells allow), returned sorted."""
+    """At most ``cap`` of ``rows``: each class's ``round_robin_counts`` share, its first cells in a
+    seeded order; returned sorted."""
     order = rows[np.random.default_rng(seed).permutation(len(rows))]
-    queues = {c: list(order[labels[order] == c]) for c in sorted(set(labels[order].tolist()))}
-    chosen: list[int] = []
-    while len(chosen) < min(cap, len(rows)):
-        for queue in queues.values():
-            if queue and len(chosen) < cap:
-                chosen.append(queue.pop(0))
-    return np.sort(np.asarray(chosen, dtype=int))
+    classes, sizes = np.unique(labels[order].astype(str), return_counts=True)
+    shares = round_robin_counts(dict(zip(classes.tolist(), sizes.tolist())), cap)
+    chosen = [order[labels[order].astype(str) == c][:n] for c, n in shares.items()]
+    return np.sort(np.concatenate(chosen)).astype(int) if chosen else np.zeros(0, dtype=int)
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -51,6 +61,8 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Robustness(Task):
+    scores_a_sample: ClassVar[bool] = True  # capped test cells: validate checks their per-class counts
+
     def serves(self, spec) -> bool:
         """Real cell images only: perturbing a procedurally drawn cell says nothing about a lab."""
         return not spec.synthetic and super().serves(spec)
@@ -72,6 +84,9 @@ class Robustness(Task):
             return (f"perturbation_version {p['perturbation_version']!r} is not the installed perturbations' "
                     f"version {PERTURBATION_VERSION} (hemabench/perturb.py)")
         return probe_param_problem(p)
+
+    def tested_counts(self, counts: dict[str, int]) -> dict[str, int]:
+        return round_robin_counts(counts, self.params["max_test_cells"])
 
     def views(self) -> tuple[tuple[str, int], ...]:
         return tuple((f, s) for f in self.params["families"] for s in self.params["severities"])
