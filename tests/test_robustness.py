@@ -235,3 +235,12 @@ def test_strip_is_the_bundled_cell_at_each_severity(tmp_path):
             expected = perturb(cell, "defocus", s, rel).resize(size, Image.Resampling.LANCZOS)
             assert np.abs(tiles[s] - np.asarray(expected, float)).max() <= 1
     assert "neutrophil" in rel
+
+
+def test_intervals_are_recentred_on_the_estimate_and_not_clipped():
+    from hemabench.tasks.robustness_scores import centred_interval
+
+    replicates = np.linspace(-0.3, 0.1, 401)  # median -0.1
+    low, high = centred_interval(replicates, 0.0)
+    assert low == pytest.approx(-0.3 + 0.01 + 0.1) and high == pytest.approx(0.1 - 0.01 + 0.1)
+    assert centred_interval(np.full(10, 1.2), 1.25) == [1.25, 1.25]  # above 1 stays above 1

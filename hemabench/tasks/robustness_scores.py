@@ -10,7 +10,8 @@ max severity x clean balanced accuracy: 1 = no loss at any severity, 0.5 = a str
 zero); and ``robustness/normalised_auc``, the mean of that area over the acquisition
 families (the geometric control left out). Intervals: the 2.5-97.5 percentiles of a paired
 bootstrap, the same within-fold redraw of cells (``results.bootstrap.Design``) for every
-variant of a replicate, so each interval is one for the number it is printed with.
+variant of a replicate, so each interval is one for the number it is printed with; its 2.5-97.5
+percentiles are re-centred on the estimate, as every hemabench interval is.
 """
 
 from __future__ import annotations
@@ -105,6 +106,15 @@ def _statistics(cells: _Cells, counts: np.ndarray, labels: list[str], families: 
     return out
 
 
+def centred_interval(replicates: np.ndarray, estimate: float) -> list[float]:
+    """The 2.5-97.5 percentiles moved so that their median sits on the estimate (as every interval of
+    ``results.bootstrap.percentile_interval``), without its clipping to [0, 1]: drops may be negative
+    and areas above 1."""
+    low, median, high = np.quantile(replicates, [0.025, 0.5, 0.975])
+    shift = estimate - median
+    return [float(min(low + shift, estimate)), float(max(high + shift, estimate))]
+
+
 def robustness_scores(predictions: dict, labels: list[str], families: list[str], severities: list[int],
                       control: str, seed: int = 0, n_boot: int = N_BOOTSTRAP) -> dict[str, dict]:
     """The derived metrics, each ``{mean, std, values, ci95}`` (values: per fold, or per family for
@@ -122,7 +132,7 @@ def robustness_scores(predictions: dict, labels: list[str], families: list[str],
         replicates = replicates[np.isfinite(replicates)]
         if not len(finite) or not len(replicates):
             continue  # e.g. a class without test cells: no drop to report
-        std = float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0
-        out[name] = {"mean": float(np.mean(finite)), "std": std, "values": [float(v) for v in finite],
-                     "ci95": [float(np.percentile(replicates, 2.5)), float(np.percentile(replicates, 97.5))]}
+        std, mean = (float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0), float(np.mean(finite))
+        out[name] = {"mean": mean, "std": std, "values": [float(v) for v in finite],
+                     "ci95": centred_interval(replicates, mean)}
     return out
