@@ -244,3 +244,14 @@ def test_intervals_are_recentred_on_the_estimate_and_not_clipped():
     low, high = centred_interval(replicates, 0.0)
     assert low == pytest.approx(-0.3 + 0.01 + 0.1) and high == pytest.approx(0.1 - 0.01 + 0.1)
     assert centred_interval(np.full(10, 1.2), 1.25) == [1.25, 1.25]  # above 1 stays above 1
+
+
+def test_reproduce_compares_the_stored_cosines_too(demo_run):
+    from hemabench.submissions.reproduce import compare_predictions
+
+    _, _, result, _ = demo_run
+    forged = copy.deepcopy(result)
+    forged["predictions"]["defocus-s5"]["cosine"][2] = 0.5
+    n, differ = compare_predictions(forged, result)
+    assert n == 16 * 11 + 16 * 10 and differ == [("defocus-s5", result["predictions"]["clean"]["id"][2], "fold0",
+                                                  "cosine")]
