@@ -22,8 +22,10 @@ from hemabench.datasets import get_dataset
 from hemabench.datasets.roots import find_root
 from hemabench.device import resolve_device
 from hemabench.embeddings import extract_embeddings
+from hemabench.embeddings.cache import CHUNK_SIZE
 from hemabench.embeddings.cost import extraction_throughput, measure_cost
 from hemabench.embeddings.distributed import Ranks, launched, ranks_from_env
+from hemabench.embeddings.views import extract_views
 from hemabench.encoders import EncoderWeightsMissing, load_encoder
 from hemabench.errors import DatasetNotFound, HemabenchError
 from hemabench.provenance import now, provenance
@@ -31,6 +33,7 @@ from hemabench.results import Result, build_result, predictions_payload, result_
 from hemabench.splits import MaterialisedSplit, get_rule
 from hemabench.suites import restrict
 from hemabench.tasks import TASKS, TaskInput
+from hemabench.tasks.base import ViewRequest
 
 
 @dataclass
@@ -120,6 +123,18 @@ class _Session:
             self.report.images_forwarded += stats.images_forwarded
             prepared["seconds"]["extract"], prepared["extraction"] = time.perf_counter() - tick, stats
         return prepared["embeddings"]
+
+    def views(self, name: str, request: ViewRequest) -> dict:
+        """The perturbed views a task asked for, each through the embedding cache."""
+        prepared, o = self.dataset(name), self.options
+        records = prepared["discovery"].records.iloc[np.asarray(request.rows, dtype=int)]
+        # a few cells per view: starting a DataLoader worker for each view would cost more than it saves
+        workers = o.workers if o.workers is not None or len(records) >= CHUNK_SIZE else 0
+        views, forwarded = extract_views(
+            self.encoder(), prepared["discovery"].image_source(), records, request.views, dataset=name,
+            batch_size=o.batch_size, workers=workers, device=o.device, progress=o.progress, compile=o.compile)
+        self.report.images_forwarded += forwarded
+        return views
 
     def cost(self, dataset: str) -> dict:
         """The result's ``encoder_cost``: measured once per encoder and run, plus this dataset's extraction."""
@@ -263,6 +278,11 @@ def _evaluate(session: _Session, step: _Pending) -> Outcome:
     if step.panel_splits:
         data.panel = {m.dataset: session.task_input(m.dataset, m, device) for m in step.panel_splits}
     phases = dict(prepared["seconds"])
+    request = task.view_request(data)
+    if request is not None:  # perturbed views (robustness): embedded here, the task only sees features
+        tick = time.perf_counter()
+        data.views, data.view_rows = session.views(dataset, request), np.asarray(request.rows, dtype=int)
+        phases["views"] = time.perf_counter() - tick
     tick = time.perf_counter()
     try:
         preds = task.evaluate(data)

@@ -151,7 +151,7 @@ def test_demo_suite_plans_the_cell_tasks_and_full_leaves_the_sample_out():
     from hemabench.suites import load_suite
 
     demo = load_suite("demo")
-    assert {t for t, d in demo.plan() if d == "acevedo-mini"} == {"cell-probe", "cell-knn", "label-efficiency"}
+    assert {t for t, d in demo.plan() if d == "acevedo-mini"} == {"cell-probe", "cell-knn", "label-efficiency", "robustness"}
     assert demo.dataset_task_params["acevedo-mini"]["label-efficiency"]["n_grid"] == [1, 5, 10]
     assert "acevedo-mini" not in load_suite("full").datasets  # full = datasets under a data root
 

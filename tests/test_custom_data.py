@@ -313,7 +313,8 @@ def test_tasks_follow_what_datasets_provide(tmp_path):
         classes = {"A": "a"}
 
     spec = NewCells()
-    assert [t for t in TASKS.names() if TASKS.get(t).serves(spec)] == ["cell-knn", "cell-probe", "label-efficiency"]
+    assert [t for t in TASKS.names() if TASKS.get(t).serves(spec)] == ["cell-knn", "cell-probe", "label-efficiency",
+                                                                       "robustness"]
     DATASETS._items["new-cells"] = spec
     try:  # a registered dataset joins every task it can serve, with no task edit
         suite = load_suite("full")

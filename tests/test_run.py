@@ -142,7 +142,7 @@ def test_demo_end_to_end_then_cached(tmp_path):
     demo = load_suite("demo")
     expected = sum(len(demo.plan(encoder=e)) for e in demo.encoders)
     rows = [line for line in first.stdout.splitlines() if "computed" in line]
-    assert len(rows) == expected == 35  # 2 baselines x 16 task/dataset pairs, efficientnet-lite0 x 3 on acevedo-mini
+    assert len(rows) == expected == 38  # 2 baselines x 17 task/dataset pairs, efficientnet-lite0 x 4 on acevedo-mini
     score = {(r.split()[0], r.split()[1], r.split()[2]): float(r.split()[4]) for r in rows}
     assert score[("handcrafted", "cell-probe", "synth-bm")] != score[("resnet18-random", "cell-probe", "synth-bm")]
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

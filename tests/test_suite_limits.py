@@ -27,8 +27,8 @@ def test_the_demo_runs_efficientnet_lite0_on_the_real_cells_only():
     demo = suites.load_suite("demo")
     assert "efficientnet-lite0" in demo.encoders
     assert demo.plan(encoder="efficientnet-lite0") == [("cell-probe", "acevedo-mini"), ("cell-knn", "acevedo-mini"),
-                                                       ("label-efficiency", "acevedo-mini")]
-    assert demo.plan(encoder="handcrafted") == demo.plan() and len(demo.plan()) == 16
+                                                       ("label-efficiency", "acevedo-mini"), ("robustness", "acevedo-mini")]
+    assert demo.plan(encoder="handcrafted") == demo.plan() and len(demo.plan()) == 17
     assert demo.plan(["cell-knn"], encoder="efficientnet-lite0") == [("cell-knn", "acevedo-mini")]
 
 

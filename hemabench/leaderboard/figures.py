@@ -121,3 +121,32 @@ def pareto_figure(path: Path, frame: pd.DataFrame, title: str, metric: str) -> s
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7, title="device", title_fontsize=7, loc="best")
         return _save(fig, path)
+
+
+def severity_figure(path: Path, frame: pd.DataFrame, families: list[str], metrics: dict[str, str]) -> str:
+    """One panel per (metric, family): the mean against severity 0..5, one line and 95% band per encoder.
+
+    ``frame``: columns encoder, family, severity, metric, mean, low, high; ``metrics``: metric -> axis label
+    (balanced accuracy is drawn in %, cosine as is)."""
+    palette = dict(zip(sorted(set(frame["encoder"])), sns.color_palette("colorblind", frame["encoder"].nunique())))
+    rows = [m for m in metrics if m in set(frame["metric"])]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(len(rows), len(families), figsize=(2.3 * len(families), 2.4 * len(rows)),
+                                 squeeze=False, sharex=True, sharey="row")
+        for r, metric in enumerate(rows):
+            scale = 100 if metric == "balanced_accuracy" else 1
+            for c, family in enumerate(families):
+                ax = axes[r][c]
+                part = frame[(frame["metric"] == metric) & (frame["family"] == family)]
+                for encoder, group in part.groupby("encoder", sort=True):
+                    group = group.sort_values("severity")
+                    ax.plot(group["severity"], scale * group["mean"], marker="o", ms=3, color=palette[encoder],
+                            label=encoder)
+                    ax.fill_between(group["severity"], scale * group["low"], scale * group["high"],
+                                    color=palette[encoder], alpha=0.2, linewidth=0)
+                ax.set(title=family if r == 0 else "", xlabel="severity" if r == len(rows) - 1 else "",
+                       ylabel=metrics[metric] if c == 0 else "")
+                ax.set_xticks(range(0, 6))
+                ax.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=7, loc="lower left")
+        return _save(fig, path)

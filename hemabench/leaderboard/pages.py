@@ -21,6 +21,7 @@ from hemabench.leaderboard.context import (
 )
 from hemabench.leaderboard.hardcells import hardcells_section
 from hemabench.leaderboard.reported import Pair, pairs, reported_cell
+from hemabench.leaderboard.robustness import robustness_section
 from hemabench.leaderboard.sections import CURVE_VARIANT, attention, crossmag, curves, superclass_rows
 from hemabench.leaderboard.shift import shift_section
 from hemabench.leaderboard.tables import (
@@ -173,6 +174,7 @@ def board_context(board: Board, site, models, values: list[Reported] = (), paire
         "per_class": per_class_table(per_class, labels, superclass_rows(board)),
         "curves": curves(board, site), "crossmag": crossmag(board, site), "attention": attention(board, site),
         "shift": shift_section(board, site), "hard_cells": hardcells_section(board, site),
+        "robustness": robustness_section(board, site),
         "calibration": calibration_table(board), "calibration_note": separation_note(board),
         "confusions": confusions,
         "all_metrics": metric_matrix(scores, all_keys, "all-metrics", "every stored metric, %"),

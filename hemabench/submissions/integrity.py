@@ -21,6 +21,7 @@ import pandas as pd
 from hemabench.splits.materialise import fingerprint
 from hemabench.splits.registered import counts_of, fully_registered, ids_sha256, labelled_sha256, registered
 from hemabench.submissions.layout import Problem
+from hemabench.submissions.sampled import sampled_problems
 
 UNREGISTERED = "unregistered split"
 
@@ -247,6 +248,9 @@ def _split_problems(result: dict, shown: str) -> list[Problem]:
     if task.panel_for(result["dataset"]):
         return _panel_problems(result, shown)
     column = task.label_column
+    if task.scores_a_sample:  # robustness: a capped sample of one test fold
+        return sampled_problems(result, shown, entry, task, column, _fold_key, _variant_fold_problems) + \
+            _label_problems(result, shown, entry, task, column)
     problems, pooled = _pooled_problems(result, shown, task)
     found, pairs = _sample_problems(result, shown, entry, column, pooled)
     problems += found

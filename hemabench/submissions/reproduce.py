@@ -52,12 +52,15 @@ def _as_dict(result) -> dict:
 
 
 def prediction_cells(result: dict) -> dict[tuple, str]:
-    """Every stored prediction as ((variant, id, fold) or (variant, fold, repetition), value)."""
+    """Every stored prediction as ((variant, id, fold) or (variant, fold, repetition), value), and each
+    stored per-cell cosine (robustness) as ((variant, id, fold, "cosine"), value to 3 decimals)."""
     cells = {}
     for variant, columns in (result.get("predictions") or {}).items():
         if "id" in columns:
             for key in zip(columns.get("id") or [], columns.get("fold") or [], columns.get("pred") or []):
                 cells[(variant, str(key[0]), str(key[1]))] = str(key[2])
+            for i, f, cos in zip(columns.get("id") or [], columns.get("fold") or [], columns.get("cosine") or []):
+                cells[(variant, str(i), str(f), "cosine")] = f"{float(cos):.3f}"  # robustness; 3 decimals: bf16 vs fp32
         for i, matrix in enumerate(columns.get("confusions") or []):
             cells[(variant, f"confusions[{i}]", str((columns.get("fold") or [""] * (i + 1))[i]))] = json.dumps(matrix)
     return cells

@@ -37,6 +37,18 @@ class TaskInput:
     source: TaskInput | None = None  # a second dataset, for tasks that train on one and test on another
     progress: bool = False  # show progress bars (fits, folds, epochs) on stderr; off with --quiet
     panel: dict[str, TaskInput] | None = None  # further datasets by name, for tasks over several (blood-shift)
+    # perturbed views the task asked for (``Task.view_request``): (family, severity) -> features of ``view_rows``
+    views: dict[tuple[str, int], np.ndarray] | None = None
+    view_rows: np.ndarray | None = None  # the record rows of each view's features, in order
+
+
+@dataclass(frozen=True)
+class ViewRequest:
+    """Perturbed views a task needs: the runner embeds ``rows`` under each (family, severity) in
+    the embeddings stage (hemabench/embeddings/views.py), so the task itself never sees an image."""
+
+    rows: np.ndarray  # record row numbers
+    views: tuple[tuple[str, int], ...]  # (family, severity) pairs, see hemabench/perturb.py
 
 
 @dataclass
@@ -70,6 +82,7 @@ class Task:
     detail_variant: str = ""  # variant whose per-class numbers and confusion matrix are reported (default: main's)
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)  # target -> (source dataset, its split rule)
     stores_confusions: ClassVar[bool] = False  # True: predictions are (fold, confusions), never per-sample
+    scores_a_sample: ClassVar[bool] = False  # True: scores ``tested_counts`` of a test fold, not all of it
     needs: Needs = field(default_factory=Needs)  # what a dataset must provide (see tasks/needs.py)
 
     def serves(self, spec) -> bool:
@@ -99,6 +112,14 @@ class Task:
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
         """Metrics derived across variants (e.g. an area under a curve), from stored predictions."""
         return {}
+
+    def tested_counts(self, counts: dict[str, int]) -> dict[str, int]:
+        """Per-class counts of the cells scored out of a test fold with per-class ``counts``."""
+        return dict(counts)
+
+    def view_request(self, data: TaskInput) -> ViewRequest | None:
+        """Perturbed views of some records this task needs (None: none, the usual case)."""
+        return None
 
     def pooled_members(self, variant: str, variants) -> list[str] | None:
         """The variants whose rows a pooled variant concatenates (its ids repeat), or None."""
