@@ -10,8 +10,8 @@ from it) and the predictions' consistency checks cannot see an edit of it:
   folds ``rep000`` .. ``rep<R-1>`` of ``repetitions = R`` in the recorded parameters;
 - a panel task's (blood-shift) cells: per fold exactly the registered test cells of the target
   that the mapping scores (``BloodShift.expected_cells``);
-- temperature slices: every slice cell a training record of the registered split of the
-  dataset it was drawn from, for that fold;
+- temperature slices: every slice cell a training (or validation) record of the registered
+  split of the dataset it was drawn from, for that fold;
 - ``encoder_cost``: the spec-fixed fields equal the spec; measured speeds and memory finite,
   positive and below documented ceilings.
 
@@ -139,15 +139,15 @@ def panel_problems(task, data, result: dict, shown: str) -> list[Problem]:
 
 
 def _training_ids(data) -> dict[str, set[str]]:
-    """Per test part of each rotation: the ids of that rotation's training records (and of their
-    patients, the units of a MIL task)."""
+    """Per test part of each rotation: the ids of that rotation's training records, validation parts
+    included (a MIL task's slice is its early-stopping fold), and of their patients (MIL units)."""
     records = data.records
     units = [records["path"].to_numpy().astype(str)]
     if "patient" in records and records["patient"].notna().all():
         units.append(records["patient"].to_numpy().astype(str))
     out = {}
     for rotation in data.rotations:
-        train = np.isin(data.parts, rotation.get("train", []))
+        train = np.isin(data.parts, [p for role, parts in rotation.items() if role != "test" for p in parts])
         out["+".join(rotation["test"])] = {i for column in units for i in column[train]}
     return out
 
