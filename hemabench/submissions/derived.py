@@ -223,10 +223,11 @@ def cost_problems(result: dict, shown: str) -> list[Problem]:
         problems.append(Problem(shown, "encoder_cost.parameters", f"{params} is not the spec's params_m "
                                                                   f"{spec['params_m']} M"))
     gflops = cost.get("gflops_per_image")
-    floor = params / 1e9 if isinstance(params, int) and not isinstance(params, bool) else 0  # every weight used once
+    weights = spec["params_m"] * 1e6 if isinstance(spec.get("params_m"), (int, float)) else params
+    floor = weights / 1e9 if isinstance(weights, (int, float)) and not isinstance(weights, bool) else 0  # each used once
     if _bad_number(gflops, max(floor, 1e-12), MAX_GFLOPS):
         problems.append(Problem(shown, "encoder_cost.gflops_per_image", f"{gflops!r} is not plausible: each of the "
-                                f"{params} parameters is used at least once per image, at most {MAX_GFLOPS:g} GFLOPs"))
+                                f"{floor * 1e9:.0f} parameters is used at least once per image, at most {MAX_GFLOPS:g} GFLOPs"))
     for field, high in (("forward_images_per_s", MAX_IMAGES_PER_S), ("extraction_images_per_s", MAX_IMAGES_PER_S),
                         ("peak_memory_mb", MAX_MEMORY_MB)):
         value = cost.get(field)
