@@ -44,24 +44,34 @@ def _task_of(result: dict):
 
 
 @lru_cache(maxsize=32)
-def split_input(dataset: str, split: str, data_root: str | None):
-    """A TaskInput without embeddings (records, parts, rotations) of a registered split, from the
-    local records; None when the dataset is not available here."""
+def materialised(dataset: str, split: str, data_root: str | None):
+    """(the registered split materialised from the local records, the discovery), or None when the
+    dataset is not available here; built once per process (the fingerprint check uses it too)."""
     from hemabench.datasets import load_dataset
     from hemabench.errors import DatasetNotFound
     from hemabench.splits import MaterialisedSplit, get_rule
-    from hemabench.tasks.base import TaskInput
 
     try:
         discovery = load_dataset(dataset, data_root=data_root)
     except DatasetNotFound:
         return None
-    rule = get_rule(dataset, split)
-    assignment = MaterialisedSplit.build(dataset, rule, discovery.records).assignment
+    return MaterialisedSplit.build(dataset, get_rule(dataset, split), discovery.records), discovery
+
+
+@lru_cache(maxsize=32)
+def split_input(dataset: str, split: str, data_root: str | None):
+    """A TaskInput without embeddings (records, parts, rotations) of a registered split, from the
+    local records; None when the dataset is not available here."""
+    from hemabench.tasks.base import TaskInput
+
+    built = materialised(dataset, split, data_root)
+    if built is None:
+        return None
+    split_, discovery = built
     n = len(discovery.records)
     return TaskInput(features=np.zeros((n, 0), dtype=np.float32), records=discovery.records,
-                     parts=assignment["part"].to_numpy(), rotations=rule.rotations(), valid=np.ones(n, dtype=bool),
-                     dataset=dataset)
+                     parts=split_.assignment["part"].to_numpy(), rotations=split_.rule.rotations(),
+                     valid=np.ones(n, dtype=bool), dataset=dataset)
 
 
 def task_input(result: dict, data_root: str | None):
@@ -181,7 +191,9 @@ def slice_problems(data, result: dict, shown: str) -> list[Problem]:
             for inp, key in _slice_sources(fold, data):
                 if inp is None:
                     continue
-                ids = training.setdefault(inp.dataset, _training_ids(inp))
+                if inp.dataset not in training:
+                    training[inp.dataset] = _training_ids(inp)
+                ids = training[inp.dataset]
                 part = key if key in ids else (next(iter(ids)) if len(ids) == 1 else None)
                 allowed = allowed or (part is not None and cell in ids[part])
             if not allowed:
