@@ -1,15 +1,19 @@
 """Trust tiers: what was checked about a result, shown as a badge on every leaderboard row.
 
 Nothing short of re-running can tell perfect predictions from a perfect encoder, so the
-leaderboard says what was done:
+leaderboard says what was done, keyed on everything a reader sees: the sha256 of the whole
+canonical result (``result_sha256``: every prediction, probability, metric, ``extra`` number
+and parameter; only the ``verification`` block itself is left out):
 
-- **verified**: re-computed from public weights and data. The offline baselines on the
-  synthetic twins are re-run by CI on every run (``hemabench check``); any other result is
-  verified by a maintainer with ``hemabench check --reproduce SUBMISSION``, which records who,
-  when and where in the result's ``verification`` block and lists the sha256 of the predictions
-  it reproduced in the maintainers' ledger ``benchmarks/verified.yaml`` (reviewed like code: a
-  submitter cannot verify their own result, and editing the predictions afterwards drops the
-  result back to self-reported).
+- **verified**: a re-run matched the whole result under the tolerance policy of
+  ``hemabench.submissions.compare``. Either a maintainer ran ``hemabench check --reproduce
+  SUBMISSION``, which records who, when and where in the result's ``verification`` block and
+  lists the result's sha256 in the maintainers' ledger ``benchmarks/verified.yaml`` (reviewed
+  like code: a submitter cannot verify their own result, and editing any field afterwards drops
+  the result back to self-reported); or the result is, byte for byte (the same sha256), a
+  committed reference of this repository that CI re-runs and compares on every commit
+  (``hemabench check``: an offline encoder on an embedded dataset). A copy with other numbers,
+  e.g. a local run passed with ``--results``, is not that reference and is self-reported.
 - **self-reported**: passes every consistency check of ``hemabench validate``.
 - **paper**: a number typed from a publication (with its citation); shown, never ranked with runs.
 
@@ -30,11 +34,12 @@ from hemabench.paths import benchmarks_dir
 
 VERIFIED, SELF_REPORTED, PAPER = "verified", "self-reported", "paper"
 TIERS = (VERIFIED, SELF_REPORTED, PAPER)
-CI_VERIFIER = "CI: `hemabench check` re-runs this result on every run"
+COMPARED = "compared every prediction, probability, metric and extra number with the re-run (docs/integrity.md)"
+CI_VERIFIER = f"verified: a committed reference that CI re-runs on every commit (hemabench check), which {COMPARED}"
 LEDGER_HEADER = """\
-# Verified results: predictions sha256 -> who reproduced them, when and where, with
-# `hemabench check --reproduce SUBMISSION` (hemabench/submissions/reproduce.py). Maintainers only;
-# reviewed like code. A result is "verified" only when its predictions' sha256 is listed here.
+# Verified results: sha256 of the whole result (hemabench.trust.result_sha256) -> who reproduced
+# it, when and where, with `hemabench check --reproduce SUBMISSION` (hemabench/submissions/reproduce.py).
+# Maintainers only; reviewed like code. A result is "verified" only when its sha256 is listed here.
 """
 
 
@@ -58,9 +63,11 @@ def _load_ledger(path: str, mtime: int) -> dict:
     return raw if isinstance(raw, dict) else {}
 
 
-def predictions_sha256(result: dict) -> str:
-    """sha256 of the canonical JSON of a result's predictions (what a verification vouches for)."""
-    text = json.dumps(result.get("predictions") or {}, sort_keys=True, separators=(",", ":"), default=str)
+def result_sha256(result: dict) -> str:
+    """sha256 of the canonical JSON of the whole result but its ``verification`` block: what a
+    verification vouches for (any edit a reader could see changes it)."""
+    body = {k: v for k, v in result.items() if k != "verification"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -74,6 +81,36 @@ def ci_reproducible(result: dict) -> bool:
         return False
 
 
+def committed_reference(result: dict) -> Path | None:
+    """The repository's committed reference at this result's place (submissions/<encoder>/results/...)."""
+    try:
+        encoder, task, dataset = result["encoder"]["name"], result["task"], result["dataset"]
+    except (KeyError, TypeError):
+        return None
+    if not all(isinstance(x, str) and x and "/" not in x and not x.startswith(".") for x in (encoder, task, dataset)):
+        return None
+    path = benchmarks_dir().parent / "submissions" / encoder / "results" / task / f"{dataset}.json"
+    return path if path.is_file() and not path.is_symlink() else None
+
+
+def ci_checked(result: dict) -> bool:
+    """True for a committed reference CI re-runs (``hemabench check``), unchanged (same whole-result sha256)."""
+    from hemabench.untrusted import UntrustedInput, load_json
+
+    path = committed_reference(result) if ci_reproducible(result) else None
+    if path is None:
+        return False
+    try:
+        return _file_sha(str(path), _mtime(path), load_json) == result_sha256(result)
+    except (UntrustedInput, OSError, ValueError):
+        return False
+
+
+@lru_cache(maxsize=256)
+def _file_sha(path: str, mtime: int, load) -> str:
+    return result_sha256(load(Path(path), 64 * 2**20))
+
+
 def is_paper(result: dict) -> bool:
     return (result.get("trust") or {}).get("tier") == PAPER if isinstance(result.get("trust"), dict) else False
 
@@ -82,13 +119,14 @@ def trust_of(result: dict) -> tuple[str, str]:
     """(tier, who verified it: the badge's tooltip), each check done once."""
     if is_paper(result):
         return PAPER, "published number (typed from the paper); never ranked with hemabench runs"
-    if ci_reproducible(result):
-        return VERIFIED, CI_VERIFIER
-    ledger, sha = load_ledger(), predictions_sha256(result)
-    if sha in ledger:
+    ledger, sha = load_ledger(), result_sha256(result)
+    if isinstance(ledger.get(sha), dict):
         v = ledger[sha]
-        return VERIFIED, f"verified by {v.get('by')} on {v.get('at')} at {v.get('where')} (hemabench check --reproduce)"
-    return SELF_REPORTED, "self-reported: passes every consistency check; not re-computed by a maintainer"
+        return VERIFIED, (f"verified by {v.get('by')} on {v.get('at')} at {v.get('where')}: hemabench check --reproduce "
+                          f"re-ran it from public weights and data and {COMPARED}")
+    if ci_checked(result):
+        return VERIFIED, CI_VERIFIER
+    return SELF_REPORTED, "self-reported: passes every consistency check of hemabench validate; not re-computed"
 
 
 def tier_of(result: dict) -> str:

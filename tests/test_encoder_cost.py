@@ -14,7 +14,7 @@ from hemabench.embeddings.cost import extraction_throughput, forward_gflops, for
 from hemabench.embeddings.extract import ExtractionStats
 from hemabench.submissions.validate import validate_result
 
-REFERENCE = Path(__file__).resolve().parents[1] / "submissions" / "handcrafted" / "results" / "cell-probe" / "synth-bm.json"
+REFERENCE = Path(__file__).resolve().parents[1] / "submissions" / "resnet18-random" / "results" / "cell-probe" / "synth-bm.json"
 
 
 def test_flops_of_a_linear_layer_match_the_formula():

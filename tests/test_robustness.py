@@ -247,11 +247,13 @@ def test_intervals_are_recentred_on_the_estimate_and_not_clipped():
 
 
 def test_reproduce_compares_the_stored_cosines_too(demo_run):
-    from hemabench.submissions.reproduce import compare_predictions
+    from hemabench.submissions.compare import compare_results
 
     _, _, result, _ = demo_run
+    assert compare_results(copy.deepcopy(result), result).problems == []
     forged = copy.deepcopy(result)
     forged["predictions"]["defocus-s5"]["cosine"][2] = 0.5
-    n, differ = compare_predictions(forged, result)
-    assert n == 16 * 11 + 16 * 10 and differ == [("defocus-s5", result["predictions"]["clean"]["id"][2], "fold0",
-                                                  "cosine")]
+    problems = compare_results(forged, result).problems
+    assert len(problems) == 1 and 'predictions["defocus-s5"].cosine[2]' in str(problems[0])
+    forged["predictions"]["defocus-s5"]["cosine"][2] = result["predictions"]["defocus-s5"]["cosine"][2] + 4e-4
+    assert compare_results(forged, result).problems == []  # within bf16-vs-fp32 agreement

@@ -194,5 +194,5 @@ def test_check_rerun_detects_a_moved_main_score(tmp_path):
     shutil.copy2(REFERENCES / "handcrafted" / "results/cell-knn/synth-bm.json", folder)
     assert rerun(tmp_path).problems == []
     edit_json(folder / "synth-bm.json", lambda r: r["metrics"]["k20/balanced_accuracy"].update(mean=0.9))
-    (problem,) = rerun(tmp_path, epsilon=0.02).problems
+    (problem,) = rerun(tmp_path).problems
     assert 'metrics["k20/balanced_accuracy"].mean: moved 0.9000 -> 0.5345 on re-run' in str(problem)

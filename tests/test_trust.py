@@ -36,13 +36,13 @@ def test_reproduce_verifies_records_and_catches_a_tampered_prediction(submission
     ledger = tmp_path / "verified.yaml"
     report = reproduce(submission, device="cpu", by="A. Maintainer", ledger=ledger)
     assert report.problems == [] and report.verified == [submission / RESULT]
-    assert re.search(r"2 sampled test images re-embedded \(min cosine 1\.0+\); 93/93 stored predictions reproduced",
+    assert re.search(r"2 sampled test images re-embedded \(min cosine 1\.0+\); \d+/93 prediction cells equal",
                      report.lines[0]), report.lines
     result = json.loads((submission / RESULT).read_text())
     v = result["verification"]
     assert v["by"] == "A. Maintainer" and v["at"] and v["where"] and v["sampled_images"] == 2
-    assert v["predictions_sha256"] == trust.predictions_sha256(result)
-    assert yaml.safe_load(ledger.read_text())[v["predictions_sha256"]]["result"] == "handcrafted/cell-probe/synth-blood"
+    assert v["result_sha256"] == trust.result_sha256(result)
+    assert yaml.safe_load(ledger.read_text())[v["result_sha256"]]["result"] == "handcrafted/cell-probe/synth-blood"
     code, out, _ = cli("validate", submission)  # the verified file still validates
     assert code == 0, out
 
@@ -50,10 +50,9 @@ def test_reproduce_verifies_records_and_catches_a_tampered_prediction(submission
     i = next(i for i, (t, y) in enumerate(zip(p["true"], p["pred"])) if t != y)
     p["pred"][i] = p["true"][i]  # one wrong answer made right, numbers made consistent
     (submission / RESULT).write_text(json.dumps(consistent(result)))
-    report = reproduce(submission, device="cpu", record=False)
-    assert [p.field for p in report.problems] == ["predictions"]
-    assert f"1 of 93 stored predictions are not what the re-run gives (tolerance 0.00%), e.g. probe {p['id'][i]} " \
-           "(test)" in str(report.problems[0])
+    report = reproduce(submission, device="cpu", record=False, tolerance=0.0)
+    assert [p.field for p in report.problems] == ['predictions["probe"]'], report.problems
+    assert "1 of 93 predictions are not what the re-run gives (tolerance 0.00%)" in str(report.problems[0])
 
 
 def test_tier_follows_the_ledger_not_the_files_own_claim(tmp_path, monkeypatch):
@@ -61,9 +60,9 @@ def test_tier_follows_the_ledger_not_the_files_own_claim(tmp_path, monkeypatch):
     result["encoder"]["name"] = "my-encoder"  # not CI-reproducible
     ledger = tmp_path / "verified.yaml"
     monkeypatch.setattr(trust, "ledger_path", lambda: ledger)
-    result["verification"] = {"by": "me", "predictions_sha256": trust.predictions_sha256(result)}
+    result["verification"] = {"by": "me", "result_sha256": trust.result_sha256(result)}
     assert trust.tier_of(result) == trust.SELF_REPORTED  # a submitter cannot verify their own result
-    ledger.write_text(yaml.safe_dump({trust.predictions_sha256(result): {"by": "maint", "at": "t", "where": "gpu"}}))
+    ledger.write_text(yaml.safe_dump({trust.result_sha256(result): {"by": "maint", "at": "t", "where": "gpu"}}))
     assert trust.tier_of(result) == trust.VERIFIED and "verified by maint" in trust.verified_by(result)
     result["predictions"]["probe"]["pred"][0] = "EOS"
     assert trust.tier_of(result) == trust.SELF_REPORTED  # edited after verification
@@ -114,3 +113,5 @@ def test_perfect_predictions_forgery_on_a_baseline_is_caught_by_check(tmp_path):
     assert validate_paths([str(folder / "synth-blood.json")]).errors == []
     problems = rerun(tmp_path).problems
     assert any('metrics["probe/balanced_accuracy"].mean: moved 1.0000 -> 0.8440 on re-run' in str(p) for p in problems)
+    assert any('predictions["probe"]: ' in str(p) and "predictions are not what the re-run gives" in str(p)
+               for p in problems)

@@ -17,14 +17,29 @@ def fraction(text: str) -> float:
     return value
 
 
+def tolerance(text: str) -> float:
+    from hemabench.submissions.compare import tolerance_problem
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if tolerance_problem(value):
+        raise argparse.ArgumentTypeError(f"expected a finite share of prediction cells, 0 <= t < 1, got {text!r}")
+    return value
+
+
 def add_reproduce_arguments(check) -> None:
+    from hemabench.submissions.compare import TOLERANCE
+
     check.add_argument("--reproduce", metavar="SUBMISSION", help="maintainers: re-compute one submission folder from "
                        "public weights and data; on success mark its results verified (see docs/submitting.md)")
     check.add_argument("--fraction", type=fraction, default=0.02, metavar="F",
                        help="--reproduce: share of test images re-embedded from scratch (default 0.02)")
     check.add_argument("--seed", type=int, default=0, help="--reproduce: seed of that sample (default 0)")
-    check.add_argument("--tolerance", type=float, default=0.0, metavar="F",
-                       help="--reproduce: share of prediction cells allowed to differ (default 0: all equal)")
+    check.add_argument("--tolerance", type=tolerance, default=TOLERANCE, metavar="F",
+                       help="share of a variant's prediction cells allowed to differ from the re-run, near-ties only "
+                            f"(default {TOLERANCE}; the whole tolerance policy: docs/integrity.md)")
     check.add_argument("--by", metavar="NAME", help="--reproduce: who verifies (default: git user.name)")
     check.add_argument("--data-root", metavar="DIR", help="--reproduce: where the datasets are")
     check.add_argument("--device", type=device_name, default="auto", help="--reproduce: auto, cpu, cuda, ...")

@@ -25,7 +25,7 @@ def add_parser(commands) -> None:
     check.add_argument("--submissions", default="submissions", metavar="DIR")
     check.add_argument("--encoder", action="append", metavar="NAME", help="only these submissions (repeatable)")
     check.add_argument("--epsilon", type=float, default=None, metavar="E",
-                       help="largest allowed move of a main score, 0-1 scale (default 0.02)")
+                       help="--base: largest allowed move of a main score, 0-1 scale (default 0.02)")
     check.add_argument("--base", metavar="REV", help="also compare with the results committed at this git revision")
     check.add_argument("--no-rerun", action="store_true", help="skip re-running the references")
     add_reproduce_arguments(check)
@@ -66,11 +66,11 @@ def run_check(args) -> int:
     epsilon = EPSILON if args.epsilon is None else args.epsilon
     report = CheckReport()
     if not args.no_rerun:
-        rerun(Path(args.submissions), epsilon, args.encoder, report)
+        rerun(Path(args.submissions), args.tolerance, args.encoder, report)
         for missing in missing_references(Path(args.submissions)):
             print(f"note: no committed reference for {missing}")
     if args.base:
         against_base(args.base, Path(args.submissions), epsilon, report)
     for line in report.lines:
         print(line)
-    return _finish(report.problems, f"check (ε = {epsilon})")
+    return _finish(report.problems, f"check (tolerance {args.tolerance}, ε = {epsilon})")

@@ -1,8 +1,12 @@
 """``hemabench check``: regression checks on committed reference results.
 
 1. Re-run: every committed result that CI can reproduce (an offline encoder, one whose
-   weights need no download, on an embedded dataset, i.e. the demo suite's encoders) is recomputed with the recorded task
-   parameters; a main score that moved more than ``epsilon`` fails.
+   weights need no download, on an embedded dataset, i.e. the demo suite's encoders) is
+   recomputed with the recorded task
+   parameters and the WHOLE result compared with the re-run under the tolerance policy of
+   ``hemabench.submissions.compare`` (every prediction cell, probability, metric, ``extra``
+   number and parameter), so a committed reference that passes is one a re-run matched; the
+   leaderboard shows exactly those files (same sha256) as verified (``hemabench.trust``).
 2. ``--base REV``: every result committed at REV must still exist, and must not have
    changed by more than ``epsilon`` unless its task version (or task parameters) changed
    with it, so a silent change of the protocol cannot rewrite the board.
@@ -18,9 +22,10 @@ from pathlib import Path
 
 from hemabench.errors import HemabenchError
 from hemabench.results import Result
+from hemabench.submissions.compare import TOLERANCE, compare_results
 from hemabench.submissions.layout import RESULTS, Problem
 
-EPSILON = 0.02  # absolute, on the 0-1 scale: two percentage points of the main metric
+EPSILON = 0.02  # --base: absolute, on the 0-1 scale: two percentage points of the main metric
 
 
 @dataclass
@@ -48,9 +53,9 @@ def reproducible(result: Result | dict) -> str:
     return ""
 
 
-def rerun(submissions: Path, epsilon: float = EPSILON, encoders: list[str] | None = None,
+def rerun(submissions: Path, tolerance: float = TOLERANCE, encoders: list[str] | None = None,
           report: CheckReport | None = None, progress: bool = False) -> CheckReport:
-    """Re-run the reproducible references into a temporary folder and compare main scores."""
+    """Re-run the reproducible references into a temporary folder and compare the whole results."""
     from hemabench.runner import RunOptions, run_plan
     from hemabench.tasks import TASKS
 
@@ -80,11 +85,11 @@ def rerun(submissions: Path, epsilon: float = EPSILON, encoders: list[str] | Non
             outcomes = {(o.task, o.dataset): o for o in run_plan([encoder], [(r.task, r.dataset) for _, r in items],
                                                                   options).outcomes}
             for path, old in items:
-                _compare(path, old, outcomes[(old.task, old.dataset)], epsilon, report)
+                _compare(path, old, outcomes[(old.task, old.dataset)], tolerance, report)
     return report
 
 
-def _compare(path: Path, old: Result, outcome, epsilon: float, report: CheckReport) -> None:
+def _compare(path: Path, old: Result, outcome, tolerance: float, report: CheckReport) -> None:
     if outcome.result is None:
         report.problems.append(Problem(str(path), "", f"could not be re-run: {outcome.reason}"))
         return
@@ -92,13 +97,9 @@ def _compare(path: Path, old: Result, outcome, epsilon: float, report: CheckRepo
     if new.split.get("fingerprint") != old.split.get("fingerprint"):
         report.problems.append(Problem(str(path), "split.fingerprint", "the re-run used a different split "
                                        f"({new.split.get('fingerprint')}): the dataset or split rule changed"))
-    before, after = old.main.mean, new.main.mean
-    delta = after - before
-    report.lines.append(f"{path}: {old.main_metric} {before:.4f} -> {after:.4f} (Δ {delta:+.4f})")
-    if abs(delta) > epsilon:
-        report.problems.append(Problem(str(path), f'metrics["{old.main_metric}"].mean',
-                                       f"moved {before:.4f} -> {after:.4f} on re-run "
-                                       f"(|Δ| {abs(delta):.4f} > ε {epsilon})"))
+    comparison = compare_results(old.data, new.data, tolerance)
+    report.lines.append(f"{path}: {old.main_metric} {old.main.mean:.4f} -> {new.main.mean:.4f}; {comparison.summary()}")
+    report.problems += [Problem(str(path), where, message) for where, message in comparison.problems]
 
 
 def _git(root: Path, *args: str) -> str:

@@ -368,12 +368,12 @@ def weights_problems(result: dict, shown: str) -> list[Problem]:
 
 
 def verification_problems(result: dict, shown: str) -> list[Problem]:
-    """A ``verification`` block counts only when the maintainers' ledger lists its predictions."""
-    from hemabench.trust import load_ledger, predictions_sha256
+    """A ``verification`` block counts only when the maintainers' ledger lists the whole result's sha256."""
+    from hemabench.trust import load_ledger, result_sha256
 
     if "verification" not in result:
         return []
-    if predictions_sha256(result) not in load_ledger():
-        return [Problem(shown, "verification", "is not backed by an entry of benchmarks/verified.yaml for these "
-                                               "predictions: the result counts as self-reported", "warning")]
+    if result_sha256(result) not in load_ledger():
+        return [Problem(shown, "verification", "is not backed by an entry of benchmarks/verified.yaml for this "
+                                               "result's sha256: the result counts as self-reported", "warning")]
     return []

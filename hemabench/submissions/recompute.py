@@ -9,7 +9,6 @@ number is reported with the value the predictions actually give.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 from hemabench.results.result import Result
 from hemabench.splits.registered import REGISTRY_FILE, registered
@@ -129,23 +128,19 @@ def repetition_sem_problems(result: dict, metrics: dict, shown: str) -> list[Pro
     return problems
 
 
-@lru_cache(maxsize=64)
 def registry_fingerprint(dataset: str, split: str, data_root: str | None) -> tuple[str | None, str]:
     """(fingerprint, how it was obtained) of a registered split, or (None, why it cannot be)."""
-    from hemabench.datasets import DATASETS, find_root
-    from hemabench.errors import DatasetNotFound
-    from hemabench.splits import MaterialisedSplit, get_rule
+    from hemabench.splits import get_rule
+    from hemabench.submissions.derived import materialised
 
-    spec, rule = DATASETS.get(dataset), get_rule(dataset, split)
-    try:
-        root = find_root(spec, data_root=data_root)
-    except DatasetNotFound:
+    rule = get_rule(dataset, split)
+    built = materialised(dataset, split, data_root)
+    if built is None:
         frozen = registered(dataset, split, rule.version) or {}  # benchmarks/fingerprints.yaml
         if frozen.get("fingerprint"):
             return str(frozen["fingerprint"]), f"frozen in benchmarks/{REGISTRY_FILE}"
         return None, "the dataset is not available here and no frozen fingerprint is committed"
-    records = spec.discover(root).records
-    return MaterialisedSplit.build(dataset, rule, records).fingerprint, "recomputed from the local dataset"
+    return built[0].fingerprint, "recomputed from the local dataset"
 
 
 def split_problems(result: dict, shown: str, data_root: str | None) -> list[Problem]:

@@ -12,17 +12,20 @@ recomputed from that image alone. The check therefore has two parts:
    (cosine >= 0.99, which allows bf16/fp32 differences). So the predictions of step 1 rest on
    embeddings of these weights, not on a stale or poisoned cache.
 
-The stored predictions pass when every cell equals the re-run's (``--tolerance`` allows a small
-fraction of disagreeing cells, e.g. GPU numerics); then the result gets a ``verification`` block
-(who, when, where, what was compared) and the sha256 of its predictions is added to the
-maintainers' ledger ``benchmarks/verified.yaml``, reviewed like code: a ``verification`` block
-alone, without its ledger entry, verifies nothing.
+The stored result passes when it first passes ``validate`` (every number recomputed from its
+predictions, every derived number re-derived from the registered split) and then the WHOLE of it
+matches the re-run under the tolerance policy of ``hemabench.submissions.compare`` (every
+prediction cell, probability, metric, ``extra`` number and parameter; ``--tolerance`` is the
+share of prediction cells that may differ, near-ties only). Then the result gets a
+``verification`` block (who, when, where, what was compared) and the sha256 of the whole result
+(``hemabench.trust.result_sha256``) is added to the maintainers' ledger
+``benchmarks/verified.yaml``, reviewed like code: a ``verification`` block alone, without its
+ledger entry, verifies nothing, and any later edit changes the sha256.
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 import platform
 import subprocess
 import tempfile
@@ -34,8 +37,9 @@ import numpy as np
 import yaml
 
 from hemabench.atomic import atomic_write_text
+from hemabench.submissions.compare import TOLERANCE, compare_results, tolerance_problem
 from hemabench.submissions.layout import RESULTS, Problem, dumps
-from hemabench.trust import LEDGER_HEADER, ledger_path, load_ledger, predictions_sha256
+from hemabench.trust import LEDGER_HEADER, ledger_path, load_ledger, result_sha256
 
 FRACTION, SEED, MIN_COSINE = 0.02, 0, 0.99
 
@@ -49,28 +53,6 @@ class ReproduceReport:
 
 def _as_dict(result) -> dict:
     return result if isinstance(result, dict) else result.data  # a typed Result object
-
-
-def prediction_cells(result: dict) -> dict[tuple, str]:
-    """Every stored prediction as ((variant, id, fold) or (variant, fold, repetition), value), and each
-    stored per-cell cosine (robustness) as ((variant, id, fold, "cosine"), value to 3 decimals)."""
-    cells = {}
-    for variant, columns in (result.get("predictions") or {}).items():
-        if "id" in columns:
-            for key in zip(columns.get("id") or [], columns.get("fold") or [], columns.get("pred") or []):
-                cells[(variant, str(key[0]), str(key[1]))] = str(key[2])
-            for i, f, cos in zip(columns.get("id") or [], columns.get("fold") or [], columns.get("cosine") or []):
-                cells[(variant, str(i), str(f), "cosine")] = f"{float(cos):.3f}"  # robustness; 3 decimals: bf16 vs fp32
-        for i, matrix in enumerate(columns.get("confusions") or []):
-            cells[(variant, f"confusions[{i}]", str((columns.get("fold") or [""] * (i + 1))[i]))] = json.dumps(matrix)
-    return cells
-
-
-def compare_predictions(stored: dict, fresh: dict) -> tuple[int, list[tuple]]:
-    """(cells compared, the cells whose stored value the re-run does not give)."""
-    old, new = prediction_cells(stored), prediction_cells(fresh)
-    differ = [key for key in old if new.get(key) != old[key]] + [key for key in new if key not in old]
-    return len(old), differ
 
 
 def sample_embeddings(encoder_name: str, dataset: str, split_name: str, fraction: float, seed: int,
@@ -122,25 +104,29 @@ def _who() -> str:
 
 
 def _record(path: Path, result: dict, verification: dict, ledger: Path) -> None:
-    """The verification block into the result, its predictions' sha256 into the maintainers' ledger."""
-    sha = predictions_sha256(result)
-    atomic_write_text(path, dumps({**result, "verification": {**verification, "predictions_sha256": sha}}) + "\n")
+    """The verification block into the result, the whole result's sha256 into the maintainers' ledger."""
+    sha = result_sha256(result)
+    atomic_write_text(path, dumps({**result, "verification": {**verification, "result_sha256": sha}}) + "\n")
     entries = dict(load_ledger(ledger))
     entries[sha] = {"result": f"{result['encoder']['name']}/{result['task']}/{result['dataset']}",
-                    **{k: verification[k] for k in ("by", "at", "where")}}
+                    **{k: verification[k] for k in ("by", "at", "where", "tolerance")}}
     atomic_write_text(ledger, LEDGER_HEADER + yaml.safe_dump(entries, sort_keys=True, width=120))
 
 
-def reproduce(submission: Path, fraction: float = FRACTION, seed: int = SEED, tolerance: float = 0.0,
+def reproduce(submission: Path, fraction: float = FRACTION, seed: int = SEED, tolerance: float = TOLERANCE,
               data_root: str | None = None, device: str = "auto", by: str | None = None, record: bool = True,
               ledger: Path | None = None, progress: bool = False) -> ReproduceReport:
     """Re-run every result of one submission folder and compare (see the module docstring)."""
     from hemabench.device import resolve_device
     from hemabench.results import Result
     from hemabench.runner import RunOptions, run_plan
+    from hemabench.submissions.validate import validate_result
     from hemabench.untrusted import load_json
 
     report, submission = ReproduceReport(), Path(submission)
+    if tolerance_problem(tolerance):
+        report.problems.append(Problem(str(submission), "--tolerance", tolerance_problem(tolerance)))
+        return report
     files = sorted((submission / RESULTS).glob("*/*.json"))
     if not files:
         report.problems.append(Problem(str(submission), RESULTS, "holds no result files to reproduce"))
@@ -149,6 +135,10 @@ def reproduce(submission: Path, fraction: float = FRACTION, seed: int = SEED, to
     who, where = by or _who(), f"{platform.node()} ({resolve_device(device)}, {platform.machine()})"
     with tempfile.TemporaryDirectory(prefix="hemabench-reproduce-") as tmp:
         for path, stored in items:
+            invalid = [p for p in validate_result(path, str(path), data_root) if p.level == "error"]
+            if invalid:  # the numbers must first be the stored predictions' and the split's
+                report.problems += invalid
+                continue
             encoder = stored["encoder"]["name"]
             options = RunOptions(out=Path(tmp) / path.parent.name, data_root=data_root, device=device,
                                  progress=progress, task_params={stored["task"]: Result.from_dict(stored, path).params})
@@ -156,28 +146,26 @@ def reproduce(submission: Path, fraction: float = FRACTION, seed: int = SEED, to
             if outcome.result is None:
                 report.problems.append(Problem(str(path), "", f"could not be re-run: {outcome.reason}"))
                 continue
-            fresh = _as_dict(outcome.result)
             split = stored.get("split") or {}
             n, cosine = sample_embeddings(encoder, stored["dataset"], str(split.get("name")), fraction, seed,
                                           data_root, device)
-            cells, differ = compare_predictions(stored, fresh)
+            comparison = compare_results(stored, _as_dict(outcome.result), tolerance)
             report.lines.append(f"{path}: {n} sampled test images re-embedded (min cosine {cosine:.5f}); "
-                                f"{cells - len(differ)}/{cells} stored predictions reproduced")
-            problems = []
+                                f"{comparison.summary()}")
+            problems = [Problem(str(path), where, message) for where, message in comparison.problems]
             if cosine < MIN_COSINE:
                 problems.append(Problem(str(path), "embeddings", f"{n} test images re-embedded from the public weights "
                                         f"differ from the cached embeddings (min cosine {cosine:.4f} < {MIN_COSINE})"))
-            if len(differ) > tolerance * max(cells, 1):
-                shown = "; ".join(f"{v} {i} ({f})" for v, i, f in differ[:3])
-                problems.append(Problem(str(path), "predictions", f"{len(differ)} of {cells} stored predictions are "
-                                        f"not what the re-run gives (tolerance {tolerance:.2%}), e.g. {shown}"))
             report.problems += problems
             if not problems and record:
                 _record(path, stored, {"tier": "verified", "by": who, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                        "where": where, "command": "hemabench check --reproduce",
+                                       "compared": "the whole result: every prediction cell, probability, metric, "
+                                                   "extra number and parameter (docs/integrity.md)",
                                        "fraction": fraction, "seed": seed, "sampled_images": n,
-                                       "min_cosine": round(cosine, 6), "cells_compared": cells,
-                                       "cells_differing": len(differ), "tolerance": tolerance},
+                                       "min_cosine": round(cosine, 6), "cells_compared": comparison.cells,
+                                       "cells_differing": comparison.differing,
+                                       "numbers_compared": comparison.numbers, "tolerance": tolerance},
                         ledger or ledger_path())
                 report.verified.append(path)
     return report

@@ -3,8 +3,9 @@
 Per submission folder: the layout (safe names, no links, size limits), ``encoder.yaml``
 (required metadata filled in, the spec loads and equals the registered one), and per
 result: the JSON schema, names matching the layout, the task version, the split and its
-fingerprint, safe paths inside the file, and every number recomputed from the stored
-predictions. Each failure is one line naming the file and the field.
+fingerprint, safe paths inside the file, every number recomputed from the stored
+predictions, and every derived number re-derived from the registered split, the parameters
+and the spec (``derived``). Each failure is one line naming the file and the field.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hemabench.submissions.derived import derived_problems
 from hemabench.submissions.integrity import integrity_problems, verification_problems, weights_problems
 from hemabench.submissions.layout import (
     ENCODER_FILE,
@@ -145,6 +147,7 @@ def validate_result(path: Path, shown: str, data_root: str | None = None, meta: 
         problems += found
         if not any(p.level == "error" for p in found):  # a wrong split is reported once, not again per fold
             problems += integrity_problems(result, shown)
+            problems += derived_problems(result, shown, data_root)
     except Exception as exc:  # an unknown dataset or split rule, or unreadable data
         problems.append(Problem(shown, "split", f"cannot be checked: {exc}"))
     return problems + score_problems(result, shown)

@@ -101,6 +101,24 @@ class BloodShift(CellProbe):
     def result_labels(self, data: TaskInput) -> list[str]:
         return self._scored(self._labs(data))
 
+    @staticmethod
+    def _tested(source: _Lab, target: _Lab) -> np.ndarray:
+        """The target's test rows of the classes the source knows (what a probe fitted on the source scores)."""
+        return target.test[np.isin(target.labels[target.test], source.classes)]
+
+    def expected_cells(self, data: TaskInput) -> dict[str, dict[str, set]]:
+        """Per variant and fold, the (id, true label) cells a run tests: the registered test sets under
+        the mapping, which ``validate`` requires of a result (no embeddings needed)."""
+        labs, out = self._labs(data), {IN_DOMAIN: {}, SHIFT: {}}
+        for source in labs:
+            for target in labs:
+                rows = self._tested(source, target)
+                variant = IN_DOMAIN if target is source else SHIFT
+                fold = target.name if target is source else pair_name(source.name, target.name)
+                out[variant][fold] = set(zip(target.data.records["path"].to_numpy()[rows].astype(str),
+                                             target.labels[rows].astype(str)))
+        return out
+
     def evaluate(self, data: TaskInput) -> Predictions:
         labs = self._labs(data)
         scored = self._scored(labs)
@@ -112,8 +130,7 @@ class BloodShift(CellProbe):
         for source in labs:
             x, y = source.data.features, source.labels
             held = held_out_slice(source.train, y, seed, fraction)  # training cells only
-            known = source.classes
-            rows_of = [t.test[np.isin(t.labels[t.test], known)] for t in labs]  # test cells of the source's classes
+            rows_of = [self._tested(source, t) for t in labs]  # test cells of the source's classes
             info: dict = {}
             _, proba = probe_proba(self.params, x, y, source.train,
                                    np.concatenate([t.data.features[rows] for t, rows in zip(labs, rows_of)]),

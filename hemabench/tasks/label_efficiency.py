@@ -103,12 +103,28 @@ class LabelEfficiency(Task):
             problem = calibration_problem(self.params["calibration"], self.params["repetitions"], CLASSIFIERS)
         return problem
 
-    def evaluate(self, data: TaskInput) -> Predictions:
-        p = self.params
+    def confusion_variants(self) -> set[str]:
+        """The variants holding one confusion matrix per repetition (``validate`` requires exactly these)."""
+        return {f"{c}/n={n}" for c in self.params["classifiers"] for n in self.params["n_grid"]}
+
+    def _support(self, data: TaskInput) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
         labels = data.records[self.label_column].to_numpy().astype(str)
         rotation = data.rotations[0]
         train, test = fold_indices(data, rotation, "train"), fold_indices(data, rotation, "test")
-        perms = support_permutations(train, labels, p["repetitions"], p["seed"])
+        return labels, train, test, support_permutations(train, labels, self.params["repetitions"], self.params["seed"])
+
+    def derived_extra(self, data: TaskInput) -> dict:
+        """The ``extra`` numbers fixed by the split and the parameters alone (no embeddings): ``validate``
+        re-derives them from the registered split instead of reading them from the file."""
+        _, train, test, perms = self._support(data)
+        return {"support_seed": self.params["seed"], "support_hash": support_hash(perms, data.records["path"].to_numpy()),
+                "auc_max_n": saturation_n(perms, tuple(self.params["n_grid"])),
+                "n_train": int(len(train)), "n_test": int(len(test))}
+
+    def evaluate(self, data: TaskInput) -> Predictions:
+        p = self.params
+        labels, train, test, perms = self._support(data)
+        rotation = data.rotations[0]
         scored = self.result_labels(data)
         result = sweep(data.features, labels, perms, data.features[test], labels[test], scored,
                        tuple(p["n_grid"]), tuple(p["classifiers"]), seed=p["seed"],
@@ -119,12 +135,13 @@ class LabelEfficiency(Task):
                                      perms[p["calibration"]["repetition"]], train, test, scored,
                                      p["calibration"], p["seed"], {c: p[c] for c in p["calibration"]["classifiers"]},
                                      fold=rotation["test"][0]) if p.get("calibration") else {}
+        derived = self.derived_extra(data)
         return Predictions({**variants, **recorded}, extra={
             "repetition_sem": repetition_sem(variants, scored),
-            "support_seed": p["seed"], "support_hash": support_hash(perms, data.records["path"].to_numpy()),
+            "support_seed": derived["support_seed"], "support_hash": derived["support_hash"],
             "effective_n": {str(n): v for n, v in result["effective_n"].items()},
-            "auc_max_n": saturation_n(perms, tuple(p["n_grid"])), "fits": result["fits"],
-            "n_train": int(len(train)), "n_test": int(len(test))})
+            "auc_max_n": derived["auc_max_n"], "fits": result["fits"],
+            "n_train": derived["n_train"], "n_test": derived["n_test"]})
 
     @property
     def main_variant(self) -> str:
@@ -134,6 +151,7 @@ class LabelEfficiency(Task):
         return f"{clf}/n={max(below) if below else min(self.params['n_grid'])}"
 
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
+        """``extra.auc_max_n`` as the run derived it (``validate`` checks it against the registered split)."""
         max_n = (extra or {}).get("auc_max_n", max(self.params["n_grid"]))
         return curve_auc_metrics(predictions, labels, max_n)
 

@@ -103,14 +103,31 @@ class BoneMarrowToBlood(Task):
     def result_labels(self, data: TaskInput) -> list[str]:
         return list(self.mapping(data.dataset).scored)
 
-    def evaluate(self, data: TaskInput) -> Predictions:
-        p, source = self.params, data.source
-        mapping = self.mapping(data.dataset)
-        labels = list(mapping.scored)
+    def confusion_variants(self) -> set[str]:
+        """The variants holding one confusion matrix per repetition (``validate`` requires exactly these)."""
+        return {"direct", *(f"adapt/n={n}" for n in self.params["n_grid"])}
+
+    def _target(self, data: TaskInput) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+        mapping, p = self.mapping(data.dataset), self.params
         t_labels = data.records[self.label_column].to_numpy().astype(str)
         t_rotation = data.rotations[0]
         t_train = mapping.scored_rows(data.records, fold_indices(data, t_rotation, "train"), self.label_column)
         t_test = mapping.scored_rows(data.records, fold_indices(data, t_rotation, "test"), self.label_column)
+        return t_labels, t_train, t_test, support_permutations(t_train, t_labels, p["repetitions"], p["seed"])
+
+    def derived_extra(self, data: TaskInput) -> dict:
+        """The ``extra`` numbers of the target fixed by the split and the parameters alone: ``validate``
+        re-derives them from the registered split instead of reading them from the file."""
+        _, _, t_test, adapt_perms = self._target(data)
+        return {"auc_max_n": saturation_n(adapt_perms, tuple(self.params["n_grid"])), "n_test": int(len(t_test)),
+                "support_seed": self.params["seed"]}
+
+    def evaluate(self, data: TaskInput) -> Predictions:
+        p, source = self.params, data.source
+        mapping = self.mapping(data.dataset)
+        labels = list(mapping.scored)
+        t_labels, t_train, t_test, adapt_perms = self._target(data)
+        t_rotation = data.rotations[0]
         s_labels = source.records[self.label_column].to_numpy().astype(str)
         s_train = fold_indices(source, source.rotations[0], "train")
         s_train = s_train[np.isin(s_labels[s_train], mapping.fit_classes(set(s_labels[s_train])))]
@@ -118,7 +135,6 @@ class BoneMarrowToBlood(Task):
         direct = sweep(source.features, s_labels, direct_perms, data.features[t_test], t_labels[t_test], labels,
                        (p["source_per_class"],), ("svm",), seed=p["seed"], map_pred=mapping.map_predictions,
                        settings={"svm": p["svm"]}, progress=data.progress, desc=f"{self.name} {data.dataset} direct")
-        adapt_perms = support_permutations(t_train, t_labels, p["repetitions"], p["seed"])
         adapt = sweep(data.features, t_labels, adapt_perms, data.features[t_test], t_labels[t_test], labels,
                       tuple(p["n_grid"]), ("svm",), seed=p["seed"], settings={"svm": p["svm"]}, progress=data.progress,
                       desc=f"{self.name} {data.dataset} adapt")
