@@ -78,6 +78,7 @@ def score_problems(result: dict, shown: str) -> list[Problem]:
     problems = _compare_maps(result.get("metrics") or {}, fresh["metrics"], shown, "metrics")
     problems += crossmag_problems(result, fresh["metrics"], shown)
     problems += repetition_sem_problems(result, fresh["metrics"], shown)
+    problems += stopping_result_problems(result, shown)
     problems += _compare_maps(result.get("per_class") or {}, fresh["per_class"], shown, "per_class")
     stored_cm, fresh_cm = result.get("confusion_matrix") or {}, fresh["confusion_matrix"]
     if stored_cm.get("labels") != fresh_cm["labels"]:
@@ -126,6 +127,32 @@ def repetition_sem_problems(result: dict, metrics: dict, shown: str) -> list[Pro
         if fresh is None or value is None or not _same(value, fresh) or stored.get("repetitions") != n:
             problems.append(Problem(shown, f'extra.repetition_sem["{variant}"]',
                                     f"stored {_show(stored)} but the predictions give {_show(fresh)} over {n}"))
+    return problems
+
+
+def stopping_result_problems(result: dict, shown: str) -> list[Problem]:
+    """A sweep whose parameters state a stopping rule (``precision``: label-efficiency v3,
+    bm-to-blood v4) must record, per group of variants fitted on the same support sets, the
+    repetitions that the rule gives on the stored per-repetition confusions."""
+    from hemabench.protocols.stopping import StoppingRule, stopping_problems
+
+    res = Result.of(result)
+    if "precision" not in res.params or "repetitions" not in res.params:
+        return []  # a task without the rule (or a result from before it): fixed repetitions
+    rule, stopping = StoppingRule.from_params(res.params), res.extra.get("stopping")
+    if not isinstance(stopping, dict) or not isinstance(stopping.get("groups"), dict):
+        return [Problem(shown, "extra.stopping", "is missing: the parameters state a stopping rule "
+                                                 f"{rule.describe()} and the repetitions per n must be recorded")]
+    problems = [] if stopping.get("rule") == rule.describe() else [
+        Problem(shown, "extra.stopping.rule", f"stored {_show(stopping.get('rule'))} but the parameters give "
+                                              f"{_show(rule.describe())}")]
+    grouped = {v for entry in stopping["groups"].values() if isinstance(entry, dict) for v in entry.get("variants") or []}
+    swept = {v for v, p in res.predictions.items() if isinstance(p, dict) and "confusions" in p}
+    if grouped != swept:
+        problems.append(Problem(shown, "extra.stopping.groups", f"cover {sorted(grouped)[:4]}... but the variants with "
+                                                                f"confusions are {sorted(swept)[:4]}..."))
+    groups = {k: v if isinstance(v, dict) else {} for k, v in stopping["groups"].items()}
+    problems += [Problem(shown, field, message) for field, message in stopping_problems(rule, groups, res.predictions)]
     return problems
 
 
