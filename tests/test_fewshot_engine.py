@@ -178,7 +178,7 @@ def test_validate_rederives_the_stopping_points_from_stored_confusions():
     stopping = {"rule": rule.describe(), "groups": {"5": {"repetitions": 30, "variants": ["svm/n=5"]},
                                                     "50": {"repetitions": 10, "variants": ["svm/n=50"]}}}
     result = {"task": "label-efficiency", "task_version": 3, "dataset": "synth-bm", "encoder": {"name": "x"},
-              "main_metric": "svm/balanced_accuracy_auc", "metrics": {}, "task_metadata": {"params": params},
+              "main_metric": "m", "metrics": {"m": {}}, "task_metadata": {"params": params},
               "labels": labels, "predictions": predictions, "extra": {"stopping": stopping}}
     assert stopping_result_problems(result, "r.json") == []
     # stopped early at a noisy n: the stored confusions say the rule needs more
