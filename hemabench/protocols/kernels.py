@@ -113,24 +113,31 @@ def is_exact(name: str, kwargs: dict) -> bool:
     return False
 
 
-def knn_proba(d2: np.ndarray, y_idx: np.ndarray, n_classes: int, k: int, weights: str) -> np.ndarray:
+def knn_proba(d2: np.ndarray, y_idx: np.ndarray, n_classes: int, k: int, weights: str,
+              overwrite: bool = False) -> np.ndarray:
     """KNeighborsClassifier.predict_proba from squared distances (rows: test, columns: train):
     the k nearest (ties in distance: the lower training index), weights 1/distance (a test row
-    at distance 0 from some training rows gives those weight 1, the rest 0) or uniform."""
-    part = np.argpartition(d2, k - 1, axis=1)[:, :k] if k < d2.shape[1] else np.tile(np.arange(d2.shape[1]), (len(d2), 1))
-    rows = np.arange(len(d2))[:, None]
-    order = np.lexsort((part, d2[rows, part]), axis=1)
-    nearest = part[rows, order]
+    at distance 0 from some training rows gives those weight 1, the rest 0) or uniform. k passes
+    of argmin (vectorised; faster than a partial sort for the protocol's k = 3); ``overwrite``
+    lets them mark the neighbours found in ``d2`` itself instead of a copy."""
+    work = d2 if overwrite else d2.copy()
+    rows = np.arange(len(d2))
+    nearest = np.empty((len(d2), k), dtype=np.int64)
+    dist = np.empty((len(d2), k))
+    for j in range(k):
+        nearest[:, j] = np.argmin(work, axis=1)
+        dist[:, j] = work[rows, nearest[:, j]]
+        work[rows, nearest[:, j]] = np.inf
     if weights == "distance":
         with np.errstate(divide="ignore"):
-            w = 1.0 / np.sqrt(d2[rows, nearest])
+            w = 1.0 / np.sqrt(dist)
         inf_mask = np.isinf(w)
         inf_row = inf_mask.any(axis=1)
         w[inf_row] = inf_mask[inf_row]
     else:
         w = np.ones(nearest.shape)
     proba = np.zeros((len(d2), n_classes))
-    np.add.at(proba, (np.broadcast_to(rows, nearest.shape), y_idx[nearest]), w)
+    np.add.at(proba, (np.broadcast_to(rows[:, None], nearest.shape), y_idx[nearest]), w)
     norm = proba.sum(axis=1, keepdims=True)
     norm[norm == 0.0] = 1.0
     return proba / norm
@@ -166,13 +173,14 @@ def fast_proba(z_train: np.ndarray, train_y: np.ndarray, z_test: np.ndarray, fit
     for start in range(0, len(z_test), rows_per_chunk):
         zt = z_test[start:start + rows_per_chunk]
         d2 = linear.sq_distances(zt, z_train[columns], sq_test[start:start + len(zt)], sq_train[columns])
-        if "knn" in fitted:
-            knn_parts.append(knn_proba(d2, y_idx, len(classes), k, fitted["knn"].get("weights", "uniform")))
         if svc is not None:
             sv = svc.support_ if full else slice(None)
             kernel = np.zeros((len(zt), m))
             kernel[:, svc.support_] = np.exp(-gamma * d2[:, sv])
             svm_parts.append(svc.predict_proba(kernel))
+            del kernel
+        if "knn" in fitted:  # last: it marks the neighbours it finds in d2
+            knn_parts.append(knn_proba(d2, y_idx, len(classes), k, fitted["knn"].get("weights", "uniform"), True))
     if svc is not None:
         out["svm"] = (svc.classes_, np.concatenate(svm_parts) if svm_parts else np.zeros((0, len(classes))))
     if "knn" in fitted:
