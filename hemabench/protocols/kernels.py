@@ -92,6 +92,11 @@ def default_linear() -> Linear:
     return Linear()
 
 
+def engine_record(engine: str) -> dict:
+    """What ran the fits, for a result's ``extra.engine``: the engine and where its products ran."""
+    return {"name": engine, "device": (default_linear().device or "numpy") if engine == "fast" else "scikit-learn"}
+
+
 def rbf_gamma(z: np.ndarray, gamma) -> float:
     """scikit-learn's gamma: "scale" = 1 / (n_features * X.var()) (1.0 if X.var() is 0), "auto" = 1 / n_features."""
     if gamma == "scale":

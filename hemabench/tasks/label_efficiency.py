@@ -20,6 +20,7 @@ from hemabench.protocols.fewshot import (
     support_permutations,
     sweep,
 )
+from hemabench.protocols.kernels import engine_record
 from hemabench.protocols.stopping import DEFAULT_BLOCK, DEFAULT_MINIMUM, DEFAULT_PRECISION, StoppingRule
 from hemabench.results.calibration import SLICE_FRACTION
 from hemabench.results.scoring import expand_confusion
@@ -146,6 +147,7 @@ class LabelEfficiency(Task):
                                      fold=rotation["test"][0], engine=p["engine"]) if p.get("calibration") else {}
         return Predictions({**variants, **recorded}, extra={
             "repetition_sem": repetition_sem(variants, scored),
+            "engine": engine_record(p["engine"]),
             "stopping": stopping_record(rule, {str(n): [f"{c}/n={n}" for c in p["classifiers"]] for n in p["n_grid"]},
                                         variants),
             "support_seed": p["seed"], "support_hash": support_hash(perms, data.records["path"].to_numpy()),

@@ -12,6 +12,7 @@ from hemabench.errors import HemabenchError
 from hemabench.metrics import over_repetitions
 from hemabench.paths import benchmarks_dir
 from hemabench.protocols.fewshot import N_GRID, saturation_n, support_hash, support_permutations, sweep
+from hemabench.protocols.kernels import engine_record
 from hemabench.protocols.stopping import StoppingRule
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
 from hemabench.tasks.label_efficiency import (
@@ -148,7 +149,8 @@ class BoneMarrowToBlood(Task):
             "effective_n": {str(n): v for n, v in adapt["effective_n"].items()},
             "auc_max_n": saturation_n(adapt_perms, tuple(p["n_grid"])), "n_test": int(len(t_test)),
             "superclasses": mapping.superclasses, "repetition_sem": repetition_sem(variants, labels),
-            "stopping": stopping_record(rule, {v: [v] for v in variants}, variants)})
+            "stopping": stopping_record(rule, {v: [v] for v in variants}, variants),
+            "engine": engine_record(p["engine"])})
 
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
         extra = extra or {}
