@@ -197,3 +197,12 @@ def test_validate_rederives_the_stopping_points_from_stored_confusions():
     # results from before the rule (no precision in their parameters) are not checked
     assert stopping_result_problems({**result, "task_metadata": {"params": {"repetitions": 30}}, "extra": {}},
                                     "r.json") == []
+
+
+def test_ranking_pairs_the_repetitions_both_encoders_ran():
+    from hemabench.leaderboard.ranking import _value_bootstrap
+
+    a, b = [0.8, 0.7, 0.9, 0.6, 0.75], [0.7, 0.72, 0.8]
+    observed, diffs, n, unit = _value_bootstrap(a, b, seed=0, n_boot=200)
+    assert n == 3 and unit == "repetitions" and observed == pytest.approx(np.mean([0.1, -0.02, 0.1]))
+    assert _value_bootstrap(a, [0.7], seed=0, n_boot=10) is None
