@@ -145,7 +145,7 @@ def gib(mb: float) -> float:
 def fewshot_rows(dim: int, args, sweeps: dict, details: dict) -> list[dict]:
     """label-efficiency per dataset and bm-to-blood per transfer target: measured grids, projected totals."""
     rows = []
-    for name in [d for d in args.datasets if d in COUNTS]:
+    for name in [d for d in args.datasets if d in COUNTS and not args.transfer_only]:
         sweeps[name] = grid = measure_grid(name, dim, args, ("svm", "lr", "knn"), reference=not args.no_reference)
         le = project(grid)
         details[f"label-efficiency {name} {dim}"] = grid["per_n"]
@@ -154,9 +154,11 @@ def fewshot_rows(dim: int, args, sweeps: dict, details: dict) -> list[dict]:
         rows.append(row("label-efficiency", name, dim, le["fits"], le["serial_fixed"], args.workers,
                         features_mb + le["memory_mb"], f"every n measured, {args.repeats} support sets each{ratio}",
                         adaptive=le["serial_adaptive"], ratio=le["ratio"]))
-    if "matek-bm" not in args.datasets:
-        return rows
-    for target in [t for t in TRANSFER_TARGETS if t in sweeps]:
+    if args.transfer_only:  # bm-to-blood alone: its targets among --datasets (the source is always Matek BM)
+        targets = [t for t in TRANSFER_TARGETS if t in args.datasets]
+    else:
+        targets = [t for t in TRANSFER_TARGETS if t in sweeps] if "matek-bm" in args.datasets else []
+    for target in targets:
         data = Synthetic(COUNTS[target], dim, args.seed)
         test = data.draw(split_counts(COUNTS[target], 0.7)[1])
         direct = measure_direct(target, dim, args, test)
@@ -187,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mil-epochs", type=int, default=2, help="epochs timed per MIL head")
     parser.add_argument("--repeats", type=int, default=3, help="support sets timed per n")
     parser.add_argument("--no-reference", action="store_true", help="skip the plain scikit-learn pipeline at the largest n")
+    parser.add_argument("--transfer-only", action="store_true",
+                        help="few-shot: bm-to-blood on the targets in --datasets only (no label-efficiency)")
     parser.add_argument("--workers", type=int, default=2, help="sweep workers the projection assumes (cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script, no figures")
