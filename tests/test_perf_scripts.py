@@ -120,8 +120,17 @@ def test_demo_cold_vs_cached_narrowed(tmp_path):
 def test_label_efficiency_sweep(tmp_path):
     _, payload = run_script("label_efficiency_sweep.py", tmp_path, "--repetitions", "2",
                             "--reference-repetitions", "1", "--repeats", "1")
-    assert payload["seconds_full_sweep"] > 0 and payload["seconds_reference"] > 0
-    assert payload["reference_repetitions"] == 1 and payload["max_diff_points"] < 5
+    assert payload["seconds_full_sweep"] > 0 and payload["seconds_reference"] > 0 and payload["speedup"] > 0
+    assert payload["reference_repetitions"] == 1 and payload["max_mean_diff_points"] < 5
+    assert 0.99 <= payload["prediction_agreement"] <= 1
+
+
+def test_label_efficiency_sweep_without_data(tmp_path):
+    stdout, payload = run_script("label_efficiency_sweep.py", tmp_path, "--synthetic-features", "matek-blood",
+                                 "--dim", "8", "--repetitions", "1", "--reference-repetitions", "1", "--grid", "1", "5")
+    assert "synthetic matek-blood sizes: 12855 train / 5510 test, 8-d, 15 classes" in stdout
+    assert payload["speedup"] > 0 and payload["max_mean_diff_points"] >= 0
+    assert 0.99 <= payload["prediction_agreement"] <= 1 and "seconds_full_sweep" not in payload
 
 
 def test_extraction_throughput(tmp_path):
@@ -154,14 +163,17 @@ def test_protocols_at_scale_quick(tmp_path):
             ("aml-mil", "aml-hehr")} <= set(rows)
     # the units follow from the protocols and the real class sizes, not from the timings
     assert rows[("cell-probe", "acevedo")]["units"] == 5 and rows[("cell-knn", "matek-bm")]["units"] == 1
-    assert rows[("aml-mil", "aml-hehr")]["units"] == 30 and rows[("bm-to-blood", "acevedo")]["units"] == 100
-    # Acevedo: every class has more than 500 training cells, so 2 n (1500, 2000) above its largest
-    # (2330) stay distinct, and no size saturates: 100 repetitions x 12 n x 3 classifiers
-    assert rows[("label-efficiency", "acevedo")]["units"] == 3600
+    assert rows[("aml-mil", "aml-hehr")]["units"] == 30
+    # --quick times n = 1 and 5: no class saturates, so 100 repetitions x 2 n x 3 classifiers at the cap;
+    # bm-to-blood: 100 direct fits + 100 x 2 adapt fits
+    assert rows[("label-efficiency", "acevedo")]["units"] == 600 and rows[("bm-to-blood", "acevedo")]["units"] == 300
     for r in payload["figures"]:
         assert r["s/unit"] > 0 and r["projected h"] >= 0 and r["peak GiB (est.)"] >= 0
-    assert 0 <= payload["adaptive"]["saving"] < 1 and payload["adaptive_rows"]
-    assert "adaptive v2" in stdout and "not measured" in stdout
+    le = rows[("label-efficiency", "matek-bm")]
+    assert 0 < le["projected h (rule)"] <= le["projected h"] and le["plain / engine"] > 0
+    per_n = payload["details"]["label-efficiency matek-bm 16"]
+    assert sorted(per_n, key=int) == ["1", "5"] and all(len(v["seconds"]) == 2 for v in per_n.values())
+    assert "plain_seconds" in per_n["5"] and "not measured" in stdout
 
 
 def test_backend_speedup_quick(tmp_path):

@@ -87,6 +87,10 @@ def one_job(monkeypatch):
     monkeypatch.setenv("HEMABENCH_JOBS", "1")
 
 
+# the stopping rule and the engine: recorded in extra.stopping / extra.engine with what they ran
+RULE_CHANGES = {"precision": None, "min_repetitions": 1, "repetition_block": 3, "engine": "reference"}
+
+
 def test_label_efficiency_params_each_change_the_sweep(one_job):
     base = TASKS.get("label-efficiency").with_params(n_grid=[1, 3], repetitions=2)
     data = cells(holdout=True)
@@ -94,7 +98,7 @@ def test_label_efficiency_params_each_change_the_sweep(one_job):
         "n_grid": [1, 2], "repetitions": 3, "seed": 1, "classifiers": ["svm", "lr"],
         "svm": {**base.params["svm"], "C": 0.01}, "lr": {**base.params["lr"], "C": 0.001},
         "knn": {"n_neighbors": 1, "weights": "uniform"},
-        "calibration": {**base.params["calibration"], "repetition": 1}})
+        "calibration": {**base.params["calibration"], "repetition": 1}, **RULE_CHANGES})
 
 
 def test_transfer_params_each_change_the_sweep(one_job, tmp_path, monkeypatch):
@@ -116,7 +120,7 @@ def test_transfer_params_each_change_the_sweep(one_job, tmp_path, monkeypatch):
         assert_each_param_matters(base, target, {
             "n_grid": [1, 2], "repetitions": 3, "seed": 1, "source_per_class": 2,
             "svm": {**base.params["svm"], "C": 0.01}, "mapping": "alt",
-            "calibration": {**base.params["calibration"], "n": 2}})
+            "calibration": {**base.params["calibration"], "n": 2}, **RULE_CHANGES})
     finally:
         transfer.load_mapping.cache_clear()
 
@@ -199,7 +203,10 @@ def test_aml_mil_params_each_change_the_training():
     ("breakhis-binary", {"magnifications": [40]}, "has no parameter 'magnifications'"),
     ("breakhis-crossmag", {"calibration_slice": 1.5}, "calibration_slice must be a fraction between 0 and 1"),
     ("bm-to-blood", {"calibration": {"repetition": 100, "n": 50, "classifiers": ["svm"], "slice": 0.2, "slice_seed": 0}},
-     "calibration.repetition must be one of the 100 repetitions (0 to 99), got 100"),
+     "calibration.repetition must be one of the first 10 repetitions (every n has them: 0 to 9), got 100"),
+    ("label-efficiency", {"precision": 0}, "precision must be a 95% CI half-width in (0, 1)"),
+    ("label-efficiency", {"engine": "gpu"}, "engine must be one of fast, reference"),
+    ("bm-to-blood", {"min_repetitions": 0}, "min_repetitions must be a positive integer"),
     ("bm-to-blood", {"calibration": {"repetition": 0, "n": 50, "classifiers": ["lr"], "slice": 0.2, "slice_seed": 0}},
      "calibration.classifiers must be a non-empty list of svm"),
     ("label-efficiency", {"calibration": {"repetition": 0, "n": 50}}, "calibration must be a mapping with keys"),

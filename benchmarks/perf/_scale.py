@@ -1,11 +1,10 @@
-"""Inputs and arithmetic of protocols_at_scale.py: the real class sizes, synthetic features drawn
-on demand, the registered splits' counts, extrapolation, and the adaptive-v2 estimate.
+"""Inputs of protocols_at_scale.py: the real class sizes, synthetic features drawn on demand,
+and the registered splits' counts.
 Not a benchmark itself (see protocols_at_scale.py)."""
 
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
@@ -23,9 +22,8 @@ COUNTS = {
 AML = {"patients": 189, "cells": 430, "classes": 5, "folds": 5, "seeds": 3, "heads": 2}
 PROBE_FOLDS = {"acevedo": (5, 0.8), "matek-blood": (1, 0.8), "matek-bm": (1, 0.8)}  # (folds, train fraction)
 TRANSFER_TARGETS = ("matek-blood", "acevedo")  # bm-to-blood: source Matek BM
-REPETITIONS, SOURCE_PER_CLASS, PROBE_MAX_ITER = 100, 250, 1000
+SOURCE_PER_CLASS, PROBE_MAX_ITER = 250, 1000
 MIL_EPOCHS, MIL_MAX_EPOCHS = 60, 150
-HALF_WIDTH, MIN_REPS = 0.0025, 20  # adaptive v2: stop at 95% CI half-width < 0.25 points, >= 20 repetitions
 
 
 class Synthetic:
@@ -70,45 +68,3 @@ def sample_counts(counts: dict[str, int], total: int) -> dict[str, int]:
 
 def support_counts(train: dict[str, int], n: int) -> dict[str, int]:
     return {c: min(n, k) for c, k in train.items()}
-
-
-def extrapolate(points: list[tuple[int, float]], m: int) -> float:
-    """Seconds at support size ``m``: measured if it was, else a power law through the last three
-    measured points, anchored at the largest (exponent clipped to [0, 3])."""
-    measured = dict(points)
-    if m in measured:
-        return measured[m]
-    pts = sorted(points)[-3:]
-    if len(pts) < 2:
-        return pts[-1][1] * m / pts[-1][0]
-    x, y = np.log([p[0] for p in pts]), np.log([max(p[1], 1e-6) for p in pts])
-    b = float(np.clip(np.polyfit(x, y, 1)[0], 0.0, 3.0))
-    return pts[-1][1] * (m / pts[-1][0]) ** b
-
-
-
-def v2_repetitions(spread: float) -> int:
-    """Repetitions an adaptive v2 needs: 95% CI half-width of the mean (1.96 x SEM) below
-    HALF_WIDTH, at least MIN_REPS, at most the protocol's REPETITIONS."""
-    return int(min(REPETITIONS, max(MIN_REPS, math.ceil((1.96 * spread / HALF_WIDTH) ** 2))))
-
-
-def spreads_over_support_sets(data: Synthetic, train: dict, test_x, test_y, ns, reps: int, seed: int) -> dict:
-    """(classifier, n) -> balanced accuracy of ``reps`` seeded support sets, through the reference pipeline."""
-    from sklearn.metrics import balanced_accuracy_score
-    from threadpoolctl import threadpool_limits
-
-    from hemabench.protocols.fewshot import CLASSIFIERS, fit_predict
-
-    pool_x, pool_y = data.draw({c: min(k, 4 * max(ns)) for c, k in train.items()})
-    rng = np.random.default_rng(seed)
-    scores = {(c, n): [] for c in CLASSIFIERS for n in ns}
-    for n in ns:
-        for _ in range(reps):
-            idx = np.concatenate([rng.permutation(np.flatnonzero(pool_y == c))[:n] for c in sorted(train)])
-            with threadpool_limits(1), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                preds = fit_predict(pool_x[idx], pool_y[idx], test_x, CLASSIFIERS, seed)
-            for c, p in preds.items():
-                scores[(c, n)].append(balanced_accuracy_score(test_y, p))
-    return scores

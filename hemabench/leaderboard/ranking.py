@@ -73,10 +73,13 @@ def _sample_bootstrap(pa: dict, pb: dict, metric: str, seed: int, n_boot: int):
 
 
 def _value_bootstrap(va: list, vb: list, seed: int, n_boot: int):
-    """Mean difference of per-repetition (or per-fold) values paired by index."""
-    if len(va) != len(vb) or len(va) < 2:
+    """Mean difference of per-repetition (or per-fold) values paired by index. Repetition r draws
+    the same support sets for every encoder, so where the stopping rule ran different counts the
+    first min(counts) repetitions pair up."""
+    k = min(len(va), len(vb))
+    if k < 2:
         return None
-    d = np.asarray(va, dtype=float) - np.asarray(vb, dtype=float)
+    d = np.asarray(va[:k], dtype=float) - np.asarray(vb[:k], dtype=float)
     if not np.isfinite(d).all():
         return None
     rng = np.random.default_rng(seed)

@@ -5,7 +5,10 @@ training items, and the support set for n is the first n of each (nested across 
 curve is one sample growing). Their hash is recorded, so anyone can rebuild the subsets.
 Speed without changing the numbers: the transform and PCA are fitted once per support set
 and shared by the three classifiers; identical support sets (n at or above every class's
-size) are fitted once; distinct ones run in parallel with joblib.
+size) are fitted once; distinct ones run in parallel with joblib. ``engine="fast"`` (the
+default) computes the SVM's RBF kernels and kNN's distances by BLAS (:mod:`.kernels`), exact
+up to the kernel's last bits; ``engine="reference"`` is the plain scikit-learn classifiers.
+Per n, repetitions run in blocks until the rule of :mod:`.stopping` says the mean is precise.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ from sklearn.metrics import confusion_matrix
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
 
+from hemabench.protocols.kernels import fast_proba, is_exact
 from hemabench.protocols.power import YeoJohnsonStandardizer
 from hemabench.protocols.progress import progress_bar
+from hemabench.protocols.stopping import StoppingRule, confusion_balanced_accuracy
 
-N_GRID = (1, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1500, 2000)
+N_GRID = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000)  # Wenderoth's grid plus the cheap 1 and 10
 CLASSIFIERS = ("svm", "lr", "knn")
+ENGINES = ("fast", "reference")
 
 
 REFERENCE_SETTINGS = {  # Wenderoth's reference code; tasks record (and may override) these
@@ -43,11 +49,9 @@ def make_classifier(name: str, seed: int, settings: dict | None = None, n_train:
     a two-class dataset of one's own; never the case on the registered datasets)."""
     if name not in _ESTIMATORS:
         raise ValueError(f"unknown classifier {name!r}; one of {CLASSIFIERS}")
-    kwargs = dict(REFERENCE_SETTINGS[name] if settings is None else settings)
+    kwargs = classifier_settings(name, {name: settings}, n_train)
     if name == "svm":
         kwargs["random_state"] = seed
-    if name == "knn" and n_train:
-        kwargs["n_neighbors"] = min(kwargs.get("n_neighbors", 5), n_train)
     return _ESTIMATORS[name](**kwargs)
 
 
@@ -93,68 +97,97 @@ def effective_n(perm: dict, n: int) -> dict[str, int]:
     return {str(c): int(min(n, len(rows))) for c, rows in perm.items()}
 
 
+def classifier_settings(name: str, settings: dict | None, n_train: int | None = None) -> dict:
+    """The keywords classifier ``name`` is built with (``settings``: classifier -> keywords)."""
+    kwargs = dict(REFERENCE_SETTINGS[name] if (settings or {}).get(name) is None else settings[name])
+    if name == "knn" and n_train:
+        kwargs["n_neighbors"] = min(kwargs.get("n_neighbors", 5), n_train)
+    return kwargs
+
+
 def fit_proba(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0,
-              settings: dict | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+              settings: dict | None = None, engine: str = "fast") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """One fit of the reference pipeline per classifier, sharing the transform and PCA:
     classifier -> (its classes, predicted probabilities on ``test_x``). ``settings``:
-    classifier -> keywords (default: the reference's)."""
+    classifier -> keywords (default: the reference's); ``engine``: one of ENGINES."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; one of {ENGINES}")
     scaler = YeoJohnsonStandardizer().fit(train_x)
     pca = PCA().fit(scaler.transform(train_x))
     z_train, z_test = pca.transform(scaler.transform(train_x)), pca.transform(scaler.transform(test_x))
-    out = {}
+    kwargs = {name: classifier_settings(name, settings, len(train_x)) for name in classifiers}
+    fast = {name: kw for name, kw in kwargs.items() if engine == "fast" and is_exact(name, kw)}
+    out = fast_proba(z_train, np.asarray(train_y), z_test, fast, seed) if fast else {}
     for name in classifiers:
+        if name in out:
+            continue
         with warnings.catch_warnings():  # SVC(probability=True) is the reference; deprecated in scikit-learn 1.9
             warnings.filterwarnings("ignore", message="The `probability` parameter was deprecated", category=FutureWarning)
             model = make_classifier(name, seed, (settings or {}).get(name), len(train_x)).fit(z_train, train_y)
         out[name] = (model.classes_, model.predict_proba(z_test))
-    return out
+    return {name: out[name] for name in classifiers}
 
 
 def fit_predict(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0,
-                settings: dict | None = None) -> dict[str, np.ndarray]:
+                settings: dict | None = None, engine: str = "fast") -> dict[str, np.ndarray]:
     """Prediction = argmax of predicted probabilities, as in the reference."""
-    return {name: classes[np.argmax(proba, axis=1)]
-            for name, (classes, proba) in fit_proba(train_x, train_y, test_x, classifiers, seed, settings).items()}
+    return {name: classes[np.argmax(proba, axis=1)] for name, (classes, proba)
+            in fit_proba(train_x, train_y, test_x, classifiers, seed, settings, engine).items()}
 
 
-def _job(train_x, train_y, rows, test_x, test_y, label_order, classifiers, seed, map_pred, settings=None):
-    preds = fit_predict(train_x[rows], train_y[rows], test_x, classifiers, seed, settings)
+def _job(train_x, train_y, rows, test_x, test_y, label_order, classifiers, seed, map_pred, settings=None,
+         engine="fast"):
+    preds = fit_predict(train_x[rows], train_y[rows], test_x, classifiers, seed, settings, engine)
     return {name: confusion_matrix(test_y, map_pred(p) if map_pred else p, labels=label_order)
             for name, p in preds.items()}
 
 
 def sweep(train_x: np.ndarray, train_y: np.ndarray, perms: list[dict], test_x: np.ndarray, test_y: np.ndarray,
           label_order: list[str], n_grid=N_GRID, classifiers=CLASSIFIERS, seed: int = 0, n_jobs: int | None = None,
-          map_pred=None, settings: dict | None = None, progress: bool = False, desc: str = "sweep") -> dict:
+          map_pred=None, settings: dict | None = None, progress: bool = False, desc: str = "sweep",
+          rule: StoppingRule | None = None, engine: str = "fast") -> dict:
     """Confusion matrices per (classifier, n) and repetition on the test set.
 
     ``perms`` index rows of ``train_x``; ``map_pred`` maps predicted labels onto the scored
-    ones (class mappings across domains); ``settings`` configures the classifiers. Each distinct
-    support set is one independent job (its fits depend on nothing else, every one seeded with
-    ``seed``), so the jobs may run anywhere joblib's active backend sends them (``hemabench run
-    --backend dask``) and give the same numbers; ``progress`` shows fits done / total. Returns {"confusions": {(clf, n): [K x K per rep]},
+    ones (class mappings across domains); ``settings`` configures the classifiers; ``rule``
+    says how many repetitions each n gets (default: all of ``perms``). Each distinct support
+    set is one independent job (its fits depend on nothing else, every one seeded with
+    ``seed``), so the jobs of a block may run anywhere joblib's active backend sends them
+    (``hemabench run --backend dask``) and give the same numbers; ``progress`` shows fits done.
+    Returns {"confusions": {(clf, n): [K x K per rep]}, "repetitions": {n: count},
     "effective_n": {n: {class: n_eff}}, "fits": number of pipeline fits actually run}."""
-    unique: dict[bytes, np.ndarray] = {}
-    plan: dict[tuple[int, int], bytes] = {}
-    for rep, perm in enumerate(perms):
-        for n in n_grid:
-            rows = support_set(perm, n)
-            key = hashlib.sha1(rows.tobytes()).digest()
-            unique.setdefault(key, rows)
-            plan[(rep, n)] = key
+    rule = rule or StoppingRule(len(perms), len(perms))
+    if rule.maximum > len(perms):
+        raise ValueError(f"the rule asks for up to {rule.maximum} repetitions but {len(perms)} support sets were drawn")
     n_jobs = n_jobs or int(os.environ.get("HEMABENCH_JOBS", 0)) or -1
-    keys = list(unique)
-    jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
-        delayed(_job)(train_x, train_y, unique[k], test_x, test_y, label_order, classifiers, seed, map_pred, settings)
-        for k in keys)
-    by_key = {}
-    with progress_bar(len(keys) * len(classifiers), desc, progress) as bar:
-        for key, result in zip(keys, jobs):  # in submission order, whatever order they finish in
-            by_key[key] = result
-            bar.update(len(classifiers))
-    confusions = {(c, n): [by_key[plan[(rep, n)]][c] for rep in range(len(perms))] for c in classifiers for n in n_grid}
-    return {"confusions": confusions, "effective_n": {n: effective_n(perms[0], n) for n in n_grid},
-            "fits": len(keys) * len(classifiers)}
+    by_key: dict[bytes, dict] = {}
+    plan: dict[tuple[int, int], bytes] = {}
+    counts, open_ns = dict.fromkeys(n_grid, 0), list(n_grid)
+    with progress_bar(None, desc, progress) as bar:
+        while open_ns:  # one block of repetitions for every n still short of the rule's precision
+            wanted = {n: rule.next_count(counts[n]) for n in open_ns}
+            new: dict[bytes, np.ndarray] = {}
+            for n in open_ns:
+                for rep in range(counts[n], wanted[n]):
+                    rows = support_set(perms[rep], n)
+                    plan[(rep, n)] = key = hashlib.sha1(rows.tobytes()).digest()
+                    if key not in by_key:
+                        new.setdefault(key, rows)
+            keys = list(new)
+            bar.total = (bar.total or 0) + len(keys) * len(classifiers)
+            jobs = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(_job)(train_x, train_y, new[k], test_x, test_y, label_order, classifiers, seed, map_pred,
+                              settings, engine) for k in keys) if keys else []
+            for key, result in zip(keys, jobs):  # in submission order, whatever order they finish in
+                by_key[key] = result
+                bar.update(len(classifiers))
+            counts.update(wanted)
+            open_ns = [n for n in open_ns if rule.stop_at(
+                [[confusion_balanced_accuracy(by_key[plan[(r, n)]][c]) for r in range(counts[n])]
+                 for c in classifiers]) is None]
+    confusions = {(c, n): [by_key[plan[(rep, n)]][c] for rep in range(counts[n])] for c in classifiers for n in n_grid}
+    return {"confusions": confusions, "repetitions": counts,
+            "effective_n": {n: effective_n(perms[0], n) for n in n_grid}, "fits": len(by_key) * len(classifiers)}
 
 
 def saturation_n(perms: list[dict], n_grid=N_GRID) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 from hemabench.metrics import over_repetitions
 from hemabench.protocols.fewshot import (
     CLASSIFIERS,
+    ENGINES,
     N_GRID,
     REFERENCE_SETTINGS,
     normalised_auc,
@@ -19,6 +20,8 @@ from hemabench.protocols.fewshot import (
     support_permutations,
     sweep,
 )
+from hemabench.protocols.kernels import engine_record
+from hemabench.protocols.stopping import DEFAULT_BLOCK, DEFAULT_MINIMUM, DEFAULT_PRECISION, StoppingRule
 from hemabench.results.calibration import SLICE_FRACTION
 from hemabench.results.scoring import expand_confusion
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
@@ -29,11 +32,19 @@ CITATION = "Wenderoth et al., transferable hematological cell classification"
 VARIANT = re.compile(r"^(?P<clf>[^/]+)/n=(?P<n>\d+)$")
 
 
-def sweep_variants(result: dict, repetitions: int, prefix: dict[str, str] | None = None) -> dict[str, dict]:
-    """Predictions variants ``<clf>/n=<n>`` holding one confusion matrix per repetition."""
-    folds = [f"rep{r:03d}" for r in range(repetitions)]
-    return {f"{(prefix or {}).get(c, c)}/n={n}": {"fold": folds, "confusions": np.asarray(cms)}
+def sweep_variants(result: dict, prefix: dict[str, str] | None = None) -> dict[str, dict]:
+    """Predictions variants ``<clf>/n=<n>`` holding one confusion matrix per repetition (as many
+    as the stopping rule ran at that n)."""
+    return {f"{(prefix or {}).get(c, c)}/n={n}": {"fold": [f"rep{r:03d}" for r in range(len(cms))],
+                                                  "confusions": np.asarray(cms)}
             for (c, n), cms in result["confusions"].items()}
+
+
+def stopping_record(rule: StoppingRule, groups: dict[str, list[str]], variants: dict) -> dict:
+    """``extra.stopping``: the rule and, per group of variants fitted on the same support sets
+    (one n), the repetitions run; ``hemabench validate`` re-derives them from the confusions."""
+    return {"rule": rule.describe(), "groups": {name: {"repetitions": len(variants[members[0]]["confusions"]),
+                                                       "variants": members} for name, members in groups.items()}}
 
 
 def balanced_accuracy_of(confusion, labels: list[str]) -> float:
@@ -56,7 +67,9 @@ def repetition_sem(variants: dict, labels: list[str]) -> dict[str, dict[str, flo
 
 
 def curve_auc_metrics(predictions: dict, labels: list[str], max_n: int) -> dict[str, dict]:
-    """Per classifier: the normalised area under balanced accuracy over log2(n), per repetition."""
+    """Per classifier: the normalised area under balanced accuracy over log2(n), per repetition,
+    over the repetitions every n has (the first min over n of the counts: the stopping rule runs
+    more at the noisy small n; with a fixed count that is every repetition)."""
     curves: dict[str, dict[int, list[float]]] = {}
     for variant, p in predictions.items():
         match = VARIANT.match(variant)
@@ -65,7 +78,8 @@ def curve_auc_metrics(predictions: dict, labels: list[str], max_n: int) -> dict[
     out = {}
     for clf, by_n in curves.items():
         ns = sorted(by_n)
-        values = [normalised_auc(ns, [by_n[n][r] for n in ns]) for r in range(len(by_n[ns[0]]))]
+        common = min(len(by_n[n]) for n in ns)
+        values = [normalised_auc(ns, [by_n[n][r] for n in ns]) for r in range(common)]
         out[f"{clf}/balanced_accuracy_auc"] = over_repetitions(values)
     return out
 
@@ -80,6 +94,16 @@ def sweep_problem(params: dict, classifiers) -> str | None:
         value = params[key]
         if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "repetitions" else 0):
             return f"{key} must be a {'positive' if key == 'repetitions' else 'non-negative'} integer, got {value!r}"
+    for key in ("min_repetitions", "repetition_block"):
+        value = params.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            return f"{key} must be a positive integer, got {value!r}"
+    precision = params.get("precision")
+    if precision is not None and (isinstance(precision, bool) or not isinstance(precision, (int, float))
+                                  or not 0 < precision < 1):
+        return f"precision must be a 95% CI half-width in (0, 1) (balanced accuracy) or null (fixed), got {precision!r}"
+    if params.get("engine", "fast") not in ENGINES:
+        return f"engine must be one of {', '.join(ENGINES)}, got {params.get('engine')!r}"
     unknown = [c for c in classifiers if c not in CLASSIFIERS]
     if unknown or not classifiers:
         return f"classifiers must be a non-empty list of {', '.join(CLASSIFIERS)}, got {classifiers!r}"
@@ -100,7 +124,8 @@ class LabelEfficiency(Task):
         if problem is None and main not in self.params["classifiers"]:
             problem = f"classifiers must include {main!r}, the classifier of the main metric"
         if problem is None and self.params.get("calibration"):
-            problem = calibration_problem(self.params["calibration"], self.params["repetitions"], CLASSIFIERS)
+            problem = calibration_problem(self.params["calibration"], StoppingRule.from_params(self.params).minimum,
+                                          CLASSIFIERS)
         return problem
 
     def confusion_variants(self) -> set[str]:
@@ -126,18 +151,22 @@ class LabelEfficiency(Task):
         labels, train, test, perms = self._support(data)
         rotation = data.rotations[0]
         scored = self.result_labels(data)
+        rule = StoppingRule.from_params(p)
         result = sweep(data.features, labels, perms, data.features[test], labels[test], scored,
                        tuple(p["n_grid"]), tuple(p["classifiers"]), seed=p["seed"],
                        settings={c: p[c] for c in p["classifiers"]}, progress=data.progress,
-                       desc=f"{self.name} {data.dataset}")
-        variants = sweep_variants(result, p["repetitions"])
+                       desc=f"{self.name} {data.dataset}", rule=rule, engine=p["engine"])
+        variants = sweep_variants(result)
         recorded = recorded_variants(np.asarray(data.features), labels, data.records["path"].to_numpy().astype(str),
                                      perms[p["calibration"]["repetition"]], train, test, scored,
                                      p["calibration"], p["seed"], {c: p[c] for c in p["calibration"]["classifiers"]},
-                                     fold=rotation["test"][0]) if p.get("calibration") else {}
+                                     fold=rotation["test"][0], engine=p["engine"]) if p.get("calibration") else {}
         derived = self.derived_extra(data)
         return Predictions({**variants, **recorded}, extra={
             "repetition_sem": repetition_sem(variants, scored),
+            "engine": engine_record(p["engine"]),
+            "stopping": stopping_record(rule, {str(n): [f"{c}/n={n}" for c in p["classifiers"]] for n in p["n_grid"]},
+                                        variants),
             "support_seed": derived["support_seed"], "support_hash": derived["support_hash"],
             "effective_n": {str(n): v for n, v in result["effective_n"].items()},
             "auc_max_n": derived["auc_max_n"], "fits": result["fits"],
@@ -158,24 +187,33 @@ class LabelEfficiency(Task):
 
 PARAMS = {  # svm / lr / knn: the scikit-learn keywords each classifier is built with
     "n_grid": list(N_GRID), "repetitions": 100, "seed": 0, "classifiers": list(CLASSIFIERS),
+    # repetitions per n: blocks until the 95% CI half-width of the mean is <= precision (null: all `repetitions`)
+    "precision": DEFAULT_PRECISION, "min_repetitions": DEFAULT_MINIMUM, "repetition_block": DEFAULT_BLOCK,
+    "engine": "fast",
     **{name: dict(settings) for name, settings in REFERENCE_SETTINGS.items()},
     "calibration": {"repetition": 0, "n": 50, "classifiers": ["svm", "lr"], "slice": SLICE_FRACTION, "slice_seed": 0},
 }
 METHOD = {
     "pipeline": "Yeo-Johnson power transform with standardisation -> PCA (all components) -> classifier",
     "prediction": "argmax of predicted probabilities",
-    "auc": "normalised area under balanced accuracy over log2(n), n up to the first n that uses every training item",
+    "auc": "normalised area under balanced accuracy over log2(n), n up to the first n that uses every training "
+           "item, per repetition over the repetitions every n has",
+    "repetitions": "per n, blocks of `repetition_block` (at least `min_repetitions`, at most `repetitions`) until the "
+                   "95% CI half-width of the mean balanced accuracy (Student t) is <= `precision` for every classifier",
+    "engine": "fast: RBF kernels and kNN distances by float64 BLAS, classifiers scikit-learn's (>= 99.9% identical "
+              "predictions to the reference); reference: scikit-learn's classifiers throughout",
     "intervals": "ci95: bootstrap of the mean over repetitions; spread95: 2.5-97.5 percentiles of single repetitions",
     "calibration": "repetition `calibration.repetition` at n = `calibration.n` refitted with per-cell probabilities "
                    "(calibration metrics); the temperature slice is drawn from training cells outside its support set",
 }
 # version 2: one recorded repetition (n=50, SVM and LR) with per-cell probabilities, for calibration
+# version 3: the paper's grid (750 and 1500 dropped), repetitions stopped at a stated precision, the fast engine
 NEEDS = Needs(frozenset({"cell-labels"}), split="holdout-70-30")
 TASKS.add("label-efficiency", LabelEfficiency(
-    name="label-efficiency", version=2, datasets=NEEDS.registered(), needs=NEEDS,
+    name="label-efficiency", version=3, datasets=NEEDS.registered(), needs=NEEDS,
     protocol="docs/protocols.md#label-efficiency",
     description="Balanced accuracy against n labelled cells per class (1 to 2000), SVM / LR / kNN on "
-                "power-transformed, PCA-rotated embeddings, 100 seeded support sets per n",
+                "power-transformed, PCA-rotated embeddings, 10 to 100 seeded support sets per n (until the mean is precise)",
     main_metric="svm/balanced_accuracy_auc", detail_variant="svm/n=50",
     variants=tuple(f"{c}/n={n}" for c in CLASSIFIERS for n in N_GRID),
     splits=NEEDS.registered_splits(), params=PARAMS, method=METHOD, citation=CITATION,

@@ -28,7 +28,8 @@ def calibration_problem(settings, repetitions: int, classifiers) -> str | None:
         return f"calibration must be a mapping with keys {', '.join(sorted(keys))}, got {settings!r}"
     rep, n, fraction = settings["repetition"], settings["n"], settings["slice"]
     if not isinstance(rep, int) or isinstance(rep, bool) or not 0 <= rep < repetitions:
-        return f"calibration.repetition must be one of the {repetitions} repetitions (0 to {repetitions - 1}), got {rep!r}"
+        return f"calibration.repetition must be one of the first {repetitions} repetitions (every n has them: " \
+               f"0 to {repetitions - 1}), got {rep!r}"
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         return f"calibration.n must be a positive integer, got {n!r}"
     if not isinstance(settings["classifiers"], list) or not settings["classifiers"] or \
@@ -44,12 +45,12 @@ def calibration_problem(settings, repetitions: int, classifiers) -> str | None:
 def recorded_variants(features: np.ndarray, labels: np.ndarray, paths: np.ndarray, perm: dict, train: np.ndarray,
                       test: np.ndarray, scored: list[str], settings: dict, seed: int,
                       classifier_settings: dict | None = None, fold: str = "test", target: tuple | None = None,
-                      merge: dict | None = None, stem: str | None = None) -> dict[str, dict]:
+                      merge: dict | None = None, stem: str | None = None, engine: str = "fast") -> dict[str, dict]:
     """``settings``: repetition, n, classifiers, slice (fraction), slice_seed (the task's ``calibration``);
     ``classifier_settings``: classifier -> keywords, as the sweep builds them; ``fold``: the split's test
     part the cells belong to (the repetition is in the variant's name). ``target``: (features, labels,
     paths) that ``test`` indexes when the test cells are another dataset's; ``merge``: fitted class ->
-    scored class; ``stem``: the variant's name before ``/rep<r>`` (default ``<clf>/n=<n>``)."""
+    scored class; ``stem``: the variant's name before ``/rep<r>`` (default ``<clf>/n=<n>``); ``engine``: the sweep's."""
     t_features, t_labels, t_paths = target or (features, labels, paths)
     support = support_set(perm, settings["n"])
     held = held_out_slice(np.setdiff1d(train, support), labels, settings["slice_seed"], settings["slice"])
@@ -57,7 +58,7 @@ def recorded_variants(features: np.ndarray, labels: np.ndarray, paths: np.ndarra
     out = {}
     for clf, (classes, proba) in fit_proba(features[support], labels[support],
                                           np.concatenate([t_features[test], features[held]]),
-                                          tuple(settings["classifiers"]), seed, classifier_settings).items():
+                                          tuple(settings["classifiers"]), seed, classifier_settings, engine).items():
         pred = mapped(np.asarray(classes)[np.argmax(proba[:len(test)], axis=1)])  # as the sweep predicts
         proba = align_proba(proba, mapped(np.asarray(classes)), scored)
         name = "{}/rep{:03d}".format(stem or f"{clf}/n={settings['n']}", settings["repetition"])
