@@ -218,7 +218,7 @@ def _write_site(out: Path, entries: list[Entry], boards: list[Board], values, on
     downloads.start_page("index.html")
     leaderboard_json = downloads.json("leaderboard.json", whole)
     write("index.html", "index.html.j2", entries, **index_context(boards, only_papers, values, downloads),
-          title="hemabench leaderboard", n_results=len(entries), n_reported=len(values), leaderboard_json=leaderboard_json)
+          title="hemabench leaderboard", docs=downloads.docs(), n_results=len(entries), n_reported=len(values), leaderboard_json=leaderboard_json)
     for encoder in encoders:
         own: list[Board] = [b for b in boards if encoder in b.entries]
         write(encoder_href(encoder), "encoder.html.j2", [b.entries[encoder] for b in own],

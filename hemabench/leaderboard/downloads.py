@@ -69,6 +69,16 @@ class Downloads:
         self._write(name, json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n")
         return f"{FOLDER}/{name}"
 
+    def docs(self, names=("protocols.md", "protocols-aml-mil.md", "protocols-breakhis.md", "metrics.md")) -> dict:
+        """Ship the protocol docs with the site (they are cited on every page): name -> link from the index."""
+        folder = Path(__file__).resolve().parents[2] / "docs"
+        shipped = {}
+        for name in names:
+            if (folder / name).is_file():
+                self._write(name, (folder / name).read_text(encoding="utf-8"))
+                shipped[name] = f"{FOLDER}/{name}"
+        return shipped
+
     def _write(self, name: str, text: str) -> None:
         path = self.out / FOLDER / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,86 @@
+"""The ten-second reading of the leaderboard: chance and collapse flags from stored confusions, who
+leads a board and whether the lead is significant, and the index's summary block above the big table
+with columns in family order, real data first and paper-only boards collapsed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from test_leaderboard import fixture_site, make_result, parse  # noqa: F401  (module fixture reused)
+
+from hemabench.leaderboard.collect import Board, Entry
+from hemabench.leaderboard.ranking import tie_ranks
+from hemabench.leaderboard.summary import chance, collapsed, column_key, flags, lead, summary_rows
+from hemabench.results import Result
+
+LABELS = ["A", "B", "C", "D"]
+
+
+def probe(encoder: str, pred: list[str], true: list[str]) -> Result:
+    predictions = {"probe": {"id": [f"c{i}" for i in range(len(true))], "fold": [f"fold{i % 2}" for i in range(len(true))],
+                             "true": true, "pred": pred}}
+    return Result.of(make_result("cell-probe", "synth-bm", encoder, LABELS, predictions, "probe/balanced_accuracy"))
+
+
+def test_chance_and_collapse_flags_from_the_stored_confusion():
+    true = [LABELS[i % 4] for i in range(80)]
+    one_class = probe("lazy", ["A"] * 76 + ["B"] * 4, true)  # 95% of predictions on A, balanced accuracy ~0.25
+    assert chance(one_class) == 0.25
+    assert collapsed(one_class) == ("A", 0.95)
+    assert one_class.main.mean <= 0.25 + 0.05
+    words = flags(one_class)
+    assert any("predicts A for 95%" in w for w in words)
+    good = probe("good", true, true)
+    assert collapsed(good) is None and flags(good) == []
+
+
+def board_of(results: dict[str, Result]) -> Board:
+    board = Board(key=("cell-probe", "synth-bm", 1, "p", "f", "", "s@1", "probe/balanced_accuracy"),
+                  entries={e: Entry(r, Path(f"{e}.json"), "local run") for e, r in results.items()})
+    board.ranks, board.comparisons = tie_ranks(results, n_boot=200)
+    return board
+
+
+def test_lead_is_significant_only_against_every_other_encoder():
+    rng = np.random.default_rng(0)
+    true = [LABELS[i % 4] for i in range(400)]
+
+    def noisy(acc):
+        return [t if rng.random() < acc else LABELS[(LABELS.index(t) + 1) % 4] for t in true]
+
+    clear = board_of({"best": probe("best", noisy(0.95), true), "worse": probe("worse", noisy(0.5), true)})
+    assert lead(clear) == (["best"], True)
+    close = board_of({"a": probe("a", noisy(0.80), true), "b": probe("b", noisy(0.79), true),
+                      "c": probe("c", noisy(0.3), true)})
+    leaders, significant = lead(close)
+    assert not significant and set(leaders) == {"a", "b"}
+    assert [r["verdict"] for r in summary_rows([close, clear])] == ["tie of 2", "significant lead"]
+
+
+def test_family_order_puts_cell_types_and_real_data_first():
+    keys = [("aml-mil", "synth-aml", 1), ("label-efficiency", "acevedo-mini", 1), ("cell-probe", "synth-bm", 1),
+            ("cell-knn", "acevedo-mini", 1), ("breakhis-binary", "breakhis", 1), ("bm-to-blood", "synth-blood", 1)]
+    ordered = [k[:2] for k in sorted(keys, key=lambda k: column_key(*k))]
+    assert ordered == [("cell-knn", "acevedo-mini"), ("cell-probe", "synth-bm"), ("label-efficiency", "acevedo-mini"),
+                       ("bm-to-blood", "synth-blood"), ("aml-mil", "synth-aml"), ("breakhis-binary", "breakhis")]
+
+
+def test_index_opens_with_the_summary_then_the_table_then_collapsed_paper_boards(fixture_site):  # noqa: F811
+    base, _ = fixture_site
+    html = (base / "site" / "index.html").read_text()
+    assert html.index('id="summary"') < html.index('id="notation"') < html.index('id="leaderboard"') \
+        < html.index('<details id="papers-only-boards"')
+    page = parse(html)
+    summary = page.find("table", id="summary")
+    rows = list(summary.find("tbody").find_all("tr"))
+    families = [r.find("th").all_text() for r in rows]
+    assert families[0] == "cell types" and families == sorted(families, key=lambda f: column_key(
+        {"cell types": "cell-probe", "label efficiency": "label-efficiency", "transfer": "bm-to-blood",
+         "AML subtype (MIL)": "aml-mil", "BreakHis": "breakhis-crossmag"}[f], "x", 1))
+    groups = [th.all_text() for th in page.find("table", id="leaderboard").find("tr", class_="groups").find_all("th")]
+    assert [g for g in groups if g] == ["cell types", "label efficiency", "transfer", "AML subtype (MIL)", "BreakHis"]
+    # a synthetic board says so in its column head; the paper-only table has no run rows
+    assert "synthetic twin" in page.find("table", id="leaderboard").find("thead").all_text()
+    papers = page.find("table", id="papers-only")
+    assert all(r.attrs.get("data-tier") == "paper" for r in papers.find("tbody").find_all("tr"))
