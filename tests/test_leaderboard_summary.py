@@ -84,3 +84,28 @@ def test_index_opens_with_the_summary_then_the_table_then_collapsed_paper_boards
     assert "synthetic twin" in page.find("table", id="leaderboard").find("thead").all_text()
     papers = page.find("table", id="papers-only")
     assert all(r.attrs.get("data-tier") == "paper" for r in papers.find("tbody").find_all("tr"))
+
+
+def test_board_pages_carry_the_data_badge_chance_and_flags(fixture_site):  # noqa: F811
+    """Each board of the fixture: badge and chance from the dataset; a ranking cell is flagged exactly when an
+    independent reading of its JSON (mean vs 1/classes, column shares of the confusion) says so."""
+    import json
+
+    base, _ = fixture_site
+    results = {(p.parent.parent.parent.name, p.parent.name, p.stem): json.loads(p.read_text())
+               for p in (base / "submissions").rglob("results/*/*.json")}
+    checked = 0
+    for (encoder, task, dataset), data in results.items():
+        page = parse(next((base / "site" / "tasks").glob(f"{task}--{dataset}--*.html")).read_text())
+        assert "synthetic twin" in page.find("h1").all_text()
+        n = len(data["labels"])
+        chance_dd = page.find("dd", class_="chance")
+        assert chance_dd is not None and float(chance_dd.attrs["data-chance"]) == 1 / n
+        counts = np.asarray(data["confusion_matrix"]["counts"], dtype=float)
+        share = counts.sum(axis=0).max() / counts.sum()
+        expect = data["metrics"][data["main_metric"]]["mean"] <= 1 / n or share >= 0.8
+        row = page.find("tr", id=f"enc-{encoder}")
+        main = [td for td in row.find_all("td") if "data-mean" in td.attrs][0]
+        assert ("data-flags" in main.attrs) == expect, (encoder, task, dataset, share)
+        checked += expect
+    assert checked >= 1  # the fixture holds at least one collapsed or at-chance result

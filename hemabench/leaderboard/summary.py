@@ -101,7 +101,7 @@ def flagged(cell: dict, result: Result) -> dict:
     return {**cell, "sub": f"{cell.get('sub') or ''} · {marks}".lstrip(" ·"),
             "cls": f"{cell.get('cls') or ''}{' below-chance' if reasons else ''}".strip(),
             "title": f"{cell.get('title') or ''}; {'; '.join(reasons + ([stopped] if stopped else []))}".lstrip("; "),
-            "data": {**(cell.get("data") or {}), "flags": "; ".join(reasons)}}
+            "data": {**(cell.get("data") or {}), **({"flags": "; ".join(reasons)} if reasons else {})}}
 
 
 def summary_table(boards: list[Board]) -> dict:
