@@ -109,3 +109,34 @@ def test_board_pages_carry_the_data_badge_chance_and_flags(fixture_site):  # noq
         assert ("data-flags" in main.attrs) == expect, (encoder, task, dataset, share)
         checked += expect
     assert checked >= 1  # the fixture holds at least one collapsed or at-chance result
+
+
+def test_long_csv_is_numeric_and_matches_the_json(fixture_site):  # noqa: F811
+    """leaderboard-long.csv loads with numeric columns; each run row equals its result file; tiers use the
+    page's words; every board page links its own long CSV."""
+    import json
+
+    import pandas as pd
+
+    base, _ = fixture_site
+    frame = pd.read_csv(base / "site" / "downloads" / "leaderboard-long.csv")
+    for column in ("mean", "std", "ci_low", "ci_high", "spread_low", "spread_high", "n_folds", "max_iter_hits"):
+        assert pd.api.types.is_numeric_dtype(frame[column]), column
+    assert set(frame["tier"]) <= {"verified", "self-reported", "paper"} and "run" not in set(frame["tier"])
+    runs = frame[frame["tier"] != "paper"]
+    checked = 0
+    for path in (base / "submissions").rglob("results/*/*.json"):
+        data = json.loads(path.read_text())
+        encoder = path.parents[2].name
+        mine = runs[(runs["encoder"] == encoder) & (runs["task"] == data["task"]) & (runs["dataset"] == data["dataset"])]
+        assert len(mine) == len(data["metrics"])
+        main = mine[mine["metric"] == data["main_metric"]].iloc[0]
+        stored = data["metrics"][data["main_metric"]]
+        assert main["mean"] == stored["mean"] and [main["ci_low"], main["ci_high"]] == stored["ci95"]
+        assert main["n_folds"] == len(stored["values"])
+        checked += 1
+    assert checked == 6
+    page = next((base / "site" / "tasks").glob("cell-probe--synth-bm--*.html")).read_text()
+    ranking_end = page.index("</table>", page.index('id="ranking"'))
+    link = page.index("--long.csv", ranking_end)
+    assert page.find("<table", ranking_end) == -1 or link < page.find("<table", ranking_end)  # beside its table
