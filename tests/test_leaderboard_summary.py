@@ -140,3 +140,15 @@ def test_long_csv_is_numeric_and_matches_the_json(fixture_site):  # noqa: F811
     ranking_end = page.index("</table>", page.index('id="ranking"'))
     link = page.index("--long.csv", ranking_end)
     assert page.find("<table", ranking_end) == -1 or link < page.find("<table", ranking_end)  # beside its table
+
+
+def test_single_split_has_no_plus_minus_and_tooltips_are_rounded():
+    from hemabench.leaderboard.tables import score_cell
+
+    single = score_cell({"mean": 0.655, "std": 0.0, "values": [0.655], "ci95": [0.563, 0.745]})
+    assert single["text"] == "65.5" and single["sub"] == "CI [56.3, 74.5]"
+    repeated = score_cell({"mean": 0.1234567890123, "std": 0.05, "values": [0.1, 0.2], "ci95": [0.1, 0.2]},
+                          note="max_iter 5/5")
+    assert repeated["text"] == "12.3 ± 5.0 (max_iter 5/5)"
+    assert "0.1235" in repeated["title"] and "0.1234567" not in repeated["title"] and "over 2 folds" in repeated["title"]
+    assert repeated["data"]["mean"] == repr(0.1234567890123)  # exact value kept for checks and downloads
