@@ -152,3 +152,14 @@ def test_single_split_has_no_plus_minus_and_tooltips_are_rounded():
     assert repeated["text"] == "12.3 ± 5.0 (max_iter 5/5)"
     assert "0.1235" in repeated["title"] and "0.1234567" not in repeated["title"] and "over 2 folds" in repeated["title"]
     assert repeated["data"]["mean"] == repr(0.1234567890123)  # exact value kept for checks and downloads
+
+
+def test_metric_keys_in_words_with_their_direction():
+    from hemabench.leaderboard.names import metric_label
+
+    assert metric_label("adapt/n=25/rep000/balanced_accuracy") == "balanced accuracy ↑ (adapt, n=25, repetition 0)"
+    assert metric_label("offdiag/patient_accuracy") == "patient accuracy ↑ (offdiag)"
+    for key in ("probe/aurc", "probe/brier", "probe/ece", "probe/nll_ts", "shift/drop_balanced_accuracy"):
+        assert metric_label(key).split(" (")[0].endswith("↓"), key
+    assert metric_label("probe/ece_ts") == "ECE, temperature-scaled ↓ (probe)"
+    assert metric_label("shift/drop_sensitivity_EOS") == "drop in sensitivity of EOS ↓ (shift)"

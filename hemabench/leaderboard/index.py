@@ -15,6 +15,7 @@ import pandas as pd
 
 from hemabench.leaderboard.collect import Board, anchor
 from hemabench.leaderboard.context import protocol_words
+from hemabench.leaderboard.names import metric_label
 from hemabench.leaderboard.pages import board_href, board_title, dataset_title, encoder_href, split_text
 from hemabench.leaderboard.reported import PaperBoard, comparable, encoder_head, reported_cell, task_family, trained_on
 from hemabench.leaderboard.summary import column_key, flagged, is_real, summary_table
@@ -59,7 +60,7 @@ def _column_heads(columns: list) -> tuple[list[dict], list[dict]]:
             words, title = protocol_words(b.task, b.first.params, b.params_digest)
             data = "real data" if is_real(b.dataset) else "synthetic twin"
             heads.append({"text": board_title(b), "href": board_href(b), "sub": f"v{b.version} · {data} · {words}",
-                          "title": f"{dataset_title(b.dataset)}; {b.main_metric}; {title}; "
+                          "title": f"{dataset_title(b.dataset)}; {metric_label(b.main_metric)}; {title}; "
                                    f"split {split_text(b.first.split)}"})
         else:
             heads.append({"text": board_title(b), "href": f"tasks/{b.slug}.html", "sub": f"v{b.version} · papers only · {b.main_metric}",

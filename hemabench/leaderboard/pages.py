@@ -20,6 +20,7 @@ from hemabench.leaderboard.context import (
     published_table,
 )
 from hemabench.leaderboard.hardcells import hardcells_section
+from hemabench.leaderboard.names import metric_label
 from hemabench.leaderboard.reported import Pair, pairs, reported_cell
 from hemabench.leaderboard.sections import CURVE_VARIANT, attention, crossmag, curves, superclass_rows
 from hemabench.leaderboard.shift import shift_section
@@ -103,11 +104,15 @@ def _ranking(board: Board, clinical: dict) -> dict:
     level = chance(board.first)
     at_chance = f"; chance = {pct(level)} (1 / {len(board.first.labels)} classes), ⚠ = at or below it or collapsed onto " \
                 "one class" if level is not None else ""
-    return as_table(pd.DataFrame(rows), "ranking", f"main metric {board.main_metric} of each encoder, % (mean ± std over folds or "
+    table = as_table(pd.DataFrame(rows), "ranking", f"main metric {board.main_metric} of each encoder, % (mean ± std over folds or "
                     f"repetitions, 95% interval{at_chance}); rank = 1 + number of encoders significantly better (paired bootstrap); "
                     "mean cost: clinically weighted error per sample, lower is better",
                     row_ids=ids, index_name="encoder", heads=heads,
                     row_cls=[board.entries[e].trust[0] for e in board.sorted_encoders()])
+    for column in table["columns"]:  # metric keys keep their text (paper rows match on it), words below
+        if column["text"] == board.main_metric or column["text"] in {k.rsplit("/", 1)[1] for k in others}:
+            column["sub"] = metric_label(column["text"])
+    return table
 
 
 def _comparisons(board: Board) -> dict | None:
@@ -166,7 +171,7 @@ def board_context(board: Board, site, models, values: list[Reported] = (), paire
     all_keys = sorted({k for s in scores.values() for k in s})
     return {
         "board": board, "title": board_title(board), "dataset_title": dataset_title(board.dataset), "meta": meta,
-        "real": is_real(board.dataset), "chance": chance(first),
+        "real": is_real(board.dataset), "chance": chance(first), "main_words": metric_label(board.main_metric),
         "detail_variant": first.detail_variant,
         "params_json": json.dumps(first.params, indent=1, sort_keys=True),
         "protocol_words": protocol_words(board.task, first.params, board.params_digest),

@@ -106,6 +106,7 @@ def flagged(cell: dict, result: Result) -> dict:
 
 def summary_table(boards: list[Board]) -> dict:
     """The index's opening table: per family and board, who leads and whether the lead is significant."""
+    from hemabench.leaderboard.names import metric_label
     from hemabench.leaderboard.pages import board_href, board_title
     from hemabench.leaderboard.tables import pct, plain
 
@@ -113,7 +114,7 @@ def summary_table(boards: list[Board]) -> dict:
     for i, r in enumerate(summary_rows(boards)):
         b, score = r["board"], r["score"]
         level = chance(b.entries[r["leaders"][0]].result)
-        cells = [plain(board_title(b), href=board_href(b)),
+        cells = [plain(board_title(b), href=board_href(b), sub=metric_label(b.main_metric)),
                  plain("real" if r["real"] else "synthetic", cls="data-real" if r["real"] else "data-synthetic"),
                  plain(", ".join(r["leaders"][:3]) + (f" +{len(r['leaders']) - 3}" if len(r["leaders"]) > 3 else ""),
                        title=", ".join(r["leaders"])),

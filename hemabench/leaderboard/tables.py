@@ -139,6 +139,9 @@ def per_class_table(per_class: dict[str, dict], labels: list[str], superclasses:
 def metric_matrix(scores: dict[str, dict[str, dict]], keys: list[str], table_id: str, caption: str,
                   index_name: str = "metric") -> dict:
     """Rows = metric keys, columns = encoders, cells = mean ± std [interval]."""
+    from hemabench.leaderboard.names import metric_label
+
     frame = pd.DataFrame({encoder: {k: score_cell(m.get(k)) for k in keys} for encoder, m in scores.items()},
                          index=keys)
-    return as_table(frame, table_id, caption, index_name=index_name)
+    heads = [plain(metric_label(k), k, title=k) for k in keys]  # words shown, the stored key on hover
+    return as_table(frame, table_id, caption, index_name=index_name, heads=heads)
