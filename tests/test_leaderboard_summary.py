@@ -4,10 +4,13 @@ with columns in family order, real data first and paper-only boards collapsed.""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
-from test_leaderboard import fixture_site, make_result, parse  # noqa: F401  (module fixture reused)
+import pytest
+from test_leaderboard import REFERENCES, find_chromium, fixture_site, make_result, parse  # noqa: F401  (fixture reused)
 
 from hemabench.leaderboard.collect import Board, Entry
 from hemabench.leaderboard.ranking import tie_ranks
@@ -163,3 +166,51 @@ def test_metric_keys_in_words_with_their_direction():
         assert metric_label(key).split(" (")[0].endswith("↓"), key
     assert metric_label("probe/ece_ts") == "ECE, temperature-scaled ↓ (probe)"
     assert metric_label("shift/drop_sensitivity_EOS") == "drop in sensitivity of EOS ↓ (shift)"
+
+
+# Measured in the browser after layout, written into the DOM that --dump-dom prints.
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const box = e => e.getBoundingClientRect(), W = document.documentElement.clientWidth;
+  const summary = document.getElementById("summary");
+  const leader = document.querySelector("#summary tr.real td:nth-child(4)");
+  const wide = [...document.querySelectorAll("table")].filter(t => box(t.closest(".table-wrap") || t).right > W + 1);
+  const astray = [...document.querySelectorAll("p.download")].filter(p => {
+    let prev = p.previousElementSibling;
+    while (prev && prev.matches("p.download")) prev = prev.previousElementSibling;
+    return !(prev && prev.matches(".table-wrap"));
+  });
+  document.body.setAttribute("data-probe", JSON.stringify({
+    summary: summary ? box(summary).bottom : null, leader: leader ? box(leader).bottom : null,
+    leaderText: leader ? leader.textContent : null, height: window.innerHeight, width: W,
+    pageWidth: document.documentElement.scrollWidth, wide: wide.map(t => t.id),
+    astray: astray.map(p => p.textContent.trim().slice(0, 60))}));
+});
+</script>"""
+
+
+@pytest.mark.slow
+def test_index_at_1366x768_in_chromium(tmp_path):
+    """The committed references at 1366x768: the summary and the first real board's leader are above the
+    fold, no table overflows the page, every download link follows its table (index and one board page)."""
+    browser = find_chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (apt-get install -y chromium)")
+    from hemabench.leaderboard import build_site
+
+    build_site(tmp_path / "site", REFERENCES, [], figures=False)
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}", "--window-size=1366,768"]
+    board = next((tmp_path / "site" / "tasks").glob("cell-probe--acevedo-mini--*.html"))
+    for page in (tmp_path / "site" / "index.html", board):
+        probed = page.with_name(f"probe-{page.name}")
+        probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+        out = subprocess.run([browser, *flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr[-500:]
+        facts = json.loads(parse(out.stdout).find("body").attrs["data-probe"])
+        assert facts["wide"] == [] and facts["pageWidth"] <= facts["width"], (page.name, facts)
+        assert facts["astray"] == [], (page.name, facts["astray"])
+        if page.name == "index.html":
+            assert facts["summary"] <= facts["height"], facts  # the whole summary table is above the fold
+            assert facts["leader"] is not None and facts["leader"] <= facts["height"] and facts["leaderText"], facts

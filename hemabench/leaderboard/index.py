@@ -150,7 +150,7 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
     families = sorted({r["data"]["family"] for r in rows if r["data"]["family"]})
     datasets = sorted({b.dataset for _, b in run_columns + paper_columns})
     return {"leaderboard": table, "papers_only": papers, "boards": board_table, "families": families,
-            "datasets": datasets, "summary": summary_table(boards)}
+            "datasets": datasets, **dict(zip(("summary", "summary_twins"), summary_table(boards)))}
 
 
 def _params_cell(params_m) -> dict:

@@ -104,27 +104,35 @@ def flagged(cell: dict, result: Result) -> dict:
             "data": {**(cell.get("data") or {}), **({"flags": "; ".join(reasons)} if reasons else {})}}
 
 
-def summary_table(boards: list[Board]) -> dict:
-    """The index's opening table: per family and board, who leads and whether the lead is significant."""
+def summary_table(boards: list[Board]) -> tuple[dict, dict | None]:
+    """The index's opening tables: per family and board, who leads and whether the lead is significant.
+
+    The first holds every real-data board and the boards of families that have no real one (it must fit
+    above the fold); the second, shown collapsed, the synthetic twins of families that do."""
     from hemabench.leaderboard.names import metric_label
     from hemabench.leaderboard.pages import board_href, board_title
     from hemabench.leaderboard.tables import pct, plain
 
-    rows = []
-    for i, r in enumerate(summary_rows(boards)):
+    all_rows = summary_rows(boards)
+    with_real = {r["family"] for r in all_rows if r["real"]}
+    rows, twins = [], []
+    for i, r in enumerate(all_rows):
         b, score = r["board"], r["score"]
         level = chance(b.entries[r["leaders"][0]].result)
-        cells = [plain(board_title(b), href=board_href(b), sub=metric_label(b.main_metric)),
+        cells = [plain(board_title(b), href=board_href(b), title=metric_label(b.main_metric)),
                  plain("real" if r["real"] else "synthetic", cls="data-real" if r["real"] else "data-synthetic"),
                  plain(", ".join(r["leaders"][:3]) + (f" +{len(r['leaders']) - 3}" if len(r["leaders"]) > 3 else ""),
                        title=", ".join(r["leaders"])),
                  plain(r["verdict"], cls="lead-sig" if r["significant"] else "lead-tie"),
-                 plain(f"{pct(score.mean)}" + (" ⚠" if r["flags"] else ""), score.mean, title="; ".join(r["flags"])),
+                 plain(f"{pct(score.mean)}" + (" ⚠" if r["flags"] else ""), score.mean,
+                       title="; ".join([metric_label(b.main_metric), *r["flags"]])),
                  plain("–" if level is None else pct(level), level)]
-        rows.append({"id": f"lead-{i}", "cls": "real" if r["real"] else "synthetic",
-                     "head": plain(r["family"]), "cells": cells})
+        row = {"id": f"lead-{i}", "cls": "real" if r["real"] else "synthetic", "head": plain(r["family"]),
+               "cells": cells}
+        (twins if not r["real"] and r["family"] in with_real else rows).append(row)
     columns = [{"text": "task family"}, {"text": "board"}, {"text": "data"}, {"text": "leader (tied with)"},
                {"text": "lead", "title": "significant: the leader is significantly better than every other encoder "
                                          "(paired bootstrap, 95%); tie: not separable from those listed"},
-               {"text": "leader's main metric, %"}, {"text": "chance, %"}]
-    return {"id": "summary", "sortable": False, "rows": rows, "columns": columns, "caption": ""}
+               {"text": "leader's main metric, % ↑"}, {"text": "chance, %"}]
+    table = {"id": "summary", "sortable": False, "rows": rows, "columns": columns, "caption": ""}
+    return table, ({**table, "id": "summary-twins", "rows": twins} if twins else None)
