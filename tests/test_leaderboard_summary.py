@@ -178,7 +178,9 @@ window.addEventListener("load", () => {
   const astray = [...document.querySelectorAll("p.download")].filter(p => {
     let prev = p.previousElementSibling;
     while (prev && prev.matches("p.download")) prev = prev.previousElementSibling;
-    return !(prev && prev.matches(".table-wrap"));
+    if (!(prev && prev.matches(".table-wrap, .table-block"))) return true;
+    const [d, t] = [box(p), box(prev)];  /* drawn right under its own table, not beside another one */
+    return prev.offsetParent !== null && (d.top < t.bottom - 1 || d.left < t.left - 1 || d.left > t.right);
   });
   document.body.setAttribute("data-probe", JSON.stringify({
     summary: summary ? box(summary).bottom : null, leader: leader ? box(leader).bottom : null,
@@ -201,8 +203,10 @@ def test_index_at_1366x768_in_chromium(tmp_path):
     build_site(tmp_path / "site", REFERENCES, [], figures=False)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-background-networking",
              "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}", "--window-size=1366,768"]
-    board = next((tmp_path / "site" / "tasks").glob("cell-probe--acevedo-mini--*.html"))
-    for page in (tmp_path / "site" / "index.html", board):
+    tasks = tmp_path / "site" / "tasks"
+    boards = [next(tasks.glob(f"{name}--*.html")) for name in ("cell-probe--acevedo-mini", "blood-shift--synth-blood",
+                                                               "breakhis-crossmag--synth-breakhis")]
+    for page in (tmp_path / "site" / "index.html", *boards):
         probed = page.with_name(f"probe-{page.name}")
         probed.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
         out = subprocess.run([browser, *flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True,
