@@ -218,3 +218,12 @@ def test_index_at_1366x768_in_chromium(tmp_path):
         if page.name == "index.html":
             assert facts["summary"] <= facts["height"], facts  # the whole summary table is above the fold
             assert facts["leader"] is not None and facts["leader"] <= facts["height"] and facts["leaderText"], facts
+
+
+def test_class_legend_comes_from_the_dataset_spec():
+    from hemabench.datasets import DATASETS
+    from hemabench.leaderboard.pages import class_legend
+
+    legend = class_legend("matek-blood", ["MYB", "NGB", "PMO", "unknown-code"])
+    assert legend == {code: DATASETS.get("matek-blood").classes[code] for code in ("MYB", "NGB", "PMO")}
+    assert legend["PMO"] == "promyelocyte" and class_legend("not-registered", ["A"]) == {}

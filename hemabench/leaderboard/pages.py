@@ -50,6 +50,14 @@ def dataset_title(dataset: str) -> str:
     return DATASETS.get(dataset).title if dataset in DATASETS else ""
 
 
+def class_legend(dataset: str, labels: list[str]) -> dict[str, str]:
+    """code -> words for the board's classes, from the dataset spec (codes it does not describe are left out)."""
+    from hemabench.datasets import DATASETS
+
+    described = DATASETS.get(dataset).classes if dataset in DATASETS else {}
+    return {code: described[code] for code in labels if described.get(code) and described[code] != code}
+
+
 def board_href(board: Board, prefix: str = "") -> str:
     return f"{prefix}tasks/{board.slug}.html"
 
@@ -171,7 +179,7 @@ def board_context(board: Board, site, models, values: list[Reported] = (), paire
     all_keys = sorted({k for s in scores.values() for k in s})
     return {
         "board": board, "title": board_title(board), "dataset_title": dataset_title(board.dataset), "meta": meta,
-        "real": is_real(board.dataset), "chance": chance(first), "main_words": metric_label(board.main_metric),
+        "real": is_real(board.dataset), "chance": chance(first), "class_legend": class_legend(board.dataset, labels), "main_words": metric_label(board.main_metric),
         "detail_variant": first.detail_variant,
         "params_json": json.dumps(first.params, indent=1, sort_keys=True),
         "protocol_words": protocol_words(board.task, first.params, board.params_digest),
