@@ -83,6 +83,11 @@ def test_index_opens_with_the_summary_then_the_table_then_collapsed_paper_boards
          "AML subtype (MIL)": "aml-mil", "BreakHis": "breakhis-crossmag"}[f], "x", 1))
     groups = [th.all_text() for th in page.find("table", id="leaderboard").find("tr", class_="groups").find_all("th")]
     assert [g for g in groups if g] == ["cell types", "label efficiency", "transfer", "AML subtype (MIL)", "BreakHis"]
+    # a leader at chance or collapsed is not shown as a clean lead (verdict cell independent of colour)
+    warned = [list(row.find_all("td")) for row in rows if "⚠" in list(row.find_all("td"))[4].all_text()]
+    assert warned  # bm-to-blood / synth-blood: resnet18-random leads at chance, mostly predicting one class
+    for cells in warned:
+        assert "leader ⚠" in cells[3].all_text() and "lead-sig" not in cells[3].attrs.get("class", "")
     # a synthetic board says so in its column head; the paper-only table has no run rows
     assert "synthetic twin" in page.find("table", id="leaderboard").find("thead").all_text()
     papers = page.find("table", id="papers-only")

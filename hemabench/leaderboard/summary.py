@@ -123,7 +123,8 @@ def summary_table(boards: list[Board]) -> tuple[dict, dict | None]:
                  plain("real" if r["real"] else "synthetic", cls="data-real" if r["real"] else "data-synthetic"),
                  plain(", ".join(r["leaders"][:3]) + (f" +{len(r['leaders']) - 3}" if len(r["leaders"]) > 3 else ""),
                        title=", ".join(r["leaders"])),
-                 plain(r["verdict"], cls="lead-sig" if r["significant"] else "lead-tie"),
+                 plain(r["verdict"] + (" · leader ⚠" if r["flags"] else ""),  # a lead at chance is no lead
+                       cls="lead-sig" if r["significant"] and not r["flags"] else "lead-tie", title="; ".join(r["flags"])),
                  plain(f"{pct(score.mean)}" + (" ⚠" if r["flags"] else ""), score.mean,
                        title="; ".join([metric_label(b.main_metric), *r["flags"]])),
                  plain("–" if level is None else pct(level), level)]
