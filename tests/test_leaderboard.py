@@ -172,7 +172,8 @@ def check_index_numbers(index: Node, results: dict[tuple, dict]) -> list[tuple[s
             score = results[(encoder, task, dataset)]
             main = score["metrics"][score["main_metric"]]
             assert td.attrs["data-mean"] == repr(main["mean"]) and td.attrs["data-std"] == repr(main["std"])
-            assert cell_text(td) == f"{pct(main['mean'])} ± {pct(main['std'])}"
+            single = len(main["values"]) == 1 and main["std"] == 0  # one split: no "± 0.0"
+            assert cell_text(td) == pct(main["mean"]) + ("" if single else f" ± {pct(main['std'])}")
             links.append((encoder, href))
     return links
 

@@ -27,6 +27,7 @@ from hemabench.leaderboard.manifest import prepare_out, write_manifest
 from hemabench.leaderboard.pages import board_context, board_href, encoder_context, encoder_href
 from hemabench.leaderboard.ranking import tie_ranks
 from hemabench.leaderboard.reported import for_board, pairs, paper_boards
+from hemabench.leaderboard.tidy import board_rows, reported_rows, tidy_csv
 from hemabench.reported import load_reported
 from hemabench.trust import ranked
 
@@ -211,14 +212,17 @@ def _write_site(out: Path, entries: list[Entry], boards: list[Board], values, on
         whole["boards"].append(board_json(board, paired, for_board(board.task, board.dataset, values)))
         downloads.start_page(board_href(board))
         json_href = "../" + downloads.json(f"{board.slug}.json", whole["boards"][-1])
+        long_href = "../" + downloads.text(f"{board.slug}--long.csv", tidy_csv(board_rows(board)))
         write(board_href(board), "task.html.j2", list(board.entries.values()),
-              **board_context(board, site, models, values, paired), board_json=json_href)
+              **board_context(board, site, models, values, paired), board_json=json_href, board_long=long_href)
     for board in only_papers:
         write(f"tasks/{board.slug}.html", "reported-board.html.j2", [], **paper_board_context(board, values))
     downloads.start_page("index.html")
     leaderboard_json = downloads.json("leaderboard.json", whole)
+    leaderboard_long = downloads.text("leaderboard-long.csv", tidy_csv(
+        [row for board in boards for row in board_rows(board)] + reported_rows(values)))
     write("index.html", "index.html.j2", entries, **index_context(boards, only_papers, values, downloads),
-          title="hemabench leaderboard", n_results=len(entries), n_reported=len(values), leaderboard_json=leaderboard_json)
+          title="hemabench leaderboard", docs=downloads.docs(), n_results=len(entries), n_reported=len(values), leaderboard_json=leaderboard_json, leaderboard_long=leaderboard_long)
     for encoder in encoders:
         own: list[Board] = [b for b in boards if encoder in b.entries]
         write(encoder_href(encoder), "encoder.html.j2", [b.entries[encoder] for b in own],

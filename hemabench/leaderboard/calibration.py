@@ -15,6 +15,7 @@ from hemabench.results import Result
 COLUMNS = {"ece": "ECE", "ece_debiased": "ECE debiased", "ece_ts": "ECE (temperature-scaled)",
            "ece_debiased_ts": "ECE debiased (temperature-scaled)", "nll": "NLL", "nll_ts": "NLL (temperature-scaled)",
            "brier": "Brier", "aurc": "AURC"}
+COLUMNS = {k: f"{v} ↓" for k, v in COLUMNS.items()}  # lower is better for every one of them
 PLAIN = {"nll", "nll_ts"}  # nats, not percent
 SCALED = {"ece_ts", "ece_debiased_ts", "nll_ts"}
 NO_SLICE = ("no temperature: the fit used every training cell (e.g. a support set as large as each class), so "

@@ -65,9 +65,24 @@ class Downloads:
         self._write(name, table_csv(table))
         return f"{self.prefix}{FOLDER}/{name}"
 
+    def text(self, name: str, text: str) -> str:
+        """Any prepared file (a tidy CSV), linked like the others."""
+        self._write(name, text)
+        return f"{FOLDER}/{name}"
+
     def json(self, name: str, payload) -> str:
         self._write(name, json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n")
         return f"{FOLDER}/{name}"
+
+    def docs(self, names=("protocols.md", "protocols-aml-mil.md", "protocols-breakhis.md", "metrics.md")) -> dict:
+        """Ship the protocol docs with the site (they are cited on every page): name -> link from the index."""
+        folder = Path(__file__).resolve().parents[2] / "docs"
+        shipped = {}
+        for name in names:
+            if (folder / name).is_file():
+                self._write(name, (folder / name).read_text(encoding="utf-8"))
+                shipped[name] = f"{FOLDER}/{name}"
+        return shipped
 
     def _write(self, name: str, text: str) -> None:
         path = self.out / FOLDER / name
@@ -95,7 +110,8 @@ def board_json(board, pairs, reported) -> dict:
     return {
         "task": board.task, "dataset": board.dataset, "task_version": board.version,
         "params_digest": board.params_digest, "main_metric": board.main_metric,
-        "runs": [{"encoder": e, "tier": "run", "rank": board.ranks.get(e), "origin": board.entries[e].origin,
+        "runs": [{"encoder": e, "tier": board.entries[e].trust[0], "rank": board.ranks.get(e),
+                  "origin": board.entries[e].origin, "max_iter": list(board.entries[e].result.max_iter_fits),
                   "main": score_json(board.entries[e].main), "encoder_cost": board.entries[e].result.data.get("encoder_cost"),
                   "metrics": {k: score_json(v) for k, v in board.entries[e].result.metrics.items()}}
                  for e in board.sorted_encoders()],

@@ -50,11 +50,13 @@ def confusion_figure(path: Path, counts, labels: list[str], title: str) -> str:
     return heatmap(path, percent, labels, labels, title, "predicted", "true")
 
 
-def curves_figure(path: Path, curves: pd.DataFrame, title: str, references: pd.DataFrame | None = None) -> str:
+def curves_figure(path: Path, curves: pd.DataFrame, title: str, references: pd.DataFrame | None = None,
+                  chance: float | None = None) -> str:
     """Mean balanced accuracy against n per class, one panel per classifier, a band per encoder.
 
     ``curves``: columns encoder, classifier, n, mean, low, high; ``references``: encoder,
-    label, mean (horizontal lines, e.g. the direct-transfer score)."""
+    label, mean (horizontal lines, e.g. the direct-transfer score); ``chance``: a dotted line at that
+    balanced accuracy. Ticks at the measured n, the legend outside the axes."""
     classifiers = list(dict.fromkeys(curves["classifier"]))
     palette = dict(zip(sorted(set(curves["encoder"])), sns.color_palette("colorblind", curves["encoder"].nunique())))
     with plt.rc_context(STYLE):
@@ -69,10 +71,15 @@ def curves_figure(path: Path, curves: pd.DataFrame, title: str, references: pd.D
             for row in (references.itertuples() if references is not None else []):
                 ax.axhline(100 * row.mean, color=palette.get(row.encoder, "grey"), linestyle="--", linewidth=1,
                            label=f"{row.encoder} {row.label}")
-            ax.set_xscale("log", base=2)
+            if chance is not None:
+                ax.axhline(100 * chance, color="black", linestyle=":", linewidth=1, label=f"chance ({100 * chance:.1f})")
+            ax.set_xscale("log")
+            ticks = sorted(set(curves["n"]))
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.minorticks_off()
             ax.set(title=f"{title}: {clf}", xlabel="labelled samples per class (n)", ylabel="balanced accuracy (%)")
             ax.grid(alpha=0.3)
-        axes[0][-1].legend(fontsize=7, loc="lower right")
+        axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
         return _save(fig, path)
 
 

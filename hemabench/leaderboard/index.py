@@ -15,8 +15,10 @@ import pandas as pd
 
 from hemabench.leaderboard.collect import Board, anchor
 from hemabench.leaderboard.context import protocol_words
+from hemabench.leaderboard.names import metric_label
 from hemabench.leaderboard.pages import board_href, board_title, dataset_title, encoder_href, split_text
 from hemabench.leaderboard.reported import PaperBoard, comparable, encoder_head, reported_cell, task_family, trained_on
+from hemabench.leaderboard.summary import column_key, flagged, is_real, summary_table
 from hemabench.leaderboard.tables import as_table, plain, score_cell, with_badge
 from hemabench.reported import EXTERNAL, Reported
 
@@ -50,15 +52,15 @@ def _cost_cells(costs: list[dict]) -> list[dict]:
                                                        "different devices are not comparable")]
 
 
-def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: list[Reported], downloads) -> dict:
-    columns_all = sorted([("run", b) for b in boards] + [("paper", b) for b in paper_boards],
-                         key=lambda kb: (task_family(kb[1].task), kb[1].task, kb[1].dataset, str(kb[1].version)))
+def _column_heads(columns: list) -> tuple[list[dict], list[dict]]:
+    """Header cells and family group cells of board columns (already in family order)."""
     heads, groups = [], []
-    for kind, b in columns_all:
+    for kind, b in columns:
         if kind == "run":
             words, title = protocol_words(b.task, b.first.params, b.params_digest)
-            heads.append({"text": board_title(b), "href": board_href(b), "sub": f"v{b.version} · {words}",
-                          "title": f"{dataset_title(b.dataset)}; {b.main_metric}; {title}; "
+            data = "real data" if is_real(b.dataset) else "synthetic twin"
+            heads.append({"text": board_title(b), "href": board_href(b), "sub": f"v{b.version} · {data} · {words}",
+                          "title": f"{dataset_title(b.dataset)}; {metric_label(b.main_metric)}; {title}; "
                                    f"split {split_text(b.first.split)}"})
         else:
             heads.append({"text": board_title(b), "href": f"tasks/{b.slug}.html", "sub": f"v{b.version} · papers only · {b.main_metric}",
@@ -68,6 +70,33 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
             groups[-1]["span"] += 1
         else:
             groups.append({"text": family, "span": 1})
+    return heads, groups
+
+
+def _paper_rows(values: list[Reported], columns: list, allowed: dict) -> list[dict]:
+    """Rows of published numbers over ``columns``; rows with no value in any of them are left out."""
+    rows = []
+    for encoder in sorted({r.encoder for r in values}):
+        mine = [r for r in values if r.encoder == encoder]
+        facts = encoder_facts(encoder, []) if not encoder.startswith(EXTERNAL) else \
+            {"family": "external", "params_m": None, "trained": [], "costs": []}
+        cells = [plain(facts["family"]), _params_cell(facts["params_m"]), plain("–"), plain("–"), plain("not ranked")]
+        hits = [next((r for r in mine if (r.task, r.dataset, r.metric) == (b.task, b.dataset, b.main_metric)
+                      and (id(b) not in allowed or id(r) in allowed[id(b)])), None) for _, b in columns]
+        if not any(hits):
+            continue
+        cells += [_mark_trained(reported_cell(hit), b.dataset, facts["trained"]) for hit, (_, b) in zip(hits, columns)]
+        href = None if encoder.startswith(EXTERNAL) else encoder_href(encoder)
+        rows.append(_row(f"paper-{anchor(encoder)}", encoder_head(encoder, href, mine[0].encoder_description),
+                         cells, facts, "paper"))
+    return rows
+
+
+def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: list[Reported], downloads) -> dict:
+    order = lambda kb: column_key(kb[1].task, kb[1].dataset, kb[1].version)  # noqa: E731
+    run_columns = sorted([("run", b) for b in boards], key=order)
+    paper_columns = sorted([("paper", b) for b in paper_boards], key=order)
+    heads, groups = _column_heads(run_columns)
     fixed = [{"text": "encoder"}, {"text": "family"}, {"text": "params (M)"}, {"text": "GFLOPs / image"},
              {"text": "forward images/s", "title": "bare forward pass on the run's device (named below each value)"},
              {"text": "mean rank"}]
@@ -79,35 +108,29 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
         ranks = [b.ranks[encoder] for b in boards if encoder in b.entries and encoder in b.ranks]
         cells = [plain(facts["family"]), _params_cell(facts["params_m"]), *_cost_cells(facts["costs"]),
                  plain(f"{sum(ranks) / len(ranks):.2f}", sum(ranks) / len(ranks)) if ranks else plain("–")]
-        for kind, b in columns_all:
-            entry = b.entries.get(encoder) if kind == "run" else None
-            cell = (with_badge(score_cell(entry.main, f"{board_href(b)}#enc-{anchor(encoder)}", b.ranks.get(encoder)),
-                               entry.trust) if entry else plain("–"))
+        for _, b in run_columns:
+            entry = b.entries.get(encoder)
+            cell = (with_badge(flagged(score_cell(entry.main, f"{board_href(b)}#enc-{anchor(encoder)}", b.ranks.get(encoder)),
+                                       entry.result), entry.trust)
+                    if entry else plain("–"))
             cells.append(_mark_trained(cell, b.dataset, facts["trained"]))
         rows.append(_row(f"row-{anchor(encoder)}", plain(encoder, encoder, href=encoder_href(encoder)), cells,
                          facts, "run"))
-    paper_rows = sorted({r.encoder for r in values})
     # a run board's column shows a published value only where the value's protocol matches that board
-    allowed = {id(b): {id(r) for r in comparable(b, values)[0]} for kind, b in columns_all if kind == "run"}
-    for encoder in paper_rows:
-        mine = [r for r in values if r.encoder == encoder]
-        facts = encoder_facts(encoder, []) if not encoder.startswith(EXTERNAL) else \
-            {"family": "external", "params_m": None, "trained": [], "costs": []}
-        cells = [plain(facts["family"]), _params_cell(facts["params_m"]), plain("–"), plain("–"), plain("not ranked")]
-        for _, b in columns_all:
-            hit = next((r for r in mine if (r.task, r.dataset, r.metric) == (b.task, b.dataset, b.main_metric)
-                        and (id(b) not in allowed or id(r) in allowed[id(b)])), None)
-            cells.append(_mark_trained(reported_cell(hit), b.dataset, facts["trained"]))
-        href = None if encoder.startswith(EXTERNAL) else encoder_href(encoder)
-        rows.append(_row(f"paper-{anchor(encoder)}", encoder_head(encoder, href, mine[0].encoder_description),
-                         cells, facts, "paper"))
+    allowed = {id(b): {id(r) for r in comparable(b, values)[0]} for _, b in run_columns}
+    rows += _paper_rows(values, run_columns, allowed)
     table = {"id": "leaderboard", "sortable": True, "groups": groups, "rows": rows, "caption": "",
-             "note": "main metric per task and dataset, % (mean ± std, 95% interval); the badge is the significance "
+             "note": "main metric per task and dataset, % (notation above); the badge is the significance "
                         "rank within that column (equal ranks: not separable). Rows marked paper are published numbers "
                         "(hover for the table and protocol differences): never ranked. † = the encoder was trained on "
-                        "(part of) that dataset.",
+                        "(part of) that dataset; ⚠ = at or below chance, or predictions collapsed onto one class.",
              "columns": fixed + heads}
     table["csv"] = downloads.table(table)
+    paper_heads, paper_groups = _column_heads(paper_columns)
+    papers = {"id": "papers-only", "sortable": True, "groups": [{"text": "", "span": len(fixed)}] + paper_groups,
+              "rows": _paper_rows(values, paper_columns, {}), "caption": "",
+              "columns": fixed + paper_heads}
+    papers["csv"] = downloads.table(papers)
     board_rows = {}
     for b in boards:
         words, _ = protocol_words(b.task, b.first.params, b.params_digest)
@@ -119,14 +142,15 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
         board_rows[f"{b.task} / {b.dataset} (v{b.version}, papers only)"] = {
             "dataset": dataset_title(b.dataset), "main metric": b.main_metric, "task version": b.version,
             "params": "", "split": "", "source split": "",
-            "encoders": 0}
+            "encoders": f"{len({r.encoder for r in b.values})} (papers)"}
     board_table = as_table(pd.DataFrame.from_dict(board_rows, orient="index"), "boards",
                            "what each column is: results are ranked together only within one row of this table",
                            sortable=False, index_name="board")
     board_table["csv"] = downloads.table(board_table)
     families = sorted({r["data"]["family"] for r in rows if r["data"]["family"]})
-    datasets = sorted({b.dataset for _, b in columns_all})
-    return {"leaderboard": table, "boards": board_table, "families": families, "datasets": datasets}
+    datasets = sorted({b.dataset for _, b in run_columns + paper_columns})
+    return {"leaderboard": table, "papers_only": papers, "boards": board_table, "families": families,
+            "datasets": datasets, **dict(zip(("summary", "summary_twins"), summary_table(boards)))}
 
 
 def _params_cell(params_m) -> dict:

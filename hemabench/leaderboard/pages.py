@@ -20,10 +20,12 @@ from hemabench.leaderboard.context import (
     published_table,
 )
 from hemabench.leaderboard.hardcells import hardcells_section
+from hemabench.leaderboard.names import metric_label
 from hemabench.leaderboard.reported import Pair, pairs, reported_cell
 from hemabench.leaderboard.robustness import robustness_section
 from hemabench.leaderboard.sections import CURVE_VARIANT, attention, crossmag, curves, superclass_rows
 from hemabench.leaderboard.shift import shift_section
+from hemabench.leaderboard.summary import chance, flagged, is_real
 from hemabench.leaderboard.tables import (
     as_table,
     confusion_tables,
@@ -47,6 +49,14 @@ def dataset_title(dataset: str) -> str:
     from hemabench.datasets import DATASETS
 
     return DATASETS.get(dataset).title if dataset in DATASETS else ""
+
+
+def class_legend(dataset: str, labels: list[str]) -> dict[str, str]:
+    """code -> words for the board's classes, from the dataset spec (codes it does not describe are left out)."""
+    from hemabench.datasets import DATASETS
+
+    described = DATASETS.get(dataset).classes if dataset in DATASETS else {}
+    return {code: described[code] for code in labels if described.get(code) and described[code] != code}
 
 
 def board_href(board: Board, prefix: str = "") -> str:
@@ -89,7 +99,7 @@ def _ranking(board: Board, clinical: dict) -> dict:
         rank = board.ranks.get(encoder)
         row = {"rank": plain(rank if encoder in board.ranks else unranked_reason(entry.result.data), rank,
                              cls="rank-cell", data={"rank": str(rank)}),
-               board.main_metric: score_cell(entry.main, note=entry.result.max_iter_note)}
+               board.main_metric: flagged(score_cell(entry.main), entry.result)}
         row.update({k.rsplit("/", 1)[1]: score_cell(entry.result.metrics.get(k)) for k in others})
         scores = clinical.get(encoder)
         if scores:
@@ -100,11 +110,18 @@ def _ranking(board: Board, clinical: dict) -> dict:
         rows.append(row)
         heads.append(plain(encoder, encoder, href=encoder_href(encoder, "../")))
         ids.append(f"enc-{anchor(encoder)}")
-    return as_table(pd.DataFrame(rows), "ranking", f"main metric {board.main_metric} of each encoder, % (mean ± std over folds or "
-                    "repetitions, 95% interval); rank = 1 + number of encoders significantly better (paired bootstrap); "
+    level = chance(board.first)
+    at_chance = f"; chance = {pct(level)} (1 / {len(board.first.labels)} classes), ⚠ = at or below it or collapsed onto " \
+                "one class" if level is not None else ""
+    table = as_table(pd.DataFrame(rows), "ranking", f"main metric {board.main_metric} of each encoder, % (mean ± std over folds or "
+                    f"repetitions, 95% interval{at_chance}); rank = 1 + number of encoders significantly better (paired bootstrap); "
                     "mean cost: clinically weighted error per sample, lower is better",
                     row_ids=ids, index_name="encoder", heads=heads,
                     row_cls=[board.entries[e].trust[0] for e in board.sorted_encoders()])
+    for column in table["columns"]:  # metric keys keep their text (paper rows match on it), words below
+        if column["text"] == board.main_metric or column["text"] in {k.rsplit("/", 1)[1] for k in others}:
+            column["sub"] = metric_label(column["text"])
+    return table
 
 
 def _comparisons(board: Board) -> dict | None:
@@ -134,7 +151,7 @@ def _cost_model(labels: list[str], models, site, board: Board) -> dict | None:
     if model is None:
         return None
     figure = site.figure(f"{board.slug}-costs.svg", figures.heatmap, model.matrix(labels), labels, labels,
-                         f"cost ({model.name} v{model.version})", "predicted", "true", ".1f", 10)
+                         f"cost ({model.name} v{model.version})", "predicted", "true", ".1f", None)
     groups = {g: ", ".join(m for m in members if m in labels) for g, members in model.groups.items()}
     return {"name": model.name, "version": model.version, "kind": model.group_kind, "description": model.description,
             "groups": {g: m for g, m in groups.items() if m}, "figure": figure}
@@ -163,6 +180,7 @@ def board_context(board: Board, site, models, values: list[Reported] = (), paire
     all_keys = sorted({k for s in scores.values() for k in s})
     return {
         "board": board, "title": board_title(board), "dataset_title": dataset_title(board.dataset), "meta": meta,
+        "real": is_real(board.dataset), "chance": chance(first), "class_legend": class_legend(board.dataset, labels), "main_words": metric_label(board.main_metric),
         "detail_variant": first.detail_variant,
         "params_json": json.dumps(first.params, indent=1, sort_keys=True),
         "protocol_words": protocol_words(board.task, first.params, board.params_digest),

@@ -24,8 +24,8 @@ from hemabench.reported import EXTERNAL, Reported, run_value
 FLAG = "differs beyond both intervals"
 TRAINED_ON = re.compile(r"hemabench datasets?:\s*([a-z0-9][a-z0-9, -]*)", re.IGNORECASE)
 FAMILIES = {  # task -> the family its index columns are grouped under
-    "cell-knn": "cell types", "cell-probe": "cell types", "label-efficiency": "cell types",
-    "bm-to-blood": "bone marrow to blood", "aml-mil": "AML subtype (MIL)", "aml-mil-blast20": "AML subtype (MIL)",
+    "cell-knn": "cell types", "cell-probe": "cell types", "label-efficiency": "label efficiency",
+    "bm-to-blood": "transfer", "blood-shift": "acquisition shift", "aml-mil": "AML subtype (MIL)", "aml-mil-blast20": "AML subtype (MIL)",
     "breakhis-binary": "BreakHis", "breakhis-subtype": "BreakHis", "breakhis-limited": "BreakHis",
     "breakhis-crossmag": "BreakHis",
 }

@@ -40,7 +40,9 @@ def curves(board: Board, site) -> dict | None:
     if main_name == CURVE_METRIC and not CURVE_VARIANT.match(main_variant):
         references = pd.DataFrame([{"encoder": e, "label": main_variant, "mean": entry.main.mean}
                                    for e, entry in board.entries.items()])
-    figure = site.figure(f"{board.slug}-curves.svg", figures.curves_figure, frame, board.dataset, references)
+    labels = board.first.labels  # the curves are balanced accuracy: chance is 1 / classes
+    figure = site.figure(f"{board.slug}-curves.svg", figures.curves_figure, frame, board.dataset, references,
+                         1 / len(labels) if labels else None)
     table = frame.set_index(["classifier", "n", "encoder"])["score"].unstack("encoder")
     table.index = [f"{clf} n={n}" for clf, n in table.index]
     return {"figure": figure, "references": references is not None, "table": as_table(table.map(score_cell), "curves",

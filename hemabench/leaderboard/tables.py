@@ -25,26 +25,34 @@ def pct(value, digits: int = 1, scale: float = 100) -> str:
 
 def score_cell(score: Score | dict | None, href: str | None = None, rank: int | None = None, scale: float = 100,
                digits: int = 1, note: str = "") -> dict:
-    """mean ± std, then "CI [low, high]" (the 95% interval of the mean) and, for repeated runs,
-    "spread [..]" (single runs), labelled apart; ``note`` (e.g. a probe stopped at max_iter)
-    is shown beside the number."""
+    """mean ± std (no ± for a single split or run: there is no spread to show), then "CI [low, high]"
+    (the 95% interval of the mean) and, for repeated runs, "spread [..]" (single runs), labelled apart;
+    ``note`` (e.g. a probe stopped at max_iter) is shown beside the number. Tooltips are rounded; the
+    exact numbers are in ``data-*`` attributes and the downloads."""
     if not score:
         return {"text": "–", "sort": ""}
     get = (lambda k: getattr(score, k, None)) if isinstance(score, Score) else score.get
     mean, std = float(get("mean")), float(get("std"))
     low, high = (get("ci95") or [None, None])[:2]
     spread = get("spread95")
-    text = f"{pct(mean, digits, scale)} ± {pct(std, digits, scale)}" + (f" ({note})" if note else "")
+    n = len(get("values") or ())
+    single = n == 1 and std == 0
+    text = pct(mean, digits, scale) + ("" if single else f" ± {pct(std, digits, scale)}") + (f" ({note})" if note else "")
     sub = f"CI [{pct(low, digits, scale)}, {pct(high, digits, scale)}]" if low is not None else None
     if spread:
         sub += f" · spread [{pct(spread[0], digits, scale)}, {pct(spread[1], digits, scale)}]"
-    title = f"mean {mean!r}, std {std!r}, 95% CI of the mean [{low!r}, {high!r}]"
+    title = (f"mean {_round(mean)}" + ("" if single else f", std {_round(std)}") +
+             (f" over {n} folds or repetitions" if n else "") + f", 95% CI of the mean [{_round(low)}, {_round(high)}]")
     if spread:
-        title += f", spread of single runs (2.5-97.5 percentiles) [{spread[0]!r}, {spread[1]!r}]"
+        title += f", spread of single runs (2.5-97.5 percentiles) [{_round(spread[0])}, {_round(spread[1])}]"
     if note:
-        title += f"; {note}: some fits stopped at the iteration limit"
+        title += f"; {note}: probe fits that stopped at the iteration limit / all fits"
     return {"text": text, "sub": sub, "sort": repr(mean), "href": href, "rank": rank, "title": title,
             "data": {"mean": repr(mean), "std": repr(std), "low": repr(low), "high": repr(high)}}
+
+
+def _round(value) -> str:
+    return "–" if value is None else f"{float(value):.4g}"
 
 
 def trust_cell(trust: tuple[str, str]) -> dict:
@@ -131,6 +139,9 @@ def per_class_table(per_class: dict[str, dict], labels: list[str], superclasses:
 def metric_matrix(scores: dict[str, dict[str, dict]], keys: list[str], table_id: str, caption: str,
                   index_name: str = "metric") -> dict:
     """Rows = metric keys, columns = encoders, cells = mean ± std [interval]."""
+    from hemabench.leaderboard.names import metric_label
+
     frame = pd.DataFrame({encoder: {k: score_cell(m.get(k)) for k in keys} for encoder, m in scores.items()},
                          index=keys)
-    return as_table(frame, table_id, caption, index_name=index_name)
+    heads = [plain(metric_label(k), k, title=k) for k in keys]  # words shown, the stored key on hover
+    return as_table(frame, table_id, caption, index_name=index_name, heads=heads)

@@ -1,0 +1,48 @@
+"""Metric keys in words, with the direction that is better (↑ higher, ↓ lower).
+
+Result files key metrics as ``<variant>/<name>`` (``probe/balanced_accuracy``,
+``adapt/n=25/rep000/balanced_accuracy``); a reader needs "balanced accuracy ↑ (adapt, n=25,
+repetition 0)". Error-like metrics (calibration errors, risk, drops) are lower-is-better.
+"""
+
+from __future__ import annotations
+
+import re
+
+NAMES = {
+    "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "patient_accuracy": "patient accuracy",
+    "balanced_accuracy_auc": "area under the balanced-accuracy curve", "mean_balanced_accuracy": "mean balanced accuracy",
+    "macro_f1": "macro F1", "weighted_f1": "weighted F1", "roc_auc_macro": "ROC AUC (macro)",
+    "pr_auc_macro": "PR AUC (macro)", "aurc": "AURC, area under risk-coverage", "brier": "Brier score",
+    "ece": "ECE", "classwise_ece": "class-wise ECE", "ece_debiased": "ECE debiased", "nll": "NLL",
+    "risk_at_80": "risk at 80% coverage",
+}
+LOWER = {"aurc", "brier", "ece", "classwise_ece", "ece_debiased", "nll", "risk_at_80"}
+REP = re.compile(r"^rep0*(\d+)$")
+
+
+def is_lower_better(name: str) -> bool:
+    """Whether a smaller value of the metric (last key part) is better."""
+    base = name.rsplit("/", 1)[-1].removesuffix("_ts")
+    return base in LOWER or base.startswith("drop_")
+
+
+def metric_name(name: str) -> str:
+    """The last key part in words with its arrow: 'ece_ts' -> 'ECE, temperature-scaled ↓'."""
+    base = name.rsplit("/", 1)[-1]
+    scaled = base.endswith("_ts")
+    core = base.removesuffix("_ts")
+    if core.startswith("drop_"):
+        words = f"drop in {metric_name(core[5:]).rsplit(' ', 1)[0]}"
+    elif core.startswith("sensitivity_"):
+        words = f"sensitivity of {core[12:]}"
+    else:
+        words = NAMES.get(core, core.replace("_", " "))
+    return f"{words}{', temperature-scaled' if scaled else ''} {'↓' if is_lower_better(base) else '↑'}"
+
+
+def metric_label(key: str) -> str:
+    """A full key in words: the metric, then its variant parts in brackets."""
+    *variant, name = key.split("/")
+    parts = [f"repetition {int(m[1])}" if (m := REP.match(p)) else p for p in variant]
+    return metric_name(name) + (f" ({', '.join(parts)})" if parts else "")
