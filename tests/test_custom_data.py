@@ -344,12 +344,12 @@ def test_demo_suite_on_own_data_runs_bag_and_label_efficiency_tasks(tmp_path, cl
     code, stdout, _ = cli("run", "--suite", "demo", "--encoder", "handcrafted", "--dataset", f"folder:{root}",
                           "--out", out, "--no-progress")
     assert code == 0, stdout
-    for task in ("cell-probe", "cell-knn", "label-efficiency", "aml-mil"):
+    for task in ("cell-probe", "cell-knn", "label-efficiency", "aml-mil", "robustness"):
         assert result(out, task, "custom-ward")["dataset"] == "custom-ward"
     mil = result(out, "aml-mil", "custom-ward")
     assert mil["split"]["name"] == "patient-cv5" and sorted(mil["labels"]) == ["AML", "control"]
     assert sorted(set(mil["predictions"]["amil"]["id"])) == [f"P{p:02d}" for p in range(10)]
     code, stdout, _ = cli("leaderboard", "build", "--submissions", tmp_path / "none", "--results", out,
                           "--out", tmp_path / "site", "--data-root", tmp_path)
-    assert code == 0 and "4 results on 4 boards" in stdout
+    assert code == 0 and "5 results on 5 boards" in stdout
     assert len(list((tmp_path / "site" / "thumbs").glob("*.png"))) > 0  # attention cells, read from the user's folder
