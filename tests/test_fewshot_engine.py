@@ -10,6 +10,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PowerTransformer
+from trees import skewed_blobs
 
 from hemabench.errors import HemabenchError
 from hemabench.protocols.fewshot import (
@@ -25,10 +26,7 @@ from hemabench.protocols.stopping import StoppingRule, confusion_balanced_accura
 
 
 def blobs(n_per_class=60, classes=5, dim=24, seed=0, shift=1.0):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, shift, (classes, dim))
-    X = np.exp(np.concatenate([c + rng.normal(0, 1, (n_per_class, dim)) for c in centres]) / 3)
-    return X, np.repeat([f"c{i}" for i in range(classes)], n_per_class)
+    return skewed_blobs(n_per_class, classes, dim, seed, shift)
 
 
 def plain_sklearn(X, y, test_x, name, seed=0):

@@ -10,6 +10,7 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PowerTransformer
+from trees import skewed_blobs
 
 from hemabench.protocols.fewshot import (
     fit_predict,
@@ -25,12 +26,7 @@ from hemabench.tasks.transfer import Mapping, load_mapping, superclass_metrics
 
 
 def blobs(n_per_class=40, classes=4, dim=12, seed=0, shift=1.5):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(0, shift, (classes, dim))
-    X = np.concatenate([c + rng.normal(0, 1, (n_per_class, dim)) for c in centres])
-    X = np.exp(X / 3)  # skewed, so the power transform matters
-    y = np.repeat([f"c{i}" for i in range(classes)], n_per_class)
-    return X, y
+    return skewed_blobs(n_per_class, classes, dim, seed, shift)
 
 
 def test_yeo_johnson_matches_scikit_learn():

@@ -129,3 +129,13 @@ def breakhis(root: Path, per_mag: int = 2) -> Path:
     wrong = base / "benign" / "SOB" / "adenosis" / "SOB_B_A_14-22549AB" / "40X" / "SOB_B_A-14-22549AB-100-009.png"
     write_image(wrong)
     return root / "BreaKHis_v1"
+
+
+def skewed_blobs(n_per_class: int, classes: int, dim: int, seed: int = 0, shift: float = 1.0):
+    """Gaussian class blobs, exponentiated so that the few-shot pipeline's power transform matters."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, shift, (classes, dim))
+    X = np.exp(np.concatenate([c + rng.normal(0, 1, (n_per_class, dim)) for c in centres]) / 3)
+    return X, np.repeat([f"c{i}" for i in range(classes)], n_per_class)
