@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hemabench.submissions.layout import shortened
+
 # Per-cell numbers other than predictions and probabilities: robustness's clean-vs-perturbed
 # cosine agrees to 3 decimals between bf16 (GPU) and fp32 (CPU) embeddings.
 CELL_ATOL = {"cosine": 5e-4}
@@ -103,8 +105,7 @@ class Comparison:
 
 
 def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return shortened(value, 60)
 
 
 def _is_number(value) -> bool:

@@ -118,3 +118,9 @@ def dumps(value, indent: int = 0) -> str:
             return json.dumps(list(value), separators=(",", ":"))
         return "[\n" + ",\n".join(inner + dumps(v, indent + 1) for v in value) + "\n" + pad + "]"
     return json.dumps(value)
+
+
+def shortened(value, width: int = 80) -> str:
+    """``repr(value)``, cut to ``width`` characters for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."

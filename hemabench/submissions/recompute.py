@@ -12,7 +12,7 @@ import math
 
 from hemabench.results.result import Result
 from hemabench.splits.registered import REGISTRY_FILE, registered
-from hemabench.submissions.layout import Problem
+from hemabench.submissions.layout import Problem, shortened
 
 REL_TOL, ABS_TOL = 1e-9, 1e-12
 # Temperature-scaled metrics (``*_ts``) rest on a temperature that Brent's method finds to about
@@ -46,9 +46,7 @@ def _same(a, b, rel_tol: float = REL_TOL) -> bool:
     return a == b
 
 
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+_show = shortened
 
 
 def _compare_maps(stored: dict, fresh: dict, shown: str, name: str) -> list[Problem]:
