@@ -228,12 +228,17 @@ def row(task: str, dataset: str, dim: int, units: int, serial: float, workers: i
     stopping rule's estimated repetitions) spread over ``workers``."""
     wall = serial / workers
     out = {"task": task, "dataset": dataset, "D": dim, "units": units, "s/unit": serial / units,
-           "projected": human(wall), "projected h": round(wall / 3600, 3)}
+           "projected": human(wall), "projected h": hours(wall)}
     if adaptive is not None:
-        out.update({"projected (rule)": human(adaptive / workers), "projected h (rule)": round(adaptive / workers / 3600, 3)})
+        out.update({"projected (rule)": human(adaptive / workers), "projected h (rule)": hours(adaptive / workers)})
     if ratio is not None:
         out["plain / engine"] = round(ratio, 2)
     return {**out, "workers": workers, "peak GiB (est.)": gib(memory_mb), "how": note}
+
+
+def hours(seconds: float) -> float:
+    """Hours to three significant figures: a fast machine's quick run must not round to 0."""
+    return float(f"{seconds / 3600:.3g}")
 
 
 def human(seconds: float) -> str:
