@@ -43,6 +43,12 @@ def check_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def job_count(n_jobs: int | None = None) -> int:
+    """Worker processes for independent jobs on this machine: ``n_jobs``, else ``$HEMABENCH_JOBS``,
+    else one per core (joblib's -1)."""
+    return n_jobs or int(os.environ.get("HEMABENCH_JOBS", 0)) or -1
+
+
 @contextmanager
 def fit_backend(name: str = "local", address: str | None = None) -> Iterator[None]:
     """Run the enclosed joblib work on ``name``: ``local`` changes nothing; ``dask`` connects a

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from joblib import Parallel, delayed
 
-from hemabench.backends import fit_backend
-from hemabench.datasets import get_dataset
+from hemabench.backends import fit_backend, job_count
+from hemabench.datasets import DATASETS, get_dataset
+from hemabench.datasets.synthetic import DEFAULT_SEED, DEFAULT_SIZE, generate_into
 from hemabench.datasets.roots import find_root
 from hemabench.device import resolve_device
 from hemabench.embeddings import extract_embeddings
@@ -171,10 +173,24 @@ def run_plan(encoders: list[str], plan: list[tuple[str, str]], options: RunOptio
     for text, columns, split in options.custom:
         get_dataset(text, columns, split)
     ranks = ranks_from_env(resolve_device(options.device).type == "cuda") if launched() else Ranks()
+    if ranks.world == 1:
+        _generate_twins(plan)
     with fit_backend(options.backend, options.backend_address):
         _run_encoders(encoders, plan, options, ranks, report)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _generate_twins(plan: list[tuple[str, str]]) -> None:
+    """The synthetic twins the plan reads (its datasets and their tasks' sources) that the cache
+    lacks, generated side by side in worker processes: each twin is seeded and renamed into
+    place, so this is exactly what generating them one at a time on first use would write."""
+    names = {d for _, d in plan} | {s[0] for t, d in plan if (s := TASKS.get(t).source_for(d))}
+    specs = [get_dataset(n) for n in sorted(names) if n in DATASETS]
+    todo = [(s.name, s.generated_folder()) for s in specs if s.synthetic and not s.generated_folder().is_dir()]
+    if len(todo) > 1:
+        Parallel(n_jobs=job_count())(delayed(generate_into)(name, folder, DEFAULT_SIZE, DEFAULT_SEED)
+                                    for name, folder in todo)
 
 
 def _run_encoders(encoders: list[str], plan: list[tuple[str, str]], options: RunOptions, ranks: Ranks,

@@ -158,6 +158,20 @@ def test_same_seed_same_numbers(bags_input):
     assert not np.array_equal(first.variants["amil"]["proba"], other)
 
 
+def test_runs_in_worker_processes_equal_runs_in_turn(bags_input, monkeypatch):
+    """On CPU the runs go to joblib's processes: the numbers are those of one run after another."""
+    two = dataclasses.replace(bags_input, rotations=bags_input.rotations[:2])
+    small = task(max_epochs=4, patience=2, seeds=1)
+    monkeypatch.setenv("HEMABENCH_JOBS", "1")
+    in_turn = small.evaluate(two)
+    monkeypatch.setenv("HEMABENCH_JOBS", "2")
+    spread = small.evaluate(two)
+    for head in ("amil", "abmil"):
+        for key in ("id", "fold", "pred", "proba"):
+            assert np.array_equal(in_turn.variants[head][key], spread.variants[head][key]), (head, key)
+    assert in_turn.extra == spread.extra and len(spread.extra["runs"]) == 4
+
+
 # -- protocol ----------------------------------------------------------------------------
 def test_folds_are_patient_disjoint_and_every_patient_is_tested_once_per_seed(bags_input, learned):
     bags = make_bags(bags_input)

@@ -233,3 +233,20 @@ def test_breakhis_benign_vs_malignant_learnable(tmp_path):
     print(f"BreakHis benign/malignant handcrafted balanced accuracy {acc:.3f} (chance 0.5)")
     # Measured (seeds 0/1/2/3): 0.72 / 0.77 / 0.80 / 0.76.
     assert acc >= 0.62
+
+
+def test_a_cold_run_generates_its_twins_side_by_side_with_the_same_bytes(tmp_path, monkeypatch):
+    """`hemabench run` generates the missing twins of its plan in worker processes before the
+    encoders start: the files are those of generating each one on its own."""
+    from hemabench.datasets import get_dataset
+    from hemabench.runner import _generate_twins
+
+    monkeypatch.setenv("HEMABENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HEMABENCH_JOBS", "2")
+    names = ["synth-blood", "synth-blood-b"]
+    _generate_twins([("cell-knn", n) for n in names])
+    for name in names:
+        folder = get_dataset(name).generated_folder()
+        assert folder.is_dir() and not list(folder.parent.glob(f".{folder.name}-*"))  # no staging left
+        generate(name, tmp_path / "alone" / name, size="small", seed=0)
+        assert _digests(folder) == _digests(tmp_path / "alone" / name)

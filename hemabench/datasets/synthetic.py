@@ -38,22 +38,27 @@ class SyntheticDataset:
         return cache_dir() / "synthetic" / tag
 
     def ensure(self, size: str = DEFAULT_SIZE, seed: int = DEFAULT_SEED) -> Path:
-        target = self.generated_folder(size, seed)
-        if target.is_dir():
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
-            synthetic.generate(self.name, staging, size=size, seed=seed)
-            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp is owner-only; a shared cache follows the umask
-            try:
-                os.replace(staging, target)
-            except OSError:  # another process (a sweep's other job) finished first: use its copy, drop ours
-                if not target.is_dir():
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        return generate_into(self.name, self.generated_folder(size, seed), size, seed)
+
+
+def generate_into(name: str, target: Path, size: str = DEFAULT_SIZE, seed: int = DEFAULT_SEED) -> Path:
+    """``target``, generating twin ``name`` there first if it is missing (every argument explicit,
+    so a worker process started under another cache folder writes where it is told)."""
+    if target.is_dir():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        synthetic.generate(name, staging, size=size, seed=seed)
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp is owner-only; a shared cache follows the umask
+        try:
+            os.replace(staging, target)
+        except OSError:  # another process (a sweep's other job) finished first: use its copy, drop ours
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 @register_dataset

@@ -14,7 +14,6 @@ Per n, repetitions run in blocks until the rule of :mod:`.stopping` says the mea
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 
 import numpy as np
@@ -25,6 +24,7 @@ from sklearn.metrics import confusion_matrix
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
 
+from hemabench.backends import job_count
 from hemabench.protocols.kernels import fast_proba, is_exact
 from hemabench.protocols.power import YeoJohnsonStandardizer
 from hemabench.protocols.progress import progress_bar
@@ -159,7 +159,7 @@ def sweep(train_x: np.ndarray, train_y: np.ndarray, perms: list[dict], test_x: n
     rule = rule or StoppingRule(len(perms), len(perms))
     if rule.maximum > len(perms):
         raise ValueError(f"the rule asks for up to {rule.maximum} repetitions but {len(perms)} support sets were drawn")
-    n_jobs = n_jobs or int(os.environ.get("HEMABENCH_JOBS", 0)) or -1
+    n_jobs = job_count(n_jobs)
     by_key: dict[bytes, dict] = {}
     plan: dict[tuple[int, int], bytes] = {}
     counts, open_ns = dict.fromkeys(n_grid, 0), list(n_grid)

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from joblib import Parallel, delayed
 
+from hemabench.backends import job_count
 from hemabench.datasets.aml_hehr import BLAST_COLUMNS
 from hemabench.device import resolve_device
 from hemabench.errors import HemabenchError
@@ -173,43 +175,55 @@ class AmlMil(Task):
                      attention_runs="seed 0 (s0) of each patient's test rotation; main head; predicted class")
         columns = {head: {"id": [], "fold": [], "true": [], "pred": [], "proba": []} for head in p["heads"]}
         slices = {head: {"id": [], "fold": [], "true": [], "proba": []} for head in p["heads"]}
-        runs = progress_bar(len(data.rotations) * p["seeds"] * len(p["heads"]), f"{self.name} {data.dataset}",
-                            data.progress, unit="run")
+        plan = []  # (run, head, seed, roles) in the order results are stored
         for rotation in data.rotations:
             roles = rotation_roles(bags, rotation)
             if any(len(roles[r]) == 0 for r in ROLES):
                 raise HemabenchError(f"rotation {rotation} leaves a role without patients: aml-mil needs "
                                      "train, val and test folds (split patient-cv5)")
-            for s in range(p["seeds"]):
-                run = f"{rotation['test'][0]}/s{s}"
-                for head in p["heads"]:
-                    with progress_bar(p["max_epochs"], f"  {head} {run}", data.progress, unit="epoch",
-                                      leave=False) as epochs:
-                        proba, attention, log, val_proba = self.fit_predict(
-                            head, run, tensors, y, roles, data.seed + s, len(labels), device, epoch_callback(epochs))
-                    runs.update(1)
-                    test, pred = roles["test"], proba.argmax(axis=1)
-                    for key, value in (("id", bags.patients[test]), ("fold", np.full(len(test), run, dtype=object)),
-                                       ("true", bags.labels[test]), ("pred", np.asarray(labels, dtype=object)[pred]),
-                                       ("proba", proba)):
-                        columns[head][key].append(value)
-                    val = roles["val"]  # the temperature slice: this run's validation patients, never its test ones
-                    for key, value in (("id", bags.patients[val]), ("fold", np.full(len(val), run, dtype=object)),
-                                       ("true", bags.labels[val]), ("proba", val_proba)):
-                        slices[head][key].append(value)
-                    extra["runs"].append({"run": run, "head": head, "seed": data.seed + s, **log.summary(),
-                                          **{f"n_{r}": int(len(roles[r])) for r in ROLES}})
-                    if head == p["heads"][0] and s == 0:
-                        for j, i in enumerate(test):
-                            extra["attention"][str(bags.patients[i])] = {
-                                "pred": labels[pred[j]], "true": str(bags.labels[i]), "run": run,
-                                "cells": top_cells(attention[j], pred[j], bags.rows[i], paths, p["top_k"])}
+            plan += [(f"{rotation['test'][0]}/s{s}", head, s, roles) for s in range(p["seeds"]) for head in p["heads"]]
+        runs = progress_bar(len(plan), f"{self.name} {data.dataset}", data.progress, unit="run")
+        for (run, head, s, roles), (proba, attention, log, val_proba) in zip(
+                plan, self.fit_all(plan, tensors, y, data.seed, len(labels), device, data.progress)):
+            runs.update(1)
+            test, pred = roles["test"], proba.argmax(axis=1)
+            for key, value in (("id", bags.patients[test]), ("fold", np.full(len(test), run, dtype=object)),
+                               ("true", bags.labels[test]), ("pred", np.asarray(labels, dtype=object)[pred]),
+                               ("proba", proba)):
+                columns[head][key].append(value)
+            val = roles["val"]  # the temperature slice: this run's validation patients, never its test ones
+            for key, value in (("id", bags.patients[val]), ("fold", np.full(len(val), run, dtype=object)),
+                               ("true", bags.labels[val]), ("proba", val_proba)):
+                slices[head][key].append(value)
+            extra["runs"].append({"run": run, "head": head, "seed": data.seed + s, **log.summary(),
+                                  **{f"n_{r}": int(len(roles[r])) for r in ROLES}})
+            if head == p["heads"][0] and s == 0:
+                for j, i in enumerate(test):
+                    extra["attention"][str(bags.patients[i])] = {
+                        "pred": labels[pred[j]], "true": str(bags.labels[i]), "run": run,
+                        "cells": top_cells(attention[j], pred[j], bags.rows[i], paths, p["top_k"])}
         runs.close()
         variants = {head: join_columns(cols) for head, cols in columns.items()}
         for head, cols in slices.items():
             variants[head]["calibration"] = slice_payload(*(np.concatenate(cols[k]) for k in ("id", "fold", "true", "proba")),
                                                           slice=VALIDATION_SLICE)
         return Predictions(variants, extra)
+
+    def fit_all(self, plan, tensors, y, seed, n_classes, device, progress):
+        """Every run of ``plan``, in order. On CPU each run is single-threaded (``CPU_THREADS``) and
+        seeded by its own arguments, so the runs go to joblib's worker processes and give the
+        same numbers as one after another (tests/test_aml_mil.py); on a GPU they run in turn,
+        each with an epoch bar."""
+        if device.type == "cpu":
+            return Parallel(n_jobs=job_count(), return_as="generator")(
+                delayed(self.fit_predict)(head, run, tensors, y, roles, seed + s, n_classes, device)
+                for run, head, s, roles in plan)
+        return (self._fit_with_bar(head, run, tensors, y, roles, seed + s, n_classes, device, progress)
+                for run, head, s, roles in plan)
+
+    def _fit_with_bar(self, head, run, tensors, y, roles, seed, n_classes, device, progress):
+        with progress_bar(self.params["max_epochs"], f"  {head} {run}", progress, unit="epoch", leave=False) as epochs:
+            return self.fit_predict(head, run, tensors, y, roles, seed, n_classes, device, epoch_callback(epochs))
 
     def fit_predict(self, head, run, tensors, y, roles, seed, n_classes, device, on_epoch=None):
         """One run of one head: seeded init and sampling, training, then test probabilities
