@@ -20,8 +20,8 @@ from joblib import Parallel, delayed
 
 from hemabench.backends import fit_backend, job_count
 from hemabench.datasets import DATASETS, get_dataset
-from hemabench.datasets.synthetic import DEFAULT_SEED, DEFAULT_SIZE, generate_into
 from hemabench.datasets.roots import find_root
+from hemabench.datasets.synthetic import DEFAULT_SEED, DEFAULT_SIZE, generate_into
 from hemabench.device import resolve_device
 from hemabench.embeddings import extract_embeddings
 from hemabench.embeddings.cache import CHUNK_SIZE
