@@ -83,6 +83,12 @@ def test_panel_of_real_layouts_end_to_end(tmp_path, cli):
     forged = json.loads(json.dumps(result))
     forged["extra"]["robustness_index"]["class"][0] = "MON" if table["class"][0] != "MON" else "LYT"
     assert any("extra.robustness_index.class" in str(p) for p in score_problems(forged, "r.json"))
+    from hemabench.leaderboard import build_site
+
+    build_site(tmp_path / "site", None, [out], figures=False)
+    page = next((tmp_path / "site" / "tasks").glob("blood-shift--matek-blood*.html")).read_text()
+    shown = f'{result["metrics"]["shift/robustness_index"]["mean"]:.3f}'
+    assert "Robustness index (PathoROB)" in page and "Higher = more robust" in page and shown in page
     # rerun: reused, because the panel's fingerprints are part of the currency check
     code, stdout, _ = cli("run", "--encoder", "handcrafted", "--task", "blood-shift", "--dataset", "matek-blood",
                           "--data-root", data, "--out", out, "--no-progress")
