@@ -11,7 +11,9 @@ target's test cells of the classes the source knows. Two variants hold every pre
 So the per-fold values of ``shifted/balanced_accuracy`` (and ``shifted/ece``) ARE the matrix;
 ``summarise`` adds the ranking number ``shift/mean_balanced_accuracy`` (mean off-diagonal
 balanced accuracy, with an interval for that mean) and the drop against in-domain on the same
-target cells and classes, per class too. docs/metrics.md has the definitions.
+target cells and classes, per class too; and PathoROB's robustness index of the embeddings over
+the in-domain test cells, datasets standing for centres (shift_index.py), from a neighbour table
+stored in ``extra``. docs/metrics.md and docs/robustness.md have the definitions.
 """
 
 from __future__ import annotations
@@ -256,10 +258,12 @@ TASKS.add("blood-shift", BloodShift(
     name="blood-shift", version=2, datasets=tuple(PANELS),
     protocol="docs/metrics.md#2-acquisition-shift-blood-shift",
     description="Linear probe fitted on one dataset's training split (shared white-cell classes), scored on every "
-                "other dataset's test split: the N x N matrix of balanced accuracy and ECE, and the drop under shift",
+                "other dataset's test split: the N x N matrix of balanced accuracy and ECE, and the drop under shift; "
+                "PathoROB's robustness index of the embeddings, datasets as centres",
     main_metric="shift/mean_balanced_accuracy", detail_variant=SHIFT, variants=(IN_DOMAIN, SHIFT), splits=SPLITS,
     params={"mapping": "blood-shift", **PROBE_PARAMS, **SLICE_PARAMS, **INDEX_PARAMS},
-    method={**PROBE_METHOD, "robustness index": "PathoROB's (Komen et al. 2026) over the in-domain test cells, datasets "
-                                                "as centres: docs/metrics.md#robustness-index-blood-shift"},
+    method={**PROBE_METHOD, "robustness index": (
+        "PathoROB's (Komen et al. 2026) over the in-domain test cells, datasets as centres: "
+        "docs/robustness.md#robustness-index-on-the-blood-shift-panel-task-blood-shift")},
     citation="hemabench (acquisition shift across public blood datasets); robustness index after PathoROB",
 ))
