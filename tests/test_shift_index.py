@@ -115,4 +115,5 @@ def test_blood_shift_summarise_recomputes_the_index_from_the_stored_table():
     fresh = task.summarise({IN_DOMAIN: own, "shifted": shifted}, list(CLASSES), {INDEX: table})
     direct = index_scores(own, table, 4, 6, task.params["calibration_seed"])
     assert fresh["shift/robustness_index"] == direct["shift/robustness_index"]
-    assert "shift/robustness_index" not in task.summarise({IN_DOMAIN: own, "shifted": shifted}, list(CLASSES), {})
+    with pytest.raises(ValueError, match=f"extra.{INDEX} is missing"):  # dropping the table hides no index
+        task.summarise({IN_DOMAIN: own, "shifted": shifted}, list(CLASSES), {})

@@ -24,7 +24,8 @@ first, ties broken by table order.
 What a result stores (``extra.robustness_index``) is the table of cells (id, centre, class) and
 each cell's ``k`` neighbours as row numbers into it; ``index_scores`` re-derives the cells from the
 stored in-domain predictions and requires the table to hold exactly them, then recounts SO and OS
-from the stored neighbours, so a changed number, class or cell is caught by ``validate``.
+from the stored neighbours, so a changed number, class or cell, or a dropped table, is caught by
+``validate``.
 Interval: each replicate redraws the cells within each dataset (``results.bootstrap.Design``, fold
 = dataset) with their neighbour lists fixed (PathoROB's own bootstrap resamples cells likewise),
 the percentile interval re-centred on the estimate as every hemabench interval is.
@@ -113,10 +114,12 @@ def index_scores(own: dict, table: dict | None, k: int, cap: int, seed: int,
                  n_boot: int = N_BOOTSTRAP) -> dict[str, dict]:
     """``shift/robustness_index`` and the shares of SO and OS among all neighbours, each with a 95%
     interval, from the in-domain predictions ``own`` (fold = dataset) and the stored table."""
-    if table is None:  # a result without the table has no index: a number stored without it is caught
-        return {}
     ids, centres, classes = (np.asarray(own[key], dtype=str) for key in ("id", "fold", "true"))
     rows = index_cells(ids, centres, classes, cap, seed)
+    if table is None:
+        if len(set(centres[rows].tolist())) > 1:
+            raise ValueError(f"extra.{INDEX} is missing, but two or more datasets share classes: the index needs it")
+        return {}
     for key, column in (("id", ids), ("centre", centres), ("class", classes)):
         if list(table.get(key) or []) != column[rows].tolist():
             raise ValueError(f"extra.{INDEX}.{key} is not that of the in-domain test cells the index uses "
