@@ -117,3 +117,11 @@ def test_blood_shift_summarise_recomputes_the_index_from_the_stored_table():
     assert fresh["shift/robustness_index"] == direct["shift/robustness_index"]
     with pytest.raises(ValueError, match=f"extra.{INDEX} is missing"):  # dropping the table hides no index
         task.summarise({IN_DOMAIN: own, "shifted": shifted}, list(CLASSES), {})
+
+
+def test_the_index_and_its_shares_read_with_their_direction():
+    from hemabench.leaderboard.names import metric_label
+
+    assert metric_label("shift/robustness_index") == "robustness index (PathoROB) ↑ (shift)"
+    assert metric_label("shift/knn_same_class_other_centre").split(" (")[0].endswith("↑")
+    assert metric_label("shift/knn_other_class_same_centre").split(" (")[0].endswith("↓")
