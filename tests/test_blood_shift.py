@@ -75,7 +75,7 @@ def test_panel_of_real_layouts_end_to_end(tmp_path, cli):
         assert fresh["metrics"][key] == result["metrics"][key]
     table = result["extra"]["robustness_index"]  # PathoROB's index: the panel's datasets as centres
     assert table["k"] == 11 and set(table["centre"]) == {"matek-blood", "acevedo", "raabin"}
-    assert all(len(row) == min(11, len(table["id"]) - 1) for row in table["neighbours"])
+    assert all(len(line.split()) == min(11, len(table["id"]) - 1) for line in table["neighbours"])
     forged = json.loads(json.dumps(result))
     index = result["metrics"]["shift/robustness_index"]["mean"]
     forged["metrics"]["shift/robustness_index"]["mean"] = index - 0.1 if index > 0.5 else index + 0.1

@@ -56,7 +56,7 @@ def test_index_matches_sklearn_neighbours_counted_independently(k):
     features[: len(ids) // 2] += 0.8 * np.eye(16)[[CLASSES.index(y) for y in label[: len(ids) // 2]]]
     table, out = _index(ids, centre, label, features, k)
     expected, nb = _sklearn_index(centre, label, features, k)
-    assert table["neighbours"] == nb.tolist()
+    assert [[int(v) for v in line.split()] for line in table["neighbours"]] == nb.tolist()
     assert out["shift/robustness_index"]["mean"] == pytest.approx(expected, abs=1e-12)
     low, high = out["shift/robustness_index"]["ci95"]
     assert 0 <= low <= expected <= high <= 1 and high - low > 0
@@ -97,10 +97,13 @@ def test_a_table_that_disagrees_with_the_cells_or_with_k_is_refused():
         index_scores(own, relabelled, 5, 100, 0)
     with pytest.raises(ValueError, match="index_k = 7 needs 7"):
         index_scores(own, table, 7, 100, 0)
-    selfish = {**table, "neighbours": [[0, *row[1:]] for row in table["neighbours"]]}
+    selfish = {**table, "neighbours": [" ".join(["0", *line.split()[1:]]) for line in table["neighbours"]]}
     with pytest.raises(ValueError, match="a cell's own"):
         index_scores(own, selfish, 5, 100, 0)
-    moved = {**table, "neighbours": [row[::-1] for row in table["neighbours"][:1]] + table["neighbours"][1:]}
+    with pytest.raises(ValueError, match="one line of space-separated row numbers per cell"):
+        index_scores(own, {**table, "neighbours": table["neighbours"][:-1]}, 5, 100, 0)
+    first = " ".join(table["neighbours"][0].split()[::-1])  # the same neighbours in another order: same counts
+    moved = {**table, "neighbours": [first, *table["neighbours"][1:]]}
     assert index_scores(own, moved, 5, 100, 0, n_boot=200) == index_scores(own, table, 5, 100, 0, n_boot=200)
     assert out == index_scores(own, table, 5, 100, 0, n_boot=200)  # the numbers are a function of the table
 

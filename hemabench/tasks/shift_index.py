@@ -22,7 +22,8 @@ itself left out (PathoROB leaves out the query's whole slide; these cells carry 
 first, ties broken by table order.
 
 What a result stores (``extra.robustness_index``) is the table of cells (id, centre, class) and
-each cell's ``k`` neighbours as row numbers into it; ``index_scores`` re-derives the cells from the
+each cell's ``k`` neighbours as row numbers into it, nearest first, one space-separated line per
+cell (a result file stays small and readable); ``index_scores`` re-derives the cells from the
 stored in-domain predictions and requires the table to hold exactly them, then recounts SO and OS
 from the stored neighbours, so a changed number, class or cell, or a dropped table, is caught by
 ``validate``.
@@ -93,14 +94,25 @@ def index_table(ids, centres, classes, features: np.ndarray, k: int, cap: int, s
     if len(set(picked[1].tolist())) < 2:
         return None
     return {"k": int(k), "id": picked[0].tolist(), "centre": picked[1].tolist(), "class": picked[2].tolist(),
-            "neighbours": nearest_others(np.asarray(features)[rows], k).tolist()}
+            "neighbours": [" ".join(map(str, row)) for row in nearest_others(np.asarray(features)[rows], k).tolist()]}
+
+
+def neighbour_rows(table: dict) -> np.ndarray:
+    """(n, k) row numbers from the stored lines."""
+    lines = table.get("neighbours")
+    if not isinstance(lines, list) or len(lines) != len(table.get("id") or []) or \
+            not all(isinstance(line, str) and line.replace(" ", "").isdigit() for line in lines):
+        raise ValueError(f"extra.{INDEX}.neighbours must hold one line of space-separated row numbers per cell")
+    rows = [line.split() for line in lines]
+    if len({len(r) for r in rows}) > 1:
+        raise ValueError(f"extra.{INDEX}.neighbours holds lines of different lengths")
+    return np.asarray(rows, dtype=np.int64).reshape(len(rows), -1)
 
 
 def neighbour_counts(table: dict, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per cell, (SO, OS): its neighbours of its class from another centre, of another class from its centre."""
     centre, label = np.asarray(table["centre"], dtype=str), np.asarray(table["class"], dtype=str)
-    n = len(centre)
-    nb = np.asarray(table["neighbours"], dtype=np.int64).reshape(n, -1) if n else np.zeros((0, 0), np.int64)
+    n, nb = len(centre), neighbour_rows(table)
     if table.get("k") != k or nb.shape[1] != min(k, n - 1):
         raise ValueError(f"extra.{INDEX} holds {nb.shape[1]} neighbours per cell (k = {table.get('k')!r}); "
                          f"index_k = {k} needs {min(k, n - 1)}")
