@@ -128,3 +128,15 @@ def test_the_index_and_its_shares_read_with_their_direction():
     assert metric_label("shift/robustness_index") == "robustness index (PathoROB) ↑ (shift)"
     assert metric_label("shift/knn_same_class_other_centre").split(" (")[0].endswith("↑")
     assert metric_label("shift/knn_other_class_same_centre").split(" (")[0].endswith("↓")
+
+
+def test_documented_with_its_citation_where_the_task_points():
+    from pathlib import Path
+
+    from test_task_params import github_anchor
+
+    pointer = TASKS.get("blood-shift").method["robustness index"].rsplit(" ", 1)[-1]
+    path, _, anchor = pointer.partition("#")
+    doc = (Path(__file__).resolve().parents[1] / path).read_text()
+    assert anchor in {github_anchor(line.lstrip("#")) for line in doc.splitlines() if line.startswith("#")}
+    assert "shift/robustness_index" in doc and "arXiv:2507.17845" in doc and "index_k" in doc
