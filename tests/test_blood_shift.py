@@ -15,7 +15,7 @@ from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, recall_score
 
 from hemabench.results import SCHEMA_PATH, predictions_payload
-from hemabench.submissions.recompute import recompute
+from hemabench.submissions.recompute import recompute, score_problems
 from hemabench.tasks import TASKS, TaskInput
 from hemabench.tasks.blood_shift import IN_DOMAIN, SHIFT, shift_drops
 
@@ -71,8 +71,24 @@ def test_panel_of_real_layouts_end_to_end(tmp_path, cli):
     assert len(result["metrics"]["shifted/ece"]["values"]) == 6 and "shifted/ece_ts" in result["metrics"]
     assert {"NEU", "LYT"} <= set(result["labels"]) and "MYO" not in result["labels"]
     fresh = recompute(result)
-    for key in ("shift/mean_balanced_accuracy", "shifted/brier", "in-domain/ece_ts"):
+    for key in ("shift/mean_balanced_accuracy", "shifted/brier", "in-domain/ece_ts", "shift/robustness_index"):
         assert fresh["metrics"][key] == result["metrics"][key]
+    table = result["extra"]["robustness_index"]  # PathoROB's index: the panel's datasets as centres
+    assert table["k"] == 11 and set(table["centre"]) == {"matek-blood", "acevedo", "raabin"}
+    assert all(len(line.split()) == min(11, len(table["id"]) - 1) for line in table["neighbours"])
+    forged = json.loads(json.dumps(result))
+    index = result["metrics"]["shift/robustness_index"]["mean"]
+    forged["metrics"]["shift/robustness_index"]["mean"] = index - 0.1 if index > 0.5 else index + 0.1
+    assert any('metrics["shift/robustness_index"].mean' in str(p) for p in score_problems(forged, "r.json"))
+    forged = json.loads(json.dumps(result))
+    forged["extra"]["robustness_index"]["class"][0] = "MON" if table["class"][0] != "MON" else "LYT"
+    assert any("extra.robustness_index.class" in str(p) for p in score_problems(forged, "r.json"))
+    from hemabench.leaderboard import build_site
+
+    build_site(tmp_path / "site", None, [out], figures=False)
+    page = next((tmp_path / "site" / "tasks").glob("blood-shift--matek-blood*.html")).read_text()
+    shown = f'{result["metrics"]["shift/robustness_index"]["mean"]:.3f}'
+    assert "Robustness index (PathoROB)" in page and "Higher = more robust" in page and shown in page
     # rerun: reused, because the panel's fingerprints are part of the currency check
     code, stdout, _ = cli("run", "--encoder", "handcrafted", "--task", "blood-shift", "--dataset", "matek-blood",
                           "--data-root", data, "--out", out, "--no-progress")

@@ -70,12 +70,14 @@ def test_blood_shift_params_each_change_the_matrix_or_are_rejected():
     data.panel = {"synth-blood-b": cells(dataset="synth-blood-b", holdout=True, seed=5)}
     reference = outcome(base, data)
     changes = {"solver": "sklearn", "C": 1e-4, "max_iter": 2, "standardise": True, "calibration_slice": 0.5,
-               "calibration_seed": 3}
+               "calibration_seed": 3, "index_k": 2, "index_cells": 2}
     assert set(changes) | {"mapping"} == set(base.params)
     for key, value in changes.items():
         assert outcome(base.with_params(**{key: value}), data) != reference, f"blood-shift: {key} changed nothing"
     with pytest.raises(HemabenchError, match="mapping 'nope' is not a file"):
         base.with_params(mapping="nope")
+    with pytest.raises(HemabenchError, match="index_k must be an integer of at least 1, got 0"):
+        base.with_params(index_k=0)
 
 
 def test_cell_knn_params_each_change_the_predictions():

@@ -15,9 +15,11 @@ NAMES = {
     "macro_f1": "macro F1", "weighted_f1": "weighted F1", "roc_auc_macro": "ROC AUC (macro)",
     "pr_auc_macro": "PR AUC (macro)", "aurc": "AURC, area under risk-coverage", "brier": "Brier score",
     "ece": "ECE", "classwise_ece": "class-wise ECE", "ece_debiased": "ECE debiased", "nll": "NLL",
-    "risk_at_80": "risk at 80% coverage",
+    "risk_at_80": "risk at 80% coverage", "robustness_index": "robustness index (PathoROB)",
+    "knn_same_class_other_centre": "neighbours of its class from another dataset",
+    "knn_other_class_same_centre": "neighbours of another class from its dataset",
 }
-LOWER = {"aurc", "brier", "ece", "classwise_ece", "ece_debiased", "nll", "risk_at_80"}
+LOWER = {"aurc", "brier", "ece", "classwise_ece", "ece_debiased", "nll", "risk_at_80", "knn_other_class_same_centre"}
 REP = re.compile(r"^rep0*(\d+)$")
 
 

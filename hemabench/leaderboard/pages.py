@@ -24,7 +24,7 @@ from hemabench.leaderboard.names import metric_label
 from hemabench.leaderboard.reported import Pair, pairs, reported_cell
 from hemabench.leaderboard.robustness import robustness_section
 from hemabench.leaderboard.sections import CURVE_VARIANT, attention, crossmag, curves, superclass_rows
-from hemabench.leaderboard.shift import shift_section
+from hemabench.leaderboard.shift import index_section, shift_section
 from hemabench.leaderboard.summary import chance, flagged, is_real
 from hemabench.leaderboard.tables import (
     as_table,
@@ -191,7 +191,7 @@ def board_context(board: Board, site, models, values: list[Reported] = (), paire
         "cost_model": _cost_model(labels, models, site, board),
         "per_class": per_class_table(per_class, labels, superclass_rows(board)),
         "curves": curves(board, site), "crossmag": crossmag(board, site), "attention": attention(board, site),
-        "shift": shift_section(board, site), "hard_cells": hardcells_section(board, site),
+        "shift": shift_section(board, site), "shift_index": index_section(board), "hard_cells": hardcells_section(board, site),
         "robustness": robustness_section(board, site),
         "calibration": calibration_table(board), "calibration_note": separation_note(board),
         "confusions": confusions,

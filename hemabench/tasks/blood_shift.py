@@ -11,7 +11,9 @@ target's test cells of the classes the source knows. Two variants hold every pre
 So the per-fold values of ``shifted/balanced_accuracy`` (and ``shifted/ece``) ARE the matrix;
 ``summarise`` adds the ranking number ``shift/mean_balanced_accuracy`` (mean off-diagonal
 balanced accuracy, with an interval for that mean) and the drop against in-domain on the same
-target cells and classes, per class too. docs/metrics.md has the definitions.
+target cells and classes, per class too; and PathoROB's robustness index of the embeddings over
+the in-domain test cells, datasets standing for centres (shift_index.py), from a neighbour table
+stored in ``extra``. docs/metrics.md and docs/robustness.md have the definitions.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from hemabench.results.calibration import held_out_slice, slice_payload
 from hemabench.splits import split_names
 from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices, join_columns
 from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, SLICE_PARAMS, CellProbe, probe_proba
+from hemabench.tasks.shift_index import INDEX, INDEX_PARAMS, index_param_problem, index_scores, index_table
 from hemabench.tasks.transfer import load_mapping
 
 SHIFT, IN_DOMAIN = "shifted", "in-domain"
@@ -78,7 +81,7 @@ class BloodShift(CellProbe):
 
         if not (benchmarks_dir() / "mappings" / f"{self.params['mapping']}.yaml").is_file():
             return f"mapping {self.params['mapping']!r} is not a file in benchmarks/mappings/"
-        return super().check_params()
+        return index_param_problem(self.params) or super().check_params()
 
     def mapping(self) -> dict:
         return load_mapping(self.params["mapping"])
@@ -161,10 +164,26 @@ class BloodShift(CellProbe):
             "mapping": {"name": self.params["mapping"], "version": self.mapping()["version"]},
             "panel": [lab.name for lab in labs], "classes": {lab.name: lab.classes for lab in labs},
             "missing": [d for d in self.mapping()["panels"].get(data.dataset, []) if d not in {lab.name for lab in labs}],
-            "n_test": {lab.name: int(len(lab.test)) for lab in labs}, "solver": solver})
+            "n_test": {lab.name: int(len(lab.test)) for lab in labs}, "solver": solver,
+            INDEX: self._index_table(labs)})
+
+    def _index_table(self, labs: list[_Lab]) -> dict | None:
+        """PathoROB's neighbour table over the in-domain test cells (shift_index.py), datasets as centres."""
+        ids, centres, classes, features = ([] for _ in range(4))
+        for lab in labs:
+            ids.append(lab.data.records["path"].to_numpy()[lab.test].astype(str))
+            centres.append(np.full(len(lab.test), lab.name, dtype=object).astype(str))
+            classes.append(lab.labels[lab.test])
+            features.append(np.asarray(lab.data.features[lab.test], dtype=np.float64))
+        p = self.params
+        return index_table(*(np.concatenate(a) for a in (ids, centres, classes, features)), p["index_k"],
+                           p["index_cells"], p["calibration_seed"])
 
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
-        return shift_drops(predictions, labels, seed=self.params["calibration_seed"])
+        p = self.params
+        return {**shift_drops(predictions, labels, seed=p["calibration_seed"]),
+                **index_scores(predictions[IN_DOMAIN], (extra or {}).get(INDEX), p["index_k"], p["index_cells"],
+                               p["calibration_seed"])}
 
 
 def _pairs(predictions: dict) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -236,11 +255,15 @@ PANELS = load_mapping("blood-shift")["panels"]
 # every member's 70/30 hold-out where it has one (raabin: its official split)
 SPLITS = {d: "holdout-70-30" for panel in PANELS.values() for d in panel if "holdout-70-30" in split_names(d)}
 TASKS.add("blood-shift", BloodShift(
-    name="blood-shift", version=1, datasets=tuple(PANELS),
+    name="blood-shift", version=2, datasets=tuple(PANELS),
     protocol="docs/metrics.md#2-acquisition-shift-blood-shift",
     description="Linear probe fitted on one dataset's training split (shared white-cell classes), scored on every "
-                "other dataset's test split: the N x N matrix of balanced accuracy and ECE, and the drop under shift",
+                "other dataset's test split: the N x N matrix of balanced accuracy and ECE, and the drop under shift; "
+                "PathoROB's robustness index of the embeddings, datasets as centres",
     main_metric="shift/mean_balanced_accuracy", detail_variant=SHIFT, variants=(IN_DOMAIN, SHIFT), splits=SPLITS,
-    params={"mapping": "blood-shift", **PROBE_PARAMS, **SLICE_PARAMS},
-    method=PROBE_METHOD, citation="hemabench (acquisition shift across public blood datasets)",
+    params={"mapping": "blood-shift", **PROBE_PARAMS, **SLICE_PARAMS, **INDEX_PARAMS},
+    method={**PROBE_METHOD, "robustness index": (
+        "PathoROB's (Komen et al. 2026) over the in-domain test cells, datasets as centres: "
+        "docs/robustness.md#robustness-index-on-the-blood-shift-panel-task-blood-shift")},
+    citation="hemabench (acquisition shift across public blood datasets); robustness index after PathoROB",
 ))
