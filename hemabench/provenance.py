@@ -36,7 +36,21 @@ def environment() -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"python": platform.python_version(), "platform": platform.platform(), "packages": versions}
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(),
+            "packages": versions}
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), else the architecture: float results
+    of CPU kernels can differ between processor families, so a result names the one it ran on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name") and ":" in line:
+                return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def device_description(device: str) -> str:
@@ -44,7 +58,7 @@ def device_description(device: str) -> str:
 
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{device} ({torch.cuda.get_device_name(0)})"
-    return f"{device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"{device} ({cpu_model()}, {torch.get_num_threads()} threads)"
 
 
 def now() -> str:
