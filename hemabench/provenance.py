@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 import hemabench
+from hemabench.cpumath import cpu_math
 
 PACKAGES = ("torch", "timm", "numpy", "scikit-learn", "pandas", "scipy", "pillow", "lightly", "safetensors")
 
@@ -37,7 +38,7 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(),
-            "packages": versions}
+            "cpu_math": cpu_math(), "packages": versions}
 
 
 @lru_cache(maxsize=1)

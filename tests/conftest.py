@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import hemabench  # noqa: F401  (first: it pins CPU math before numpy, OpenBLAS and torch load)
+
 sys.path.insert(0, str(Path(__file__).parent))  # the fixture-tree builders in tests/trees.py
 
 # One cache for the whole session, so the synthetic demo is generated once per test run.

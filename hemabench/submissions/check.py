@@ -22,7 +22,7 @@ from pathlib import Path
 
 from hemabench.errors import HemabenchError
 from hemabench.results import Result
-from hemabench.submissions.compare import TOLERANCE, compare_results
+from hemabench.submissions.compare import TOLERANCE, compare_results, same_machine
 from hemabench.submissions.layout import RESULTS, Problem
 
 EPSILON = 0.02  # --base: absolute, on the 0-1 scale: two percentage points of the main metric
@@ -97,8 +97,12 @@ def _compare(path: Path, old: Result, outcome, tolerance: float, report: CheckRe
     if new.split.get("fingerprint") != old.split.get("fingerprint"):
         report.problems.append(Problem(str(path), "split.fingerprint", "the re-run used a different split "
                                        f"({new.split.get('fingerprint')}): the dataset or split rule changed"))
-    comparison = compare_results(old.data, new.data, tolerance)
-    report.lines.append(f"{path}: {old.main_metric} {old.main.mean:.4f} -> {new.main.mean:.4f}; {comparison.summary()}")
+    across = not same_machine(old.data, new.data)
+    comparison = compare_results(old.data, new.data, tolerance, across_machines=across)
+    where = f" (made on {old.data.get('provenance', {}).get('cpu') or 'an unnamed processor'}, re-run on " \
+            f"{new.data.get('provenance', {}).get('cpu')})" if across else ""
+    report.lines.append(f"{path}: {old.main_metric} {old.main.mean:.4f} -> {new.main.mean:.4f}; {comparison.summary()}"
+                        f"{where}")
     report.problems += [Problem(str(path), where, message) for where, message in comparison.problems]
 
 
