@@ -23,13 +23,12 @@ shown as an "unregistered split" and never ranked.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
+from hemabench.canonical import canonical_sha256
 from hemabench.paths import benchmarks_dir
 
 VERIFIED, SELF_REPORTED, PAPER = "verified", "self-reported", "paper"
@@ -66,9 +65,7 @@ def _load_ledger(path: str, mtime: int) -> dict:
 def result_sha256(result: dict) -> str:
     """sha256 of the canonical JSON of the whole result but its ``verification`` block: what a
     verification vouches for (any edit a reader could see changes it)."""
-    body = {k: v for k, v in result.items() if k != "verification"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return canonical_sha256({k: v for k, v in result.items() if k != "verification"})
 
 
 def ci_reproducible(result: dict) -> bool:

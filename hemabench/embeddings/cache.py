@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from hemabench.atomic import atomic_path, atomic_write_text
+from hemabench.canonical import canonical_sha256
 from hemabench.embeddings.integrity import CacheCorrupt, entry_hashes, intact, seal, verify_entry, warn
 from hemabench.errors import HemabenchError
 from hemabench.filehash import file_sha256
@@ -61,9 +62,8 @@ def records_digest(root: Path, paths: pd.Series, mode: str | None = None) -> str
 
 
 def cache_key(encoder_identity: dict, records_sha256: str, dtype: str) -> str:
-    payload = json.dumps({"format": CACHE_FORMAT, "encoder": encoder_identity, "records": records_sha256,
-                          "dtype": dtype}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+    return canonical_sha256({"format": CACHE_FORMAT, "encoder": encoder_identity, "records": records_sha256,
+                             "dtype": dtype}, spaced=True)[:32]
 
 
 @dataclass

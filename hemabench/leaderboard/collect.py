@@ -9,7 +9,6 @@ other; everything else is shown side by side but never ranked together.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from hemabench.canonical import canonical_sha256
 from hemabench.results import Result, ResultError, Score
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -37,7 +37,7 @@ def anchor(text: str) -> str:
 
 def digest(value, n: int = 8) -> str:
     """Short sha256 of a JSON-able value (canonical form), e.g. to name a parameter set."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:n]
+    return canonical_sha256(value, spaced=True)[:n]
 
 
 @dataclass

@@ -11,6 +11,7 @@ import json
 
 import pandas as pd
 
+from hemabench.canonical import same_json
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.collect import Board, anchor, slug
 from hemabench.leaderboard.reported import (
@@ -35,13 +36,12 @@ DELTA = "reproduced − reported"
 def _changed(defaults: dict, params: dict) -> dict:
     """The parameters that differ from the defaults; in a mapping parameter (e.g. ``calibration``)
     only its changed keys, as ``calibration.n``."""
-    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731
     out = {}
     for k, v in params.items():
         default = defaults.get(k)
         if isinstance(v, dict) and isinstance(default, dict) and set(v) == set(default):
-            out.update({f"{k}.{sub}": v[sub] for sub in v if not same(default[sub], v[sub])})
-        elif not same(default, v):
+            out.update({f"{k}.{sub}": v[sub] for sub in v if not same_json(default[sub], v[sub])})
+        elif not same_json(default, v):
             out[k] = v
     return out
 
