@@ -2,7 +2,7 @@
 comparison of structured data (a whole result, a parameter set, a cache key).
 
 Canonical means sorted keys and non-JSON values written as ``str``. Results are hashed in the
-compact form (no spaces: ``trust.result_sha256``, the maintainers' ledger). Cache keys and the
+compact form (no spaces: ``submissions.ledger.result_sha256``, the maintainers' ledger). Cache keys and the
 site's parameter-set names were first computed with ``json``'s default ``", "``/``": "``
 separators and keep them (``spaced=True``), so existing caches and page addresses stay valid.
 """

@@ -35,6 +35,18 @@ def anchor(text: str) -> str:
     return slug(text, lower=False)
 
 
+def board_title(board: Board) -> str:
+    return f"{board.task} / {board.dataset}"
+
+
+def board_href(board: Board, prefix: str = "") -> str:
+    return f"{prefix}tasks/{board.slug}.html"
+
+
+def encoder_href(encoder: str, prefix: str = "") -> str:
+    return f"{prefix}encoders/{slug(encoder)}.html"
+
+
 def digest(value, n: int = 8) -> str:
     """Short sha256 of a JSON-able value (canonical form), e.g. to name a parameter set."""
     return canonical_sha256(value, spaced=True)[:n]

@@ -13,10 +13,10 @@ import statistics
 
 import pandas as pd
 
-from hemabench.leaderboard.collect import Board, anchor
+from hemabench.leaderboard.collect import Board, anchor, board_href, board_title, encoder_href
 from hemabench.leaderboard.context import protocol_words
 from hemabench.leaderboard.names import metric_label
-from hemabench.leaderboard.pages import board_href, board_title, dataset_title, encoder_href, split_text
+from hemabench.leaderboard.pages import dataset_title, split_text
 from hemabench.leaderboard.reported import PaperBoard, comparable, encoder_head, reported_cell, task_family, trained_on
 from hemabench.leaderboard.summary import column_key, flagged, is_real, summary_table
 from hemabench.leaderboard.tables import as_table, plain, score_cell, with_badge
