@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hemabench.canonical import same_json
+from hemabench.untrusted import load_yaml
 
 DEFAULTS = "defaults"
 PAPER_SPLITS = ("own", "same")  # the paper used its own split (not reproducible here), or hemabench's
@@ -131,15 +132,13 @@ def registered_split(dataset: str, split: dict) -> bool:
 def hemabench_classes(task: str, dataset: str) -> list[str] | None:
     """The classes hemabench scores for a task on a dataset: a class mapping's scored classes where the
     task maps classes (bm-to-blood), else the dataset's; None when neither is known."""
-    import yaml
-
     from hemabench.datasets import DATASETS
     from hemabench.paths import benchmarks_dir
     from hemabench.tasks import TASKS
 
     mapping = TASKS.get(task).params.get("mapping") if task in TASKS.names() else None
     if isinstance(mapping, str) and (benchmarks_dir() / "mappings" / f"{mapping}.yaml").is_file():
-        targets = yaml.safe_load((benchmarks_dir() / "mappings" / f"{mapping}.yaml").read_text()).get("targets") or {}
+        targets = load_yaml(benchmarks_dir() / "mappings" / f"{mapping}.yaml", mapping=True).get("targets") or {}
         return sorted((targets.get(dataset) or {}).get("scored") or []) or None
     return sorted(DATASETS.get(dataset).classes) if dataset in DATASETS.names() else None
 

@@ -14,7 +14,6 @@ from hemabench.canonical import canonical_sha256
 from hemabench.paths import benchmarks_dir
 from hemabench.untrusted import load_yaml
 
-MAX_LEDGER_BYTES = 16 * 2**20
 LEDGER_HEADER = """\
 # Verified results: sha256 of the whole result (hemabench.submissions.ledger.result_sha256) -> who reproduced
 # it, when and where, with `hemabench check --reproduce SUBMISSION` (hemabench/submissions/reproduce.py).
@@ -40,8 +39,7 @@ def mtime(path: Path) -> int:
 def _load_ledger(path: str, modified: int) -> dict:
     if not modified:
         return {}
-    raw = load_yaml(path, MAX_LEDGER_BYTES)
-    return raw if isinstance(raw, dict) else {}
+    return load_yaml(path, mapping=True)
 
 
 def result_sha256(result: dict) -> str:
