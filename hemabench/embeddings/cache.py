@@ -3,7 +3,7 @@
 An entry's key hashes everything that determines the numbers: the weight file hash, the
 architecture and embedding rule, the preprocessing, and the record list (relative path,
 size and modification time of every image, in order; or, with ``HEMABENCH_CACHE_KEY=content``,
-the sha256 of every image's bytes). A changed weight file, image list or image is a different
+the sha256 of every image's bytes: the source's ``digest``, ``datasets.sources.records_digest``). A changed weight file, image list or image is a different
 entry, never stale features. Entries are written chunk by chunk, each chunk atomically, so a killed
 extraction resumes where it stopped; the final arrays are assembled and renamed into place.
 """
