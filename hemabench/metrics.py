@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hemabench.intervals import N_BOOTSTRAP, percentile_interval
+
 METRICS = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
 
 
@@ -121,7 +123,7 @@ def aggregate(values: Sequence[float]) -> dict:
     return {"mean": float(np.mean(vals)), "std": std, "values": vals}
 
 
-def over_repetitions(values: Sequence[float], seed: int = 0, n_boot: int = 1000) -> dict:
+def over_repetitions(values: Sequence[float], seed: int = 0, n_boot: int = N_BOOTSTRAP) -> dict:
     """Mean over repeated runs with two different bands, named so.
 
     ``ci95``: percentile bootstrap of the *mean* (repetitions redrawn with replacement), the
@@ -134,5 +136,5 @@ def over_repetitions(values: Sequence[float], seed: int = 0, n_boot: int = 1000)
     if not len(finite):
         return {**out, "ci95": [float("nan")] * 2, "spread95": [float("nan")] * 2}
     means = finite[np.random.default_rng(seed).integers(0, len(finite), (n_boot, len(finite)))].mean(axis=1)
-    return {**out, "ci95": [float(v) for v in np.quantile(means, [0.025, 0.975])],  # unbiased: no re-centring
+    return {**out, "ci95": percentile_interval(means),  # the replicates are means: unbiased, no re-centring
             "spread95": [float(v) for v in np.percentile(finite, [2.5, 97.5])]}

@@ -9,8 +9,8 @@ each row lists one encoder's values in the paper's column order, either a number
 within its unit's range (``bounds_problem``).
 An encoder is a registered name or ``external:<name>`` described in ``external_encoders``.
 
-Files arrive in pull requests, so they are read with a YAML loader that refuses anchors
-and aliases (no billion-laughs expansion) and checked against a JSON schema before use.
+Files arrive in pull requests, so they are read with the one YAML loader (``untrusted.load_yaml``), which
+refuses anchors and aliases (no billion-laughs expansion) and checked against a JSON schema before use.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from hemabench.errors import HemabenchError
 from hemabench.paths import benchmarks_dir
 from hemabench.reported_protocol import SCHEMA as PROTOCOL_SCHEMA
 from hemabench.reported_protocol import Protocol, unknown_params
+from hemabench.untrusted import load_yaml
 
 EXTERNAL = "external:"
 TIER = "paper"  # the trust tier of every reported value (issue 14's badges read Reported.tier)
@@ -92,27 +91,13 @@ class Reported:
         return f"{self.paper}, {self.table}"
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """safe_load that refuses anchors and aliases: a reported file is plain data."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.YAMLError("anchors and aliases are not allowed in reported files")
-        event = self.peek_event()
-        if getattr(event, "anchor", None):
-            raise yaml.YAMLError("anchors and aliases are not allowed in reported files")
-        return super().compose_node(parent, index)
-
-
 def read_file(path: Path) -> list[Reported]:
     """One paper's file -> its reported values; a clear one-line error naming the file otherwise."""
     path = Path(path)
-    from hemabench.untrusted import read_text
-
-    try:  # a regular UTF-8 file of at most MAX_BYTES, else one line naming it
-        raw = yaml.load(read_text(path, MAX_BYTES), Loader=_NoAliasLoader)  # noqa: S506 (safe subclass)
-    except (OSError, yaml.YAMLError) as exc:
-        raise HemabenchError(f"{path}: not readable YAML ({str(exc).splitlines()[0]})") from None
+    try:  # a regular UTF-8 file of at most MAX_BYTES without anchors or aliases, else one line naming it
+        raw = load_yaml(path, MAX_BYTES)
+    except OSError as exc:
+        raise HemabenchError(f"{path}: not readable ({exc.strerror or exc})") from None
     import jsonschema
 
     errors = sorted(jsonschema.Draft202012Validator(SCHEMA).iter_errors(raw), key=lambda e: list(e.absolute_path))
@@ -216,7 +201,7 @@ def _superclasses(dataset: str) -> set[str]:
     """Superclass names the versioned class mappings report for ``dataset`` (e.g. MYC)."""
     names = set()
     for path in sorted((benchmarks_dir() / "mappings").glob("*.yaml")):
-        targets = (yaml.safe_load(path.read_text()) or {}).get("targets") or {}
+        targets = load_yaml(path, mapping=True).get("targets") or {}
         names |= set((targets.get(dataset) or {}).get("superclasses") or {})
     return names
 

@@ -12,8 +12,10 @@ is shown on the row. docs/leaderboard.md#published-results-reproduced-vs-reporte
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+
+from hemabench.canonical import same_json
+from hemabench.untrusted import load_yaml
 
 DEFAULTS = "defaults"
 PAPER_SPLITS = ("own", "same")  # the paper used its own split (not reproducible here), or hemabench's
@@ -35,10 +37,6 @@ SCHEMA = {
         "differences": {"type": "array", "items": {"type": "string", "minLength": 3}},
     },
 }
-
-
-def _same(a, b) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -74,12 +72,12 @@ class Protocol:
             extra = set(result.params) - set(wanted) - set(self.params_contain)
             if extra:
                 out.append(f"params differ ({', '.join(sorted(extra))} not in the protocol)")
-        changed = sorted(k for k, v in wanted.items() if not _same(result.params.get(k), v))
+        changed = sorted(k for k, v in wanted.items() if not same_json(result.params.get(k), v))
         if changed:
             out.append(f"params differ ({', '.join(changed)})")
         for key, items in self.params_contain.items():
             have = result.params.get(key)
-            if not isinstance(have, list) or any(not any(_same(i, h) for h in have) for i in items):
+            if not isinstance(have, list) or any(not any(same_json(i, h) for h in have) for i in items):
                 out.append(f"params differ ({key} must include {items})")
         checks = [("split", result.dataset, result.split, self.split)]
         if self.source_split:
@@ -134,15 +132,13 @@ def registered_split(dataset: str, split: dict) -> bool:
 def hemabench_classes(task: str, dataset: str) -> list[str] | None:
     """The classes hemabench scores for a task on a dataset: a class mapping's scored classes where the
     task maps classes (bm-to-blood), else the dataset's; None when neither is known."""
-    import yaml
-
     from hemabench.datasets import DATASETS
     from hemabench.paths import benchmarks_dir
     from hemabench.tasks import TASKS
 
     mapping = TASKS.get(task).params.get("mapping") if task in TASKS.names() else None
     if isinstance(mapping, str) and (benchmarks_dir() / "mappings" / f"{mapping}.yaml").is_file():
-        targets = yaml.safe_load((benchmarks_dir() / "mappings" / f"{mapping}.yaml").read_text()).get("targets") or {}
+        targets = load_yaml(benchmarks_dir() / "mappings" / f"{mapping}.yaml", mapping=True).get("targets") or {}
         return sorted((targets.get(dataset) or {}).get("scored") or []) or None
     return sorted(DATASETS.get(dataset).classes) if dataset in DATASETS.names() else None
 

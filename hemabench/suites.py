@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import yaml
-
 from hemabench.errors import HemabenchError
 from hemabench.paths import benchmarks_dir
+from hemabench.untrusted import load_yaml
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ def load_suite(name: str) -> Suite:
     path = benchmarks_dir() / "suites" / f"{name}.yaml"
     if not path.is_file():
         raise HemabenchError(f"unknown suite {name!r}; defined: {', '.join(suite_names())}")
-    raw = yaml.safe_load(path.read_text())
+    raw = load_yaml(path, mapping=True)
     tasks = TASKS.names() if raw["tasks"] == "all" else raw["tasks"]
     datasets = raw["datasets"]
     if datasets in ("real", "synthetic", "all"):

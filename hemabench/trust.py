@@ -2,7 +2,7 @@
 
 Nothing short of re-running can tell perfect predictions from a perfect encoder, so the
 leaderboard says what was done, keyed on everything a reader sees: the sha256 of the whole
-canonical result (``result_sha256``: every prediction, probability, metric, ``extra`` number
+canonical result (``submissions.ledger.result_sha256``: every prediction, probability, metric, ``extra`` number
 and parameter; only the ``verification`` block itself is left out):
 
 - **verified**: a re-run matched the whole result under the tolerance policy of
@@ -23,52 +23,16 @@ shown as an "unregistered split" and never ranked.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from hemabench.paths import benchmarks_dir
+from hemabench.submissions.ledger import load_ledger, mtime, result_sha256
 
 VERIFIED, SELF_REPORTED, PAPER = "verified", "self-reported", "paper"
 TIERS = (VERIFIED, SELF_REPORTED, PAPER)
 COMPARED = "compared every prediction, probability, metric and extra number with the re-run (docs/integrity.md)"
 CI_VERIFIER = f"verified: a committed reference that CI re-runs on every commit (hemabench check), which {COMPARED}"
-LEDGER_HEADER = """\
-# Verified results: sha256 of the whole result (hemabench.trust.result_sha256) -> who reproduced
-# it, when and where, with `hemabench check --reproduce SUBMISSION` (hemabench/submissions/reproduce.py).
-# Maintainers only; reviewed like code. A result is "verified" only when its sha256 is listed here.
-"""
-
-
-def ledger_path() -> Path:
-    return benchmarks_dir() / "verified.yaml"
-
-
-def load_ledger(path: Path | None = None) -> dict:
-    return dict(_load_ledger(str(path or ledger_path()), _mtime(path or ledger_path())))
-
-
-def _mtime(path: Path) -> int:
-    return path.stat().st_mtime_ns if path.is_file() else 0
-
-
-@lru_cache(maxsize=4)
-def _load_ledger(path: str, mtime: int) -> dict:
-    if not mtime:
-        return {}
-    raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    return raw if isinstance(raw, dict) else {}
-
-
-def result_sha256(result: dict) -> str:
-    """sha256 of the canonical JSON of the whole result but its ``verification`` block: what a
-    verification vouches for (any edit a reader could see changes it)."""
-    body = {k: v for k, v in result.items() if k != "verification"}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def ci_reproducible(result: dict) -> bool:
@@ -101,7 +65,7 @@ def ci_checked(result: dict) -> bool:
     if path is None:
         return False
     try:
-        return _file_sha(str(path), _mtime(path), load_json) == result_sha256(result)
+        return _file_sha(str(path), mtime(path), load_json) == result_sha256(result)
     except (UntrustedInput, OSError, ValueError):
         return False
 

@@ -1,4 +1,5 @@
-"""Reading YAML and JSON that arrive in a pull request: bounded, and one-line errors naming the file.
+"""Reading YAML and JSON that arrive in a pull request (and every YAML file): bounded, and one-line
+errors naming the file.
 
 A 2 kB YAML "billion laughs" (nested aliases) expands to gigabytes in ``yaml.safe_load``; a
 JSON array nested 200k deep overflows the parser's recursion; a non-UTF-8 file raises a
@@ -21,6 +22,7 @@ import yaml
 from hemabench.errors import HemabenchError
 
 MAX_DEPTH = 64  # deepest nesting a submission file may have (results use about 6)
+MAX_YAML_BYTES = 16 * 2**20  # the largest YAML file read (the committed ones are under 64 kB)
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _OPEN = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
          yaml.FlowSequenceStartToken)
@@ -58,10 +60,13 @@ def read_text(path: str | Path, limit: int, shown: str | None = None) -> str:
         raise UntrustedInput(f"{shown}: is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
 
 
-def load_yaml(path: str | Path, limit: int, shown: str | None = None):
-    """``yaml.safe_load`` of a file without anchors, aliases, tags of its own or deep nesting."""
+def load_yaml(path: str | Path, limit: int | None = None, shown: str | None = None, *, mapping: bool = False):
+    """``yaml.safe_load`` of a file without anchors, aliases, tags of its own or deep nesting: the one
+    way hemabench reads YAML (submission metadata, specs, suites, mappings, registries, reported
+    values). At most ``limit`` bytes (``MAX_YAML_BYTES`` by default). ``mapping``: the top level must
+    be a mapping (an empty file reads as ``{}``)."""
     shown = shown or str(path)
-    text = read_text(path, limit, shown)
+    text = read_text(path, MAX_YAML_BYTES if limit is None else limit, shown)
     depth = 0
     try:
         for token in yaml.scan(text, Loader=yaml.SafeLoader):
@@ -71,9 +76,14 @@ def load_yaml(path: str | Path, limit: int, shown: str | None = None):
             depth += isinstance(token, _OPEN) - isinstance(token, _CLOSE)
             if depth > MAX_DEPTH:
                 raise UntrustedInput(f"{shown}: line {token.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UntrustedInput(f"{shown}: is not valid YAML: " + " ".join(str(exc).split())) from None
+    if mapping and data is None:
+        return {}
+    if mapping and not isinstance(data, dict):
+        raise UntrustedInput(f"{shown}: the top level is a {type(data).__name__}, not a mapping of names to values")
+    return data
 
 
 def json_depth(data: bytes) -> int:

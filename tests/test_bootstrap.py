@@ -15,6 +15,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from hemabench.intervals import percentile_interval
 from hemabench.metrics import over_repetitions
 from hemabench.results import Result
 from hemabench.results.bootstrap import (
@@ -24,7 +25,6 @@ from hemabench.results.bootstrap import (
     headline_replicates,
     macro_auc_replicates,
     patient_accuracy_replicates,
-    percentile_interval,
 )
 from hemabench.results.scoring import auc_scores, sample_replicates, score_predictions
 from hemabench.submissions.recompute import recompute

@@ -73,7 +73,8 @@ def _chunk_run(dataset, encoder) -> str:  # noqa: F811
     """Extract all chunks but stop before assembly; returns the entry key."""
     import shutil
 
-    from hemabench.embeddings.cache import cache_key, records_digest
+    from hemabench.datasets.sources import records_digest
+    from hemabench.embeddings.cache import cache_key
     from hemabench.embeddings.extract import encoder_identity
 
     root, records, cache = dataset

@@ -110,7 +110,7 @@ groups:
     (GOOD.replace("    protocol: {versions: any, params: defaults, split: cv5, paper_split: own, differences: []}\n", ""),
      "'protocol' is a required property"),
     (GOOD.replace("paper_split: own", "paper_split: theirs"), "paper_split"),
-    ("{[", "not readable YAML"),
+    ("{[", "is not valid YAML"),
 ])
 def test_bad_files_fail_with_one_line_naming_the_file(tmp_path, text, message):
     path = tmp_path / "x.yaml"

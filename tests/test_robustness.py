@@ -237,13 +237,16 @@ def test_strip_is_the_bundled_cell_at_each_severity(tmp_path):
     assert "neutrophil" in rel
 
 
-def test_intervals_are_recentred_on_the_estimate_and_not_clipped():
-    from hemabench.tasks.robustness_scores import centred_interval
+def test_intervals_are_recentred_on_the_estimate_and_clipped_to_each_numbers_range():
+    from hemabench.intervals import percentile_interval
+    from hemabench.tasks.robustness_scores import bounds_of
 
     replicates = np.linspace(-0.3, 0.1, 401)  # median -0.1
-    low, high = centred_interval(replicates, 0.0)
-    assert low == pytest.approx(-0.3 + 0.01 + 0.1) and high == pytest.approx(0.1 - 0.01 + 0.1)
-    assert centred_interval(np.full(10, 1.2), 1.25) == [1.25, 1.25]  # above 1 stays above 1
+    low, high = percentile_interval(replicates, 0.0, bounds_of("defocus-s1/drop_balanced_accuracy"))
+    assert low == pytest.approx(-0.3 + 0.01 + 0.1) and high == pytest.approx(0.1 - 0.01 + 0.1)  # drops may be < 0
+    area = bounds_of("robustness/normalised_auc")
+    assert percentile_interval(np.full(10, 1.2), 1.25, area) == [1.25, 1.25]  # an area above 1 stays above 1
+    assert percentile_interval(np.linspace(0.5, 1.5, 101), 0.95, bounds_of("defocus-s1/cosine")) == pytest.approx([0.475, 1.0])
 
 
 def test_reproduce_compares_the_stored_cosines_too(demo_run):

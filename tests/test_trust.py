@@ -14,6 +14,7 @@ import yaml
 from conftest import copy_reference_submission
 
 from hemabench import trust
+from hemabench.submissions import ledger as ledger_module
 from hemabench.submissions.recompute import recompute
 from hemabench.submissions.reproduce import reproduce
 
@@ -59,7 +60,7 @@ def test_tier_follows_the_ledger_not_the_files_own_claim(tmp_path, monkeypatch):
     result = json.loads((REFERENCES / "handcrafted" / RESULT).read_text())
     result["encoder"]["name"] = "my-encoder"  # not CI-reproducible
     ledger = tmp_path / "verified.yaml"
-    monkeypatch.setattr(trust, "ledger_path", lambda: ledger)
+    monkeypatch.setattr(ledger_module, "ledger_path", lambda: ledger)
     result["verification"] = {"by": "me", "result_sha256": trust.result_sha256(result)}
     assert trust.tier_of(result) == trust.SELF_REPORTED  # a submitter cannot verify their own result
     ledger.write_text(yaml.safe_dump({trust.result_sha256(result): {"by": "maint", "at": "t", "where": "gpu"}}))

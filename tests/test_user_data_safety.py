@@ -283,3 +283,60 @@ def test_submit_refuses_own_data_results_saying_how_to_submit(tmp_path, cli):
     assert code == 2 and err.count("\n") == 1
     assert "custom-cells is your own data (folder:, hf:, hf-disk:): own-data results are not submittable" in err
     assert "register the dataset" in err and not (tmp_path / "subs").exists()
+
+
+# -- one folder scan: folder: data walks its tree as a registered dataset does --------------------
+def _refusing_walk(monkeypatch, refused: str):
+    """os.walk whose error callback gets the folder named ``refused`` (what an unreadable folder gives; tests
+    run as root, which reads every folder)."""
+    from hemabench.datasets import base
+
+    real_walk = os.walk
+
+    def walk(top, onerror=None, **kwargs):
+        for dirpath, dirnames, filenames in real_walk(top, onerror=onerror, **kwargs):
+            if Path(dirpath).name == refused:
+                onerror(PermissionError(13, "Permission denied", dirpath))
+                dirnames[:] = []
+                continue
+            yield dirpath, dirnames, filenames
+
+    monkeypatch.setattr(base.os, "walk", walk)
+
+
+def test_folder_data_lists_an_unreadable_class_folder_once_and_a_non_utf8_one_escaped(tmp_path, monkeypatch, cli_json):
+    data = bmp_tree(tmp_path / "cells", ("a", "b", "c"))
+    odd = data / os.fsdecode(b"d\xe9")
+    odd.mkdir()
+    (odd / "0.bmp").write_bytes((data / "a" / "0.bmp").read_bytes())
+    _refusing_walk(monkeypatch, "c")
+    code, report = cli_json("data", "verify", f"folder:{data}")
+    assert code == 0 and report["classes"] == {"a": 6, "b": 6}
+    assert sorted((s["path"], s["reason"]) for s in report["skipped"]) == [
+        ("c", "folder cannot be read (Permission denied)"),  # once: not also an "empty class folder"
+        ("d\\xe9/", "empty class folder (no usable image): the class is left out"),
+        ("d\\xe9/0.bmp", "file name is not valid UTF-8")]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable folders")
+def test_folder_data_with_a_class_folder_without_permissions(tmp_path, cli_json):
+    data = bmp_tree(tmp_path / "cells", ("a", "b", "c"))
+    (data / "c").chmod(0)
+    try:
+        code, report = cli_json("data", "verify", f"folder:{data}")
+    finally:
+        (data / "c").chmod(0o700)
+    assert code == 0 and report["classes"] == {"a": 6, "b": 6}
+    assert [s["path"] for s in report["skipped"]] == ["c"] and report["skipped"][0]["reason"].startswith(
+        "folder cannot be read")
+
+
+def test_folder_data_whose_folder_cannot_be_read_is_one_line(tmp_path, monkeypatch, cli):
+    """The class-folder listing once re-read the root with iterdir: an unreadable root was a traceback."""
+    data = bmp_tree(tmp_path / "cells")
+    _refusing_walk(monkeypatch, "cells")
+    monkeypatch.setattr(Path, "iterdir", lambda self: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    code, out, err = cli("data", "verify", f"folder:{data}")
+    assert code != 0 and "Traceback" not in err
+    assert f"folder:{data}: no usable image under {data} (1 files skipped; first: {data}: folder cannot be read " \
+           "(Permission denied))" in err

@@ -161,16 +161,18 @@ def escaped(text: str) -> str:
 LINKED_FOLDER = "symbolic link to a folder: not followed (copy or move the folder itself here)"
 
 
-def scan_images(base: Path, parse, full_check: bool = False,
-                ignored: frozenset[str] = frozenset()) -> tuple[list[dict], list[Skipped]]:
+def scan_images(base: Path, parse, full_check: bool = False, ignored: frozenset[str] = frozenset(),
+                top_folders: list[str] | None = None) -> tuple[list[dict], list[Skipped]]:
     """The one walk of a dataset folder, shared by the adapters and ``folder:`` data: every file
     below ``base`` becomes a row (``parse(rel)`` -> fields, or ``Skip``) or a skipped file with
     its reason: a file name that is not UTF-8, not an image, an unreadable image, an unreadable
-    folder or a linked folder (listed, never followed)."""
+    folder or a linked folder (listed, never followed). ``top_folders``, when given, receives the
+    names of the folders directly under ``base`` that the walk read (not linked, not unreadable)."""
     rows: list[dict] = []
     skipped: list[Skipped] = []
     unreadable: list[Skipped] = []
-    for path in _walk_files(base, unreadable):
+    seen_top: list[str] = []
+    for path in _walk_files(base, unreadable, seen_top):
         rel = PurePosixPath(path.relative_to(base).as_posix())
         if not is_utf8(str(rel)):  # ids are UTF-8 text in results: skip and list, never crash
             skipped.append(Skipped(escaped(str(rel)), "file name is not valid UTF-8"))
@@ -192,12 +194,16 @@ def scan_images(base: Path, parse, full_check: bool = False,
         rows.append({**fields, "path": str(rel)})
     skipped += [Skipped(escaped(s.path if s.path == str(base) else str(Path(s.path).relative_to(base))), s.reason)
                 for s in unreadable]
+    if top_folders is not None:
+        refused = {os.path.normpath(s.path) for s in unreadable}
+        top_folders += [name for name in seen_top if os.path.normpath(os.path.join(base, name)) not in refused]
     return rows, skipped
 
 
-def _walk_files(base: Path, unreadable: list[Skipped] | None = None):
+def _walk_files(base: Path, unreadable: list[Skipped] | None = None, top: list[str] | None = None):
     """Every regular file below base in a fixed order; symlinked folders are not followed but
-    listed, and folders that cannot be read are listed, in ``unreadable`` (never silently dropped)."""
+    listed, and folders that cannot be read are listed, in ``unreadable`` (never silently dropped).
+    ``top`` receives the real (not linked) folders directly under ``base``."""
 
     def note(error: OSError) -> None:
         if unreadable is not None:
@@ -206,8 +212,11 @@ def _walk_files(base: Path, unreadable: list[Skipped] | None = None):
     for dirpath, dirnames, filenames in os.walk(base, onerror=note):
         dirnames.sort()
         for name in dirnames:
-            if unreadable is not None and os.path.islink(os.path.join(dirpath, name)):
+            linked = os.path.islink(os.path.join(dirpath, name))
+            if unreadable is not None and linked:
                 unreadable.append(Skipped(os.path.join(dirpath, name), LINKED_FOLDER))
+            if top is not None and not linked and os.path.normpath(dirpath) == os.path.normpath(base):
+                top.append(name)
         for name in sorted(filenames):
             yield Path(dirpath) / name
 

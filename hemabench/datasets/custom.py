@@ -185,10 +185,10 @@ def _rows_from_class_folders(root: Path, full_check: bool) -> tuple[list[dict], 
             raise Skip("file directly under the root; expected <class>/<image>")
         return {"label": rel.parts[0], "domain": CustomDataset.domain}
 
-    rows, skipped = scan_images(root, parse, full_check)
+    folders: list[str] = []  # the class folders the one walk read (not linked, not unreadable)
+    rows, skipped = scan_images(root, parse, full_check, top_folders=folders)
     used = {row["label"] for row in rows}
-    for folder in sorted(p.name for p in root.iterdir() if p.is_dir() and not p.is_symlink()
-                         and not p.name.startswith(".")):
+    for folder in sorted(name for name in folders if not name.startswith(".")):
         if folder not in used:
             skipped.append(Skipped(f"{escaped(folder)}/", "empty class folder (no usable image): the class is left out"))
     return rows, skipped

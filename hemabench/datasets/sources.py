@@ -11,10 +11,42 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
+
+from hemabench.errors import HemabenchError
+from hemabench.filehash import file_sha256
+
+KEY_MODES = ("stat", "content")
+
+
+def key_mode() -> str:
+    """How image files enter the key: ``stat`` (size and modification time in ns, the default:
+    one stat per image) or ``content`` (sha256 of every file's bytes: reads the whole dataset),
+    chosen by ``$HEMABENCH_CACHE_KEY``."""
+    mode = os.environ.get("HEMABENCH_CACHE_KEY", "stat") or "stat"
+    if mode not in KEY_MODES:
+        raise HemabenchError(f"HEMABENCH_CACHE_KEY={mode!r}: one of {', '.join(KEY_MODES)}")
+    return mode
+
+
+def records_digest(root: Path, paths: Iterable[str], mode: str | None = None) -> str:
+    """sha256 over every record, in order: its relative path with its size and modification
+    time (``stat``), or with the sha256 of its bytes (``content``). An image rewritten in place
+    (same size) once kept its old embedding: its mtime now changes the key; ``content`` also
+    covers a rewrite that restores the old mtime."""
+    mode = mode or key_mode()
+    digest = hashlib.sha256(f"files\t{mode}\n".encode())
+    for rel in paths:
+        if mode == "content":
+            digest.update(f"{rel}\t{file_sha256(root / rel)}\n".encode())
+        else:
+            info = (root / rel).stat()
+            digest.update(f"{rel}\t{info.st_size}\t{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 class FolderImages:
@@ -27,8 +59,6 @@ class FolderImages:
         return Image.open(self.root / rel)
 
     def digest(self, paths: Iterable[str]) -> str:
-        from hemabench.embeddings.cache import records_digest  # the one record-list hash, shared with the cache
-
         return records_digest(self.root, paths)
 
     def describe(self) -> str:

@@ -6,22 +6,17 @@ so a resumed or sharded run computes the same embeddings as a plain one.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from hemabench.device import autocast, autocast_name
 from hemabench.errors import HemabenchError
 
 CPU_BATCH_SIZE = 64  # CPU throughput is flat beyond a few dozen images; memory never binds
 MIN_BATCH_SIZE = 1
-
-
-def default_workers(device: torch.device) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return min(8, cores) if device.type == "cuda" else max(0, min(4, cores - 1))
 
 
 def conv_heavy(model: nn.Module) -> bool:
@@ -43,7 +38,7 @@ class DeviceModel:
 
     @property
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+        return autocast(self.device)
 
     def __call__(self, batch: torch.Tensor, eager: bool = False) -> torch.Tensor:
         if self.channels_last:
@@ -51,7 +46,7 @@ class DeviceModel:
         return (self.eager if eager else self.model)(batch)
 
     def describe(self) -> dict:
-        return {"device": str(self.device), "autocast": "bfloat16" if self.device.type == "cuda" else "off",
+        return {"device": str(self.device), "autocast": autocast_name(self.device),
                 "channels_last": self.channels_last, "compiled": self.compiled}
 
 

@@ -3,7 +3,7 @@
 An entry's key hashes everything that determines the numbers: the weight file hash, the
 architecture and embedding rule, the preprocessing, and the record list (relative path,
 size and modification time of every image, in order; or, with ``HEMABENCH_CACHE_KEY=content``,
-the sha256 of every image's bytes). A changed weight file, image list or image is a different
+the sha256 of every image's bytes: the source's ``digest``, ``datasets.sources.records_digest``). A changed weight file, image list or image is a different
 entry, never stale features. Entries are written chunk by chunk, each chunk atomically, so a killed
 extraction resumes where it stopped; the final arrays are assembled and renamed into place.
 """
@@ -11,59 +11,28 @@ extraction resumes where it stopped; the final arrays are assembled and renamed 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from hemabench.atomic import atomic_path, atomic_write_text
+from hemabench.canonical import canonical_sha256
 from hemabench.embeddings.integrity import CacheCorrupt, entry_hashes, intact, seal, verify_entry, warn
 from hemabench.errors import HemabenchError
-from hemabench.filehash import file_sha256
 from hemabench.paths import cache_dir
 
 CACHE_FORMAT = 1
 CHUNK_SIZE = 256  # records per resumable chunk; fixed so a resumed run computes the same batches
-KEY_MODES = ("stat", "content")
 MIN_KEY_PREFIX = 6  # `cache rm ""` once matched (and removed) every entry
 
 
-def key_mode() -> str:
-    """How image files enter the key: ``stat`` (size and modification time in ns, the default:
-    one stat per image) or ``content`` (sha256 of every file's bytes: reads the whole dataset),
-    chosen by ``$HEMABENCH_CACHE_KEY``."""
-    mode = os.environ.get("HEMABENCH_CACHE_KEY", "stat") or "stat"
-    if mode not in KEY_MODES:
-        raise HemabenchError(f"HEMABENCH_CACHE_KEY={mode!r}: one of {', '.join(KEY_MODES)}")
-    return mode
-
-
-def records_digest(root: Path, paths: pd.Series, mode: str | None = None) -> str:
-    """sha256 over every record, in order: its relative path with its size and modification
-    time (``stat``), or with the sha256 of its bytes (``content``). An image rewritten in place
-    (same size) once kept its old embedding: its mtime now changes the key; ``content`` also
-    covers a rewrite that restores the old mtime."""
-    mode = mode or key_mode()
-    digest = hashlib.sha256(f"files\t{mode}\n".encode())
-    for rel in paths:
-        if mode == "content":
-            digest.update(f"{rel}\t{file_sha256(root / rel)}\n".encode())
-        else:
-            info = (root / rel).stat()
-            digest.update(f"{rel}\t{info.st_size}\t{info.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
 def cache_key(encoder_identity: dict, records_sha256: str, dtype: str) -> str:
-    payload = json.dumps({"format": CACHE_FORMAT, "encoder": encoder_identity, "records": records_sha256,
-                          "dtype": dtype}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+    return canonical_sha256({"format": CACHE_FORMAT, "encoder": encoder_identity, "records": records_sha256,
+                             "dtype": dtype}, spaced=True)[:32]
 
 
 @dataclass

@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from hemabench.datasets.sources import FolderImages
-from hemabench.device import resolve_device
-from hemabench.embeddings.accel import choose_batch_size, default_workers, prepare_model
+from hemabench.device import default_workers, resolve_device
+from hemabench.embeddings.accel import choose_batch_size, prepare_model
 from hemabench.embeddings.cache import CHUNK_SIZE, CacheEntry, Embeddings, cache_key
 from hemabench.embeddings.distributed import Ranks, ranks_from_env
 from hemabench.embeddings.integrity import entry_lock
@@ -37,7 +37,7 @@ from hemabench.embeddings.pixels import PixelCache, SplitTransform, split_transf
 from hemabench.errors import HemabenchError
 from hemabench.imagecheck import to_rgb
 
-__all__ = ["ExtractionStats", "RecordImages", "default_workers", "encoder_identity", "extract_embeddings"]
+__all__ = ["ExtractionStats", "RecordImages", "encoder_identity", "extract_embeddings"]
 
 
 class RecordImages(Dataset):

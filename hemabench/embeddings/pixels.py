@@ -13,7 +13,6 @@ DINOv2 and UNI all use 224 px bicubic), so a sweep decodes each image once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from torchvision import transforms
 from torchvision.transforms import functional
 
 from hemabench.atomic import atomic_path, atomic_write_text
+from hemabench.canonical import canonical_sha256
 from hemabench.paths import cache_dir
 
 PIXEL_FORMAT = 1
@@ -83,8 +83,8 @@ class PixelCache:
     decode failures), so a killed run keeps every finished chunk."""
 
     def __init__(self, records_sha256: str, geometry: str, base: Path | None = None) -> None:
-        payload = json.dumps({"format": PIXEL_FORMAT, "records": records_sha256, "geometry": geometry}, sort_keys=True)
-        self.key = hashlib.sha256(payload.encode()).hexdigest()[:32]
+        self.key = canonical_sha256({"format": PIXEL_FORMAT, "records": records_sha256, "geometry": geometry},
+                                    spaced=True)[:32]
         self.dir = (base or cache_dir() / "pixels") / self.key
         self.geometry = geometry
         self._open: OrderedDict[int, np.ndarray] = OrderedDict()

@@ -18,12 +18,11 @@ import os
 import re
 from pathlib import Path
 
-import yaml
-
 from hemabench.encoders.build import LoadedEncoder
 from hemabench.encoders.build import load_encoder as load_registered
 from hemabench.encoders.spec import EncoderSpec, SpecError, spec_from_dict
 from hemabench.errors import HemabenchError
+from hemabench.untrusted import UntrustedInput, load_yaml
 
 PREFIX = "local:"
 SPEC_FILE = "encoder.yaml"
@@ -54,11 +53,9 @@ def local_spec(name: str) -> tuple[EncoderSpec, Path]:
     folder = local_folder(name)
     path = folder / SPEC_FILE
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"encoder spec {path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"encoder spec {path}: expected a mapping")
+        data = load_yaml(path, mapping=True)
+    except UntrustedInput as exc:
+        raise SpecError(f"encoder spec {exc}") from None
     spec = spec_from_dict({**data, "name": local_encoder_name(folder)}, source=str(path))
     files = [s.filename for s in spec.weights if s.kind == "local"]
     if not files:

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hemabench.errors import HemabenchError
 from hemabench.registry import Registry
+from hemabench.untrusted import UntrustedInput, load_yaml
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 
@@ -226,9 +225,9 @@ def spec_from_dict(data: dict, source: str = "<dict>") -> EncoderSpec:
 def load_spec_file(path: str | Path) -> EncoderSpec:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"encoder spec {path}: not valid YAML: {exc}") from None
+        data = load_yaml(path, mapping=True)
+    except UntrustedInput as exc:
+        raise SpecError(f"encoder spec {exc}") from None
     spec = spec_from_dict(data, source=str(path))
     if spec.name != path.stem:
         raise SpecError(f"encoder spec {path}: name {spec.name!r} must match the file name {path.stem!r}")

@@ -19,12 +19,12 @@ import jinja2
 import hemabench
 from hemabench.errors import HemabenchError
 from hemabench.leaderboard.clinical import load_cost_models
-from hemabench.leaderboard.collect import Board, Entry, anchor, group_boards, load_entries
+from hemabench.leaderboard.collect import Board, Entry, anchor, board_href, encoder_href, group_boards, load_entries
 from hemabench.leaderboard.context import paper_board_context
 from hemabench.leaderboard.downloads import Downloads, board_json, reported_json
 from hemabench.leaderboard.index import index_context
 from hemabench.leaderboard.manifest import prepare_out, write_manifest
-from hemabench.leaderboard.pages import board_context, board_href, encoder_context, encoder_href
+from hemabench.leaderboard.pages import board_context, encoder_context
 from hemabench.leaderboard.ranking import tie_ranks
 from hemabench.leaderboard.reported import for_board, pairs, paper_boards
 from hemabench.leaderboard.tidy import board_rows, reported_rows, tidy_csv

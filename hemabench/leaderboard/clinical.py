@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from hemabench.errors import HemabenchError
 from hemabench.metrics import aggregate, confusion_counts, encode
 from hemabench.paths import benchmarks_dir
 from hemabench.results import Result
+from hemabench.untrusted import load_yaml
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,13 @@ class CostModel:
 
     @classmethod
     def from_file(cls, path: Path) -> CostModel:
+        raw = load_yaml(path, mapping=True)
         try:
-            raw = yaml.safe_load(Path(path).read_text())
             groups = {str(g): tuple(map(str, members)) for g, members in raw["groups"].items()}
             model = cls(str(raw["name"]), int(raw["version"]), str(raw.get("group_kind", "group")),
                         str(raw.get("description", "")).strip(), groups, float(raw["same_group"]),
                         float(raw["other_group"]), tuple(raw.get("rules") or ()))
-        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise HemabenchError(f"cost file {path}: not a valid cost model ({exc!r})") from None
         seen = [c for members in groups.values() for c in members]
         if len(seen) != len(set(seen)):

@@ -9,7 +9,6 @@ other; everything else is shown side by side but never ranked together.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from hemabench.canonical import canonical_sha256
 from hemabench.results import Result, ResultError, Score
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -35,9 +35,21 @@ def anchor(text: str) -> str:
     return slug(text, lower=False)
 
 
+def board_title(board: Board) -> str:
+    return f"{board.task} / {board.dataset}"
+
+
+def board_href(board: Board, prefix: str = "") -> str:
+    return f"{prefix}tasks/{board.slug}.html"
+
+
+def encoder_href(encoder: str, prefix: str = "") -> str:
+    return f"{prefix}encoders/{slug(encoder)}.html"
+
+
 def digest(value, n: int = 8) -> str:
     """Short sha256 of a JSON-able value (canonical form), e.g. to name a parameter set."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:n]
+    return canonical_sha256(value, spaced=True)[:n]
 
 
 @dataclass

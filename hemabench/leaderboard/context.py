@@ -8,9 +8,11 @@ every run (the "paper" tier) and take no part in the pairwise comparisons.
 from __future__ import annotations
 
 import json
+import statistics
 
 import pandas as pd
 
+from hemabench.canonical import same_json
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.collect import Board, anchor, slug
 from hemabench.leaderboard.reported import (
@@ -35,13 +37,12 @@ DELTA = "reproduced − reported"
 def _changed(defaults: dict, params: dict) -> dict:
     """The parameters that differ from the defaults; in a mapping parameter (e.g. ``calibration``)
     only its changed keys, as ``calibration.n``."""
-    same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # noqa: E731
     out = {}
     for k, v in params.items():
         default = defaults.get(k)
         if isinstance(v, dict) and isinstance(default, dict) and set(v) == set(default):
-            out.update({f"{k}.{sub}": v[sub] for sub in v if not same(default[sub], v[sub])})
-        elif not same(default, v):
+            out.update({f"{k}.{sub}": v[sub] for sub in v if not same_json(default[sub], v[sub])})
+        elif not same_json(default, v):
             out[k] = v
     return out
 
@@ -60,19 +61,34 @@ def protocol_words(task: str, params: dict, params_digest: str) -> tuple[str, st
     return text, f"task parameters {params_digest}" + (f" (registered defaults changed: {sorted(changed)})" if changed else "")
 
 
-def cost_cells(result: dict) -> dict[str, dict]:
-    cost = result.get("encoder_cost")
-    if not isinstance(cost, dict):
+def cost_cells(costs: list[dict]) -> dict[str, dict]:
+    """The cost columns (``COST_COLUMNS``) of one result's ``encoder_cost`` (a list of one: a board row)
+    or of an encoder's results on several boards (the index): the GFLOPs, the median bare-forward speed
+    on the first device, and the extraction speed (one result only: it depends on the dataset)."""
+    if not costs:
         return {c: plain("–") for c in COST_COLUMNS}
-    gflops, extraction = cost.get("gflops_per_image"), cost.get("extraction_images_per_s")
+    gflops = next((c.get("gflops_per_image") for c in costs if c.get("gflops_per_image") is not None), None)
+    devices = sorted({c["device"] for c in costs})
+    speed = statistics.median(c["forward_images_per_s"] for c in costs if c["device"] == devices[0])
+    one = costs[0] if len(costs) == 1 else {}
+    extraction = one.get("extraction_images_per_s")
+    if one:
+        sub, title = devices[0], f"bare forward, batch {one.get('forward_batch_size')}, on {devices[0]}"
+    else:
+        sub = devices[0] if len(devices) == 1 else f"{devices[0]}; {len(devices)} devices, see the encoder page"
+        title = f"bare forward, images/s on {devices[0]}; speeds from different devices are not comparable"
     return {
-        COST_COLUMNS[0]: plain("–" if gflops is None else f"{gflops:.2f}", gflops, title=cost.get("flops_note", "")),
-        COST_COLUMNS[1]: plain(f"{cost['forward_images_per_s']:.1f}", cost["forward_images_per_s"], sub=cost["device"],
-                               title=f"bare forward, batch {cost.get('forward_batch_size')}, on {cost['device']}"),
+        COST_COLUMNS[0]: plain("–" if gflops is None else f"{gflops:.2f}", gflops, title=costs[0].get("flops_note", "")),
+        COST_COLUMNS[1]: plain(f"{speed:.1f}", speed, sub=sub, title=title),
         COST_COLUMNS[2]: plain("–" if extraction is None else f"{extraction:.1f}", extraction,
-                               sub=cost.get("extraction_device") or None,
+                               sub=one.get("extraction_device") or None,
                                title="decode, resize and forward of this dataset's images"),
     }
+
+
+def _own_cost(result: dict) -> list[dict]:
+    cost = result.get("encoder_cost")
+    return [cost] if isinstance(cost, dict) else []
 
 
 def _column_metric(text: str, board_main: str) -> str | None:
@@ -87,7 +103,7 @@ def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: lis
     """Cost and reproduced-minus-reported columns on the run rows; paper rows below them, unranked."""
     main_pairs = {p.encoder: p for p in pairs if p.metric == board.main_metric}
     for row, encoder in zip(table["rows"], board.sorted_encoders()):
-        cells = cost_cells(board.entries[encoder].result.data)
+        cells = cost_cells(_own_cost(board.entries[encoder].result.data))
         pair = main_pairs.get(encoder)
         row["cells"] += [cells[c] for c in COST_COLUMNS] + [pair.cell() if pair else plain("–")]
         row.setdefault("data", {})["tier"] = "run"
@@ -215,7 +231,7 @@ def encoder_costs(encoder: str, boards: list[Board], title) -> dict | None:
         rows.append({"parameters": plain(f"{cost['parameters']:,}", cost["parameters"]),
                      "embedding": plain(cost["embedding_dim"], cost["embedding_dim"]),
                      "input": plain(f"{cost['input_size']} px", cost["input_size"]),
-                     **cost_cells(b.entries[encoder].result.data),
+                     **cost_cells([cost]),
                      "peak memory (MB)": plain(f"{cost['peak_memory_mb']:.0f}", cost["peak_memory_mb"],
                                                title=cost.get("peak_memory_kind", "")),
                      "device": plain(cost["device"])})

@@ -9,14 +9,12 @@ the parameter hash in the tooltip.
 
 from __future__ import annotations
 
-import statistics
-
 import pandas as pd
 
-from hemabench.leaderboard.collect import Board, anchor
-from hemabench.leaderboard.context import protocol_words
+from hemabench.leaderboard.collect import Board, anchor, board_href, board_title, encoder_href
+from hemabench.leaderboard.context import cost_cells, protocol_words
 from hemabench.leaderboard.names import metric_label
-from hemabench.leaderboard.pages import board_href, board_title, dataset_title, encoder_href, split_text
+from hemabench.leaderboard.pages import dataset_title, split_text
 from hemabench.leaderboard.reported import PaperBoard, comparable, encoder_head, reported_cell, task_family, trained_on
 from hemabench.leaderboard.summary import column_key, flagged, is_real, summary_table
 from hemabench.leaderboard.tables import as_table, plain, score_cell, with_badge
@@ -37,19 +35,6 @@ def encoder_facts(name: str, entries: list) -> dict:
     costs = [e.result.data["encoder_cost"] for e in entries if isinstance(e.result.data.get("encoder_cost"), dict)]
     facts["costs"] = costs
     return facts
-
-
-def _cost_cells(costs: list[dict]) -> list[dict]:
-    if not costs:
-        return [plain("–"), plain("–")]
-    gflops = next((c.get("gflops_per_image") for c in costs if c.get("gflops_per_image") is not None), None)
-    devices = sorted({c["device"] for c in costs})
-    first = [c["forward_images_per_s"] for c in costs if c["device"] == devices[0]]
-    speed = statistics.median(first)
-    note = devices[0] if len(devices) == 1 else f"{devices[0]}; {len(devices)} devices, see the encoder page"
-    return [plain("–" if gflops is None else f"{gflops:.2f}", gflops, title=costs[0].get("flops_note", "")),
-            plain(f"{speed:.1f}", speed, sub=note, title=f"bare forward, images/s on {devices[0]}; speeds from "
-                                                       "different devices are not comparable")]
 
 
 def _column_heads(columns: list) -> tuple[list[dict], list[dict]]:
@@ -106,7 +91,7 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
     for encoder in run_encoders:
         facts = encoder_facts(encoder, [b.entries[encoder] for b in boards if encoder in b.entries])
         ranks = [b.ranks[encoder] for b in boards if encoder in b.entries and encoder in b.ranks]
-        cells = [plain(facts["family"]), _params_cell(facts["params_m"]), *_cost_cells(facts["costs"]),
+        cells = [plain(facts["family"]), _params_cell(facts["params_m"]), *list(cost_cells(facts["costs"]).values())[:2],
                  plain(f"{sum(ranks) / len(ranks):.2f}", sum(ranks) / len(ranks)) if ranks else plain("–")]
         for _, b in run_columns:
             entry = b.entries.get(encoder)

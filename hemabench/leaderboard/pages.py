@@ -10,7 +10,7 @@ import pandas as pd
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.calibration import calibration_table, separation_note
 from hemabench.leaderboard.clinical import clinical_scores, model_for
-from hemabench.leaderboard.collect import Board, Entry, anchor, slug
+from hemabench.leaderboard.collect import Board, Entry, anchor, board_href, board_title, encoder_href, slug
 from hemabench.leaderboard.context import (
     encoder_costs,
     extend_ranking,
@@ -40,10 +40,6 @@ from hemabench.reported import Reported
 from hemabench.trust import unranked_reason
 
 
-def board_title(board: Board) -> str:
-    return f"{board.task} / {board.dataset}"
-
-
 def dataset_title(dataset: str) -> str:
     """What the board's data is, from the registered dataset spec (a bundled sample says it is one)."""
     from hemabench.datasets import DATASETS
@@ -57,14 +53,6 @@ def class_legend(dataset: str, labels: list[str]) -> dict[str, str]:
 
     described = DATASETS.get(dataset).classes if dataset in DATASETS else {}
     return {code: described[code] for code in labels if described.get(code) and described[code] != code}
-
-
-def board_href(board: Board, prefix: str = "") -> str:
-    return f"{prefix}tasks/{board.slug}.html"
-
-
-def encoder_href(encoder: str, prefix: str = "") -> str:
-    return f"{prefix}encoders/{slug(encoder)}.html"
 
 
 def split_text(split: dict | None) -> str:

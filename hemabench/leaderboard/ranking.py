@@ -20,11 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hemabench.intervals import N_BOOTSTRAP, percentile_interval
 from hemabench.metrics import METRICS
 from hemabench.results import Result
 from hemabench.results.bootstrap import paired_difference
-
-N_BOOT = 1000
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def _value_bootstrap(va: list, vb: list, seed: int, n_boot: int):
 
 
 def compare(name_a: str, a: Result | dict, name_b: str, b: Result | dict, seed: int = 0,
-            n_boot: int = N_BOOT) -> Comparison:
+            n_boot: int = N_BOOTSTRAP) -> Comparison:
     """Paired bootstrap of main(a) - main(b); not significant when nothing can be paired."""
     a, b = Result.of(a), Result.of(b)
     (pa, metric), (pb, _) = _variant(a), _variant(b)
@@ -102,11 +101,11 @@ def compare(name_a: str, a: Result | dict, name_b: str, b: Result | dict, seed: 
     if out is None:
         return Comparison(name_a, name_b, float("nan"), (float("nan"), float("nan")), 0, "nothing shared", False)
     observed, diffs, n, unit = out
-    low, high = (float(x) for x in np.percentile(diffs, [2.5, 97.5]))
+    low, high = percentile_interval(diffs)
     return Comparison(name_a, name_b, observed, (low, high), n, unit, bool(low > 0 or high < 0))
 
 
-def tie_ranks(results: dict[str, Result], seed: int = 0, n_boot: int = N_BOOT) -> tuple[dict[str, int], list[Comparison]]:
+def tie_ranks(results: dict[str, Result], seed: int = 0, n_boot: int = N_BOOTSTRAP) -> tuple[dict[str, int], list[Comparison]]:
     """Rank = 1 + number of encoders significantly better; all pairwise comparisons."""
     names = sorted(results)
     comparisons = [compare(x, results[x], y, results[y], seed, n_boot)

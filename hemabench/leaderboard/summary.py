@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hemabench.leaderboard.collect import Board
+from hemabench.leaderboard.collect import Board, board_href, board_title
 from hemabench.leaderboard.reported import task_family
 from hemabench.results import Result
 
@@ -110,7 +110,6 @@ def summary_table(boards: list[Board]) -> tuple[dict, dict | None]:
     The first holds every real-data board and the boards of families that have no real one (it must fit
     above the fold); the second, shown collapsed, the synthetic twins of families that do."""
     from hemabench.leaderboard.names import metric_label
-    from hemabench.leaderboard.pages import board_href, board_title
     from hemabench.leaderboard.tables import pct, plain
 
     all_rows = summary_rows(boards)

@@ -12,9 +12,8 @@ from __future__ import annotations
 import csv
 import io
 
-from hemabench.leaderboard.collect import Board
+from hemabench.leaderboard.collect import Board, board_title
 from hemabench.leaderboard.downloads import FORMULA
-from hemabench.leaderboard.pages import board_title
 from hemabench.leaderboard.summary import is_real
 
 COLUMNS = ["board", "task", "dataset", "data", "task_version", "encoder", "tier", "rank", "metric", "main",

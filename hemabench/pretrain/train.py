@@ -34,8 +34,7 @@ from tqdm import tqdm
 from hemabench import __version__
 from hemabench.atomic import atomic_path, atomic_write_text
 from hemabench.datasets import DATASETS, load_dataset
-from hemabench.device import resolve_device
-from hemabench.embeddings.extract import default_workers
+from hemabench.device import autocast, default_workers, resolve_device
 from hemabench.encoders.build import create_architecture, seeded
 from hemabench.encoders.local import SPEC_FILE, WEIGHTS_FILE, local_encoder_name
 from hemabench.encoders.spec import spec_from_dict
@@ -278,7 +277,7 @@ def prepare(config: PretrainConfig) -> Run:
     backbone = build_backbone(config, out)
     method = seeded(config.seed + 1, lambda: method_cls(backbone, settings)).to(device)
     if device.type == "cuda":
-        method.amp = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+        method.amp = lambda: autocast(device)
     dataset.transform = method.transform()
     optimizer = torch.optim.AdamW([p for p in method.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=method_cls.weight_decay)
@@ -304,8 +303,7 @@ def pretrain(config: PretrainConfig, log: Callable[[str], None] | None = None) -
     result.resumed_from = len(result.history)
     log(f"{config.method} on {config.dataset}: {len(run.dataset)} training items, {run.steps} steps of {run.batch} "
         f"per epoch, on {run.device}" + (f"; resuming after epoch {result.resumed_from}" if result.resumed_from else ""))
-    workers = config.workers if config.workers is not None else \
-        (default_workers(run.device) if run.device.type == "cuda" else 0)
+    workers = config.workers if config.workers is not None else default_workers(run.device, resumable=True)
     method.train()
     for epoch in range(len(result.history), config.epochs):
         if config.stop_after_epochs is not None and epoch - result.resumed_from >= config.stop_after_epochs:

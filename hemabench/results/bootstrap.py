@@ -212,29 +212,6 @@ def macro_auc_replicates(design: Design, true_idx: np.ndarray, proba: np.ndarray
     return {key: fold_mean(out) for key, out in per_fold.items()}
 
 
-def percentile_interval(replicates: np.ndarray, estimate: float | None = None, alpha: float = 0.05,
-                        upper: float = 1.0) -> list[float]:
-    """The 2.5-97.5 percentiles of the replicates, moved so that their median sits on ``estimate``.
-
-    Redrawing can shift every replicate one way for reasons that are artifacts of resampling,
-    not of the population: a fold of four patients redrawn loses a class in most replicates
-    (its macro F1 drops), duplicated tied scores raise average precision. A plain percentile
-    interval then excludes the number it stands beside. Re-centring on the median keeps the
-    bootstrap's width and shape and always contains the estimate (the median lies between
-    the percentiles); where the replicates are centred (accuracy), it changes nothing.
-    Metrics are proportions, so the ends are clipped to [0, ``upper``] (NLL and Brier have other ranges).
-    """
-    finite = np.asarray(replicates, dtype=float)
-    finite = finite[np.isfinite(finite)]
-    if not len(finite):
-        return [float("nan")] * 2
-    low, median, high = np.quantile(finite, [alpha / 2, 0.5, 1 - alpha / 2])
-    if estimate is not None and np.isfinite(estimate):
-        shift = estimate - median
-        low, high = max(0.0, min(low + shift, estimate)), min(upper, max(high + shift, estimate))
-    return [float(low), float(high)]
-
-
 def paired_difference(pa: dict, pb: dict, metric: str, labels: list[str], seed: int, n_boot: int):
     """(observed, replicates) of fold-mean ``metric`` of a minus b on the same samples (rows
     aligned), both scored on each replicate's one redraw of units: the tie-group bootstrap."""

@@ -18,6 +18,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from hemabench.intervals import N_BOOTSTRAP, percentile_interval
 from hemabench.metrics import aggregate, classification_metrics, encode, over_repetitions
 from hemabench.results.bootstrap import (
     Design,
@@ -27,7 +28,6 @@ from hemabench.results.bootstrap import (
     headline_replicates,
     macro_auc_replicates,
     patient_accuracy_replicates,
-    percentile_interval,
     weighted_aucs,
 )
 from hemabench.results.calibration import Calibrated, calibration_metrics, calibration_replicates, resolve_slices
@@ -35,7 +35,6 @@ from hemabench.results.packing import proba_array  # a list, or a packed blob in
 
 HEADLINE = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
 UPPER = {"nll": float("inf"), "nll_ts": float("inf"), "brier": 2.0, "brier_ts": 2.0}  # the others are proportions
-N_BOOTSTRAP = 1000
 
 
 def expand_confusion(counts, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +128,7 @@ def _score_variant(p: dict, labels: list[str], seed: int, n_boot: int) -> tuple[
             metrics[f"{key}_macro"] = aggregate([v for v in values if np.isfinite(v)] or [float("nan")])
         metrics.update(calibration_metrics(calibrated))  # ECE, Brier, NLL, AURC (+ scaled): results/calibration.py
     for name, replicates in sample_replicates(p, labels, seed, n_boot, calibrated).items():
-        metrics[name]["ci95"] = percentile_interval(replicates, metrics[name]["mean"], upper=UPPER.get(name, 1.0))
+        metrics[name]["ci95"] = percentile_interval(replicates, metrics[name]["mean"], (0.0, UPPER.get(name, 1.0)))
     return metrics, fold_scores, names
 
 

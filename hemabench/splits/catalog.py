@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import yaml
-
 from hemabench.errors import HemabenchError
 from hemabench.paths import benchmarks_dir
 from hemabench.splits.rules import SplitRule
+from hemabench.untrusted import load_yaml
 
 
 @lru_cache(maxsize=1)
 def _catalog() -> dict[str, dict]:
     path = benchmarks_dir() / "splits.yaml"
-    raw = yaml.safe_load(path.read_text())
+    raw = load_yaml(path, mapping=True)
     catalog = {}
     for dataset, entry in raw.items():
         rules = {}

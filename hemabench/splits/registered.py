@@ -24,6 +24,7 @@ import yaml
 
 from hemabench.atomic import atomic_write_text
 from hemabench.paths import benchmarks_dir
+from hemabench.untrusted import load_yaml
 
 REGISTRY_FILE = "fingerprints.yaml"
 LABEL_COLUMNS = ("label", "fine_label")
@@ -95,8 +96,7 @@ def load_registry() -> dict:
     path = registry_path()
     if not path.is_file():
         return {}
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return raw if isinstance(raw, dict) else {}
+    return load_yaml(path, mapping=True)
 
 
 def registered(dataset: str, split: str, version) -> dict | None:
@@ -114,8 +114,7 @@ def fully_registered(entry: dict | None) -> bool:
 def register(dataset: str, entry: dict, split: str, path: Path | None = None) -> Path:
     """Write (or replace) one entry, keeping the others; returns the file written."""
     path = path or registry_path()
-    current = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    current = current if isinstance(current, dict) else {}
+    current = load_yaml(path, mapping=True) if path.is_file() else {}
     current.setdefault(dataset, {})[split] = entry
     body = yaml.safe_dump(dict(sorted(current.items())), sort_keys=False, width=120)
     atomic_write_text(path, HEADER + body)

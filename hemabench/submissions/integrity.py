@@ -369,7 +369,7 @@ def weights_problems(result: dict, shown: str) -> list[Problem]:
 
 def verification_problems(result: dict, shown: str) -> list[Problem]:
     """A ``verification`` block counts only when the maintainers' ledger lists the whole result's sha256."""
-    from hemabench.trust import load_ledger, result_sha256
+    from hemabench.submissions.ledger import load_ledger, result_sha256
 
     if "verification" not in result:
         return []

@@ -18,7 +18,7 @@ matches the re-run under the tolerance policy of ``hemabench.submissions.compare
 prediction cell, probability, metric, ``extra`` number and parameter; ``--tolerance`` is the
 share of prediction cells that may differ, near-ties only). Then the result gets a
 ``verification`` block (who, when, where, what was compared) and the sha256 of the whole result
-(``hemabench.trust.result_sha256``) is added to the maintainers' ledger
+(``hemabench.submissions.ledger.result_sha256``) is added to the maintainers' ledger
 ``benchmarks/verified.yaml``, reviewed like code: a ``verification`` block alone, without its
 ledger entry, verifies nothing, and any later edit changes the sha256.
 """
@@ -39,7 +39,7 @@ import yaml
 from hemabench.atomic import atomic_write_text
 from hemabench.submissions.compare import TOLERANCE, compare_results, tolerance_problem
 from hemabench.submissions.layout import RESULTS, Problem, dumps
-from hemabench.trust import LEDGER_HEADER, ledger_path, load_ledger, result_sha256
+from hemabench.submissions.ledger import LEDGER_HEADER, ledger_path, load_ledger, result_sha256
 
 FRACTION, SEED, MIN_COSINE = 0.02, 0, 0.99
 

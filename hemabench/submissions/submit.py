@@ -18,6 +18,7 @@ from hemabench.atomic import atomic_write_text
 from hemabench.errors import HemabenchError
 from hemabench.results import Result
 from hemabench.submissions.layout import ENCODER_FILE, dumps, name_problem, result_path
+from hemabench.untrusted import load_yaml
 
 TODO = "TODO"
 HEADER = """\
@@ -83,8 +84,8 @@ def submit(encoder: str, results: str | Path, submissions: str | Path = "submiss
     if len(hashes) != 1:
         raise HemabenchError(f"the results of {encoder!r} come from {len(hashes)} different weights: {sorted(hashes)}")
     meta_path = root / encoder / ENCODER_FILE
-    existing = yaml.safe_load(meta_path.read_text()) if meta_path.is_file() else None
-    meta = metadata_template(encoder, hashes.pop(), existing if isinstance(existing, dict) else None)
+    existing = load_yaml(meta_path, mapping=True) if meta_path.is_file() else None
+    meta = metadata_template(encoder, hashes.pop(), existing)
     atomic_write_text(meta_path, HEADER.format(name=encoder) + yaml.safe_dump(meta, sort_keys=False, width=110))
     meta_path.chmod(0o644)
     return [meta_path, *written]

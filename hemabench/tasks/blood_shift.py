@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hemabench.errors import HemabenchError
+from hemabench.intervals import DIFFERENCE, N_BOOTSTRAP, PROPORTION, percentile_interval
 from hemabench.metrics import aggregate, encode
 from hemabench.protocols.progress import progress_bar
 from hemabench.results.calibration import held_out_slice, slice_payload
@@ -34,7 +35,6 @@ from hemabench.tasks.shift_index import INDEX, INDEX_PARAMS, index_param_problem
 from hemabench.tasks.transfer import load_mapping
 
 SHIFT, IN_DOMAIN = "shifted", "in-domain"
-N_BOOTSTRAP = 200
 
 
 def pair_name(source: str, target: str) -> str:
@@ -216,7 +216,8 @@ def shift_drops(predictions: dict, labels: list[str], seed: int = 0, n_boot: int
     """Per off-diagonal pair: the shifted balanced accuracy (``shift/mean_balanced_accuracy``: the
     ranking number) and its drop from in-domain on the same target cells and classes (also per
     class). Intervals: a paired bootstrap over each target's test cells (one resample per target,
-    shared by all its pairs), so each interval is one for the mean it is printed with."""
+    shared by all its pairs), so each interval is one for the mean it is printed with; re-centred
+    on that mean and clipped to [0, 1] (a drop: [-1, 1]), as ``intervals.percentile_interval`` does."""
     pairs = [(t, encode(y, labels), encode(ps, labels), encode(po, labels), ids) for t, y, ps, po, ids in _pairs(predictions)]
     k = len(labels)
 
@@ -246,8 +247,9 @@ def shift_drops(predictions: dict, labels: list[str], seed: int = 0, n_boot: int
         values = point[:, j][np.isfinite(point[:, j])]
         finite = boot[:, j][np.isfinite(boot[:, j])]
         if len(values) and len(finite):
-            out[f"shift/{name}"] = {**aggregate(values.tolist()), "ci95": [
-                float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5))]}
+            summary = aggregate(values.tolist())
+            bounds = PROPORTION if name == "mean_balanced_accuracy" else DIFFERENCE
+            out[f"shift/{name}"] = {**summary, "ci95": percentile_interval(finite, summary["mean"], bounds)}
     return out
 
 

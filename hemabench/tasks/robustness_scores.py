@@ -11,18 +11,19 @@ zero); and ``robustness/normalised_auc``, the mean of that area over the acquisi
 families (the geometric control left out). Intervals: the 2.5-97.5 percentiles of a paired
 bootstrap, the same within-fold redraw of cells (``results.bootstrap.Design``) for every
 variant of a replicate, so each interval is one for the number it is printed with; its 2.5-97.5
-percentiles are re-centred on the estimate, as every hemabench interval is.
+percentiles are re-centred on the estimate and clipped to the number's range (``bounds_of``), as
+every such hemabench interval is (``intervals.percentile_interval``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from hemabench.intervals import DIFFERENCE, N_BOOTSTRAP, percentile_interval
 from hemabench.metrics import encode
 from hemabench.results.bootstrap import Design, confusion_replicates, fold_mean
 
 CLEAN, SUMMARY = "clean", "robustness"
-N_BOOTSTRAP = 1000
 
 
 def view_variant(family: str, severity: int) -> str:
@@ -106,13 +107,10 @@ def _statistics(cells: _Cells, counts: np.ndarray, labels: list[str], families: 
     return out
 
 
-def centred_interval(replicates: np.ndarray, estimate: float) -> list[float]:
-    """The 2.5-97.5 percentiles moved so that their median sits on the estimate (as every interval of
-    ``results.bootstrap.percentile_interval``), without its clipping to [0, 1]: drops may be negative
-    and areas above 1."""
-    low, median, high = np.quantile(replicates, [0.025, 0.5, 0.975])
-    shift = estimate - median
-    return [float(min(low + shift, estimate)), float(max(high + shift, estimate))]
+def bounds_of(name: str) -> tuple[float, float]:
+    """The range of a derived number: a normalised area is >= 0 (above 1 where a perturbation helps),
+    a cosine or a drop of two proportions lies in [-1, 1]."""
+    return (0.0, np.inf) if name.endswith("/normalised_auc") else DIFFERENCE
 
 
 def robustness_scores(predictions: dict, labels: list[str], families: list[str], severities: list[int],
@@ -134,5 +132,5 @@ def robustness_scores(predictions: dict, labels: list[str], families: list[str],
             continue  # e.g. a class without test cells: no drop to report
         std, mean = (float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0), float(np.mean(finite))
         out[name] = {"mean": mean, "std": std, "values": [float(v) for v in finite],
-                     "ci95": centred_interval(replicates, mean)}
+                     "ci95": percentile_interval(replicates, mean, bounds_of(name))}
     return out

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-import yaml
 
 from hemabench.errors import HemabenchError
 from hemabench.metrics import over_repetitions
@@ -27,6 +26,7 @@ from hemabench.tasks.label_efficiency import (
 )
 from hemabench.tasks.needs import Needs
 from hemabench.tasks.recorded import calibration_problem, recorded_variants
+from hemabench.untrusted import load_yaml
 
 
 @cache
@@ -34,7 +34,7 @@ def load_mapping(name: str = "bm-to-blood") -> dict:
     path = benchmarks_dir() / "mappings" / f"{name}.yaml"
     if not path.is_file():
         raise HemabenchError(f"class mapping {name!r} not found at {path}")
-    return yaml.safe_load(path.read_text())
+    return load_yaml(path, mapping=True)
 
 
 @dataclass(frozen=True)
