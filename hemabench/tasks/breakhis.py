@@ -22,6 +22,7 @@ from hemabench.results.scoring import patient_accuracy
 from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices
 from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, SLICE_PARAMS, ProbeTask, probe_proba
 from hemabench.tasks.needs import Needs
+from hemabench.tasks.params import int_list
 
 MAGNIFICATIONS = (40, 100, 200, 400)
 FRACTIONS = (5, 10, 20, 40, 60, 80, 100)  # percent of the training labels (breakhis-limited)
@@ -252,13 +253,12 @@ class PerMagnification(BreakHisTask):
 class LimitedLabels(BreakHisTask):
     """Binary, per magnification, on nested seeded fractions of each rotation's training images."""
 
+    param_rules = {**ProbeTask.param_rules, "fractions": int_list(1, 100).said("percentages in (0, 100]")}
+
     def check_params(self) -> str | None:
         fractions = self.params["fractions"]
-        if not isinstance(fractions, list) or any(not isinstance(f, int) or isinstance(f, bool) or not 0 < f <= 100
-                                                  for f in fractions) or MAIN_FRACTION not in fractions:
-            return f"fractions must be percentages in (0, 100] including {MAIN_FRACTION} (the main metric's), " \
-                   f"got {fractions!r}"
-        return super().check_params()
+        return super().check_params() or (None if MAIN_FRACTION in fractions else
+                                          f"fractions must include {MAIN_FRACTION} (the main metric's), got {fractions!r}")
 
     def known_variant(self, variant: str) -> bool:
         """``<mag>-<f>pct`` for any fraction a suite may set (MPCS's 25% is not a default one)."""
@@ -312,7 +312,7 @@ class CrossMagnification(BreakHisTask):
 
 
 def _register(cls, name: str, description: str, main_metric: str, variants, anchor: str, **kwargs) -> None:
-    TASKS.add(name, cls(name=name, version=3, description=description, datasets=NEEDS.registered(), needs=NEEDS,
+    TASKS.add(name, cls(name=name, version=3, description=description, needs=NEEDS, family="BreakHis",
                         protocol=f"docs/protocols-breakhis.md#{anchor}", main_metric=main_metric,
                         variants=tuple(variants), citation=CITATION, **kwargs))
 
