@@ -19,6 +19,7 @@ from hemabench.errors import HemabenchError
 from hemabench.protocols.progress import progress_bar
 from hemabench.registry import Registry
 from hemabench.results.calibration import slice_payload
+from hemabench.results.scoring import score_predictions
 from hemabench.tasks.needs import Needs
 from hemabench.tasks.params import Rule, params_problem
 
@@ -123,6 +124,20 @@ class Task:
 
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
         """Metrics derived across variants (e.g. an area under a curve), from stored predictions."""
+        return {}
+
+    def score(self, predictions: dict, labels: list[str], extra: dict | None, seed: int) -> dict:
+        """``metrics``, ``per_class`` and ``confusion_matrix`` of stored predictions (JSON form): the one
+        computation the runner writes and ``validate`` repeats (``seed``: the recorded bootstrap seed)."""
+        scores = score_predictions(predictions, labels, self.main_variant, seed=seed)
+        scores["metrics"].update(self.summarise(predictions, labels, extra))
+        return scores
+
+    def derived(self, predictions: dict, labels: list[str], extra: dict) -> dict:
+        """``extra`` entries that follow from the predictions alone (a cross-magnification matrix, a
+        standard error over repetitions): ``evaluate`` stores them and ``validate`` recomputes them
+        from the stored predictions with this same method. ``extra``: what ``evaluate`` recorded
+        beside them (e.g. the magnifications present)."""
         return {}
 
     def tested_counts(self, counts: dict[str, int]) -> dict[str, int]:

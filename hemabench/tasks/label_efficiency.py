@@ -67,6 +67,11 @@ def repetition_sem(variants: dict, labels: list[str]) -> dict[str, dict[str, flo
     return out
 
 
+def swept_sem(predictions: dict, labels: list[str]) -> dict:
+    """``extra.repetition_sem`` of the variants holding one confusion matrix per repetition."""
+    return {"repetition_sem": repetition_sem({v: p for v, p in predictions.items() if "confusions" in p}, labels)}
+
+
 def curve_auc_metrics(predictions: dict, labels: list[str], max_n: int) -> dict[str, dict]:
     """Per classifier: the normalised area under balanced accuracy over log2(n), per repetition,
     over the repetitions every n has (the first min over n of the counts: the stopping rule runs
@@ -148,7 +153,7 @@ class LabelEfficiency(Task):
                                      fold=rotation["test"][0], engine=p["engine"]) if p.get("calibration") else {}
         derived = self.derived_extra(data)
         return Predictions({**variants, **recorded}, extra={
-            "repetition_sem": repetition_sem(variants, scored),
+            **self.derived(variants, scored, {}),
             "engine": engine_record(p["engine"]),
             "stopping": stopping_record(rule, {str(n): [f"{c}/n={n}" for c in p["classifiers"]] for n in p["n_grid"]},
                                         variants),
@@ -163,6 +168,9 @@ class LabelEfficiency(Task):
         clf, n = VARIANT.match(self.detail_variant).group("clf", "n")
         below = [g for g in self.params["n_grid"] if g <= int(n)]
         return f"{clf}/n={max(below) if below else min(self.params['n_grid'])}"
+
+    def derived(self, predictions: dict, labels: list[str], extra: dict) -> dict:
+        return swept_sem(predictions, labels)
 
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
         """``extra.auc_max_n`` as the run derived it (``validate`` checks it against the registered split)."""

@@ -21,10 +21,10 @@ from hemabench.tasks.label_efficiency import (
     PARAMS,
     curve_auc_metrics,
     recorded_problem,
-    repetition_sem,
     stopping_record,
     sweep_rules,
     sweep_variants,
+    swept_sem,
 )
 from hemabench.tasks.needs import Needs
 from hemabench.tasks.params import checked, positive_int
@@ -170,9 +170,12 @@ class BoneMarrowToBlood(Task):
             "support_hash": {"direct": support_hash(direct_perms, ids(source)), "adapt": support_hash(adapt_perms, ids(data))},
             "effective_n": {str(n): v for n, v in adapt["effective_n"].items()},
             "auc_max_n": saturation_n(adapt_perms, tuple(p["n_grid"])), "n_test": int(len(t_test)),
-            "superclasses": mapping.superclasses, "repetition_sem": repetition_sem(variants, labels),
+            "superclasses": mapping.superclasses, **self.derived(variants, labels, {}),
             "stopping": stopping_record(rule, {v: [v] for v in variants}, variants),
             "engine": engine_record(p["engine"])})
+
+    def derived(self, predictions: dict, labels: list[str], extra: dict) -> dict:
+        return swept_sem(predictions, labels)
 
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
         extra = extra or {}
