@@ -18,13 +18,12 @@ scikit-learn's (``tests/test_metrics.py`` checks each one):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from hemabench.intervals import N_BOOTSTRAP, percentile_interval
-
-METRICS = ("accuracy", "balanced_accuracy", "weighted_f1", "macro_f1")
 
 
 def encode(y, labels: Sequence[str]) -> np.ndarray:
@@ -73,18 +72,49 @@ def _per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+def _accuracy(pc: dict) -> np.ndarray:
+    return pc["tp"].sum(axis=-1) / pc["support"].sum(axis=-1)
+
+
+def _balanced_accuracy(pc: dict) -> np.ndarray:
+    in_true = pc["support"] > 0
+    return (pc["sensitivity"] * in_true).sum(axis=-1) / in_true.sum(axis=-1)
+
+
+def _weighted_f1(pc: dict) -> np.ndarray:
+    return (pc["f1"] * pc["support"]).sum(axis=-1) / pc["support"].sum(axis=-1)
+
+
+def _macro_f1(pc: dict) -> np.ndarray:
+    seen = (pc["support"] > 0) | (pc["predicted"] > 0)
+    return (pc["f1"] * seen).sum(axis=-1) / seen.sum(axis=-1)
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A headline metric: ``compute`` maps the per-class counts and ratios of one or a stack of
+    confusion matrices (``_per_class``) to its value(s); ``words`` name it on the leaderboard.
+    Higher is better."""
+
+    words: str
+    compute: Callable[[dict], np.ndarray]
+
+
+# The one registry of headline metrics: every variant of every result gets each, with an interval,
+# in runs and in ``validate`` alike (hemabench.results.scoring), and the leaderboard can rank by it.
+HEADLINE = {
+    "accuracy": Headline("accuracy", _accuracy),
+    "balanced_accuracy": Headline("balanced accuracy", _balanced_accuracy),
+    "weighted_f1": Headline("weighted F1", _weighted_f1),
+    "macro_f1": Headline("macro F1", _macro_f1),
+}
+METRICS = tuple(HEADLINE)
+
+
 def _summary(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """The four headline metrics of one or a stack of confusion matrices."""
+    """The headline metrics of one or a stack of confusion matrices."""
     pc = _per_class(cm)
-    support, total = pc["support"], pc["support"].sum(axis=-1)
-    in_true = support > 0
-    seen = in_true | (pc["predicted"] > 0)
-    return {
-        "accuracy": pc["tp"].sum(axis=-1) / total,
-        "balanced_accuracy": (pc["sensitivity"] * in_true).sum(axis=-1) / in_true.sum(axis=-1),
-        "weighted_f1": (pc["f1"] * support).sum(axis=-1) / total,
-        "macro_f1": (pc["f1"] * seen).sum(axis=-1) / seen.sum(axis=-1),
-    }
+    return {name: metric.compute(pc) for name, metric in HEADLINE.items()}
 
 
 def classification_metrics(y_true, y_pred, labels: Sequence[str]) -> dict:

@@ -31,7 +31,7 @@ from hemabench.embeddings.views import extract_views
 from hemabench.encoders import EncoderWeightsMissing, load_encoder
 from hemabench.errors import DatasetNotFound, HemabenchError
 from hemabench.provenance import now, provenance
-from hemabench.results import Result, build_result, predictions_payload, result_path, score_predictions
+from hemabench.results import Result, build_result, predictions_payload, result_path
 from hemabench.splits import MaterialisedSplit, get_rule
 from hemabench.suites import restrict
 from hemabench.tasks import TASKS, TaskInput
@@ -310,8 +310,7 @@ def _evaluate(session: _Session, step: _Pending) -> Outcome:
     tick = time.perf_counter()
     labels = task.result_labels(data)
     payload = predictions_payload(preds)
-    scores = score_predictions(payload, labels, task.main_variant, seed=options.seed)
-    scores["metrics"].update(task.summarise(payload, labels, preds.extra))
+    scores = task.score(payload, labels, preds.extra, seed=options.seed)
     phases["score"] = time.perf_counter() - tick
     result = build_result(
         task=task, dataset_spec=prepared["spec"], split=step.split, encoder=encoder, labels=labels,

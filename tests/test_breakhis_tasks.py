@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -263,3 +264,24 @@ def test_cli_end_to_end_on_the_real_layout(tmp_path, cli):
     matrix = cross["extra"]["crossmag"]
     assert np.shape(matrix["accuracy"]) == np.shape(matrix["patient_accuracy"]) == (4, 4)
     assert [matrix["accuracy"][i][i] for i in range(4)] == [binary["metrics"][f"{m}x/accuracy"]["mean"] for m in MAGS]
+
+
+@pytest.mark.parametrize("task, forge, field", [
+    ("breakhis-crossmag", lambda e: e["crossmag"]["accuracy"][0].__setitem__(1, 0.5),
+     'extra["crossmag"]["accuracy"][0][1]'),
+    ("breakhis-crossmag", lambda e: e["crossmag"]["summary"]["patient_accuracy"].__setitem__("gap", 0.0),
+     'extra["crossmag"]["summary"]["patient_accuracy"]["gap"]'),
+    ("breakhis-binary", lambda e: e["magnification_mean"].__setitem__("accuracy", 1.0),
+     'extra["magnification_mean"]["accuracy"]'),
+])
+def test_validate_rederives_the_matrices_and_means_with_the_tasks_own_method(task, forge, field):
+    """``extra.crossmag`` and ``extra.magnification_mean`` of a committed reference are what the task's
+    ``derived`` gives on its stored predictions; an edited cell is reported at its place."""
+    from hemabench.submissions.recompute import derived_extra_problems
+
+    path = Path(__file__).resolve().parents[1] / "submissions" / "handcrafted" / "results" / task / "synth-breakhis.json"
+    result = json.loads(path.read_text())
+    assert derived_extra_problems(result, "r.json") == []
+    forge(result["extra"])
+    (problem,) = derived_extra_problems(result, "r.json")
+    assert problem.field == field and "but the predictions give" in problem.message

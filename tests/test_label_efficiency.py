@@ -141,20 +141,27 @@ def test_label_efficiency_and_transfer_on_the_demo_and_an_acevedo_fixture(tmp_pa
 
 
 def test_repetition_sem_is_the_standard_error_over_repetitions_and_a_forged_one_is_caught():
-    from hemabench.results import predictions_payload, score_predictions
-    from hemabench.submissions.recompute import repetition_sem_problems
+    from hemabench.results import predictions_payload
+    from hemabench.submissions.recompute import derived_extra_problems
+    from hemabench.tasks import TASKS
     from hemabench.tasks.base import Predictions
-    from hemabench.tasks.label_efficiency import repetition_sem
 
     labels = ["a", "b"]
     confusions = np.array([[[3, 1], [0, 4]], [[2, 2], [1, 3]], [[4, 0], [2, 2]]])
     variants = {"svm/n=5": {"fold": np.array(["rep000", "rep001", "rep002"]), "confusions": confusions}}
     balanced = [(3 / 4 + 4 / 4) / 2, (2 / 4 + 3 / 4) / 2, (4 / 4 + 2 / 4) / 2]  # mean recall per repetition
-    sem = repetition_sem(variants, labels)
+    task = TASKS.get("label-efficiency")
+    sem = task.derived(variants, labels, {})["repetition_sem"]  # what evaluate stores
     assert sem == {"svm/n=5": {"balanced_accuracy": pytest.approx(np.std(balanced, ddof=1) / np.sqrt(3)),
                                "repetitions": 3}}
-    metrics = score_predictions(predictions_payload(Predictions(variants)), labels, "svm/n=5")["metrics"]
-    assert repetition_sem_problems({"extra": {"repetition_sem": sem}}, metrics, "r.json") == []
+
+    def result(stored: dict) -> dict:  # the fields validate reads (a real run: the test above)
+        return {"task": task.name, "task_version": task.version, "dataset": "synth-bm", "encoder": {},
+                "main_metric": "m", "metrics": {"m": {}}, "labels": labels, "task_metadata": task.metadata(),
+                "predictions": predictions_payload(Predictions(variants)), "extra": {"repetition_sem": stored}}
+
+    assert derived_extra_problems(result(sem), "r.json") == []
     forged = {"svm/n=5": {"balanced_accuracy": sem["svm/n=5"]["balanced_accuracy"] / 2, "repetitions": 3}}
-    (problem,) = repetition_sem_problems({"extra": {"repetition_sem": forged}}, metrics, "r.json")
-    assert problem.field == 'extra.repetition_sem["svm/n=5"]' and "the predictions give" in problem.message
+    (problem,) = derived_extra_problems(result(forged), "r.json")
+    assert problem.field == 'extra["repetition_sem"]["svm/n=5"]["balanced_accuracy"]'
+    assert problem.message.startswith("stored 0.") and "but the predictions give 0." in problem.message

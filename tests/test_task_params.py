@@ -14,7 +14,7 @@ import pytest
 from hemabench.datasets.aml_hehr import BLAST_COLUMNS
 from hemabench.errors import HemabenchError
 from hemabench.results.files import predictions_payload
-from hemabench.tasks import TASKS
+from hemabench.tasks import TASKS, params
 from hemabench.tasks.base import TaskInput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_blood_shift_params_each_change_the_matrix_or_are_rejected():
         assert outcome(base.with_params(**{key: value}), data) != reference, f"blood-shift: {key} changed nothing"
     with pytest.raises(HemabenchError, match="mapping 'nope' is not a file"):
         base.with_params(mapping="nope")
-    with pytest.raises(HemabenchError, match="index_k must be an integer of at least 1, got 0"):
+    with pytest.raises(HemabenchError, match="index_k must be a positive integer, got 0"):
         base.with_params(index_k=0)
 
 
@@ -187,7 +187,7 @@ def test_aml_mil_params_each_change_the_training():
 @pytest.mark.parametrize("name, overrides, message", [
     ("cell-probe", {"penalty": "l1"}, "has no parameter 'penalty'; its parameters are: solver, C, max_iter, standardise"),
     ("cell-probe", {"C": -1}, "C must be a positive number"),
-    ("cell-probe", {"solver": "liblinear"}, "solver must be 'torch' or 'sklearn'"),
+    ("cell-probe", {"solver": "liblinear"}, "solver must be one of torch, sklearn, got 'liblinear'"),
     ("cell-probe", {"max_iter": 0}, "max_iter must be a positive integer"),
     ("cell-knn", {"metric": "cosine"}, "has no parameter 'metric'"),
     ("cell-knn", {"ks": [1, 5]}, "ks must include 20"),
@@ -197,11 +197,12 @@ def test_aml_mil_params_each_change_the_training():
     ("label-efficiency", {"pipeline": "PCA only"}, "has no parameter 'pipeline'"),
     ("bm-to-blood", {"classifiers": ["lr"]}, "has no parameter 'classifiers'"),
     ("bm-to-blood", {"mapping": "nope"}, "mapping 'nope' is not a file"),
-    ("aml-mil", {"heads": ["abmil"]}, "starting with the main head 'amil'"),
+    ("aml-mil", {"heads": ["abmil"]}, "heads must start with the main head 'amil', got ['abmil']"),
     ("aml-mil", {"optimizer": "Adam"}, "has no parameter 'optimizer'"),
     ("aml-mil", {"momentum": 0.0}, "nesterov needs a momentum above 0"),
     ("aml-mil", {"blast_filter": 120}, "blast_filter must be null or a percentage"),
-    ("breakhis-limited", {"fractions": [5, 10]}, "fractions must be percentages in (0, 100] including 20"),
+    ("breakhis-limited", {"fractions": [5, 10]}, "fractions must include 20 (the main metric's), got [5, 10]"),
+    ("breakhis-limited", {"fractions": [20, 120]}, "fractions must be percentages in (0, 100], got [20, 120]"),
     ("breakhis-binary", {"magnifications": [40]}, "has no parameter 'magnifications'"),
     ("breakhis-crossmag", {"calibration_slice": 1.5}, "calibration_slice must be a fraction between 0 and 1"),
     ("bm-to-blood", {"calibration": {"repetition": 100, "n": 50, "classifiers": ["svm"], "slice": 0.2, "slice_seed": 0}},
@@ -244,3 +245,38 @@ def test_protocol_pointer_resolves_to_a_doc_heading(name):
     assert doc.is_file(), f"{name}: {path} does not exist"
     anchors = {github_anchor(line.lstrip("#")) for line in doc.read_text().splitlines() if line.startswith("#")}
     assert anchor in anchors, f"{name}: no heading #{anchor} in {path}"
+
+
+@pytest.mark.parametrize("rule, good, bad, message", [
+    (params.positive_int(), 3, True, "x must be a positive integer, got True"),
+    (params.integer(0), 0, -1, "x must be a non-negative integer, got -1"),
+    (params.fraction(), 0.2, 1, "x must be a fraction between 0 and 1, got 1"),
+    (params.int_list(increasing=True), [1, 2], [2, 1], "x must be a non-empty, increasing list of positive integers, "
+                                                       "got [2, 1]"),
+    (params.int_list(1, 5), [5], [6], "x must be a non-empty list of integers from 1 to 5, got [6]"),
+    (params.one_of("a", "b"), "a", "c", "x must be one of a, b, got 'c'"),
+    (params.choice_list(("a", "b")), ["b"], [], "x must be a non-empty list of a, b, got []"),
+    (params.optional(params.number(0, 100, high_open=False)), None, 101, "x must be null or a number in [0, 100], got 101"),
+    (params.positive_number("M*K/100"), "M*K/100", "M*K", "x must be a positive number or 'M*K/100', got 'M*K'"),
+    (params.boolean(), False, 0, "x must be true or false, got 0"),
+    (params.fields({"n": params.positive_int()}), {"n": 1}, {"n": 0}, "x.n must be a positive integer, got 0"),
+    (params.fields({"n": params.positive_int()}), {"n": 1}, {"m": 1}, "x must be a mapping with keys n, got {'m': 1}"),
+])
+def test_each_rule_of_the_vocabulary_names_the_parameter_and_the_problem(rule, good, bad, message):
+    assert rule.check("x", good) is None
+    assert rule.check("x", bad) == message
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_every_parameter_has_a_rule_and_the_defaults_pass(name):
+    task = TASKS.get(name)
+    assert set(task.param_rules) == set(task.params) and task.check_params() is None
+    assert params.params_problem(task.param_rules, {**task.params, "extra": 1}).startswith("extra has no rule")
+
+
+def test_the_leaderboard_groups_a_task_under_its_own_family():
+    from hemabench.leaderboard.reported import task_family
+
+    assert task_family("blood-shift") == TASKS.get("blood-shift").family == "acquisition shift"
+    assert task_family("robustness") == "robustness"  # no family declared: its name
+    assert task_family("a-paper-only-task") == "a-paper-only-task"

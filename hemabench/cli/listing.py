@@ -32,8 +32,8 @@ def _encoders(args) -> list[dict]:
 def _tasks(args) -> list[dict]:
     from hemabench.tasks import TASKS
 
-    return [{"task": t.name, "version": t.version, "main metric": t.main_metric, "needs": t.needs.describe(),
-             "datasets": list(t.datasets), "description": t.description} for t in TASKS]
+    return [{"task": t.name, "version": t.version, "family": t.family, "main metric": t.main_metric,
+             "needs": t.needs.describe(), "datasets": list(t.datasets), "description": t.description} for t in TASKS]
 
 
 def _suites(args) -> list[dict]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 
+from hemabench.metrics import HEADLINE
+
 NAMES = {
-    "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "patient_accuracy": "patient accuracy",
+    **{name: metric.words for name, metric in HEADLINE.items()}, "patient_accuracy": "patient accuracy",
     "balanced_accuracy_auc": "area under the balanced-accuracy curve", "mean_balanced_accuracy": "mean balanced accuracy",
-    "macro_f1": "macro F1", "weighted_f1": "weighted F1", "roc_auc_macro": "ROC AUC (macro)",
+    "roc_auc_macro": "ROC AUC (macro)",
     "pr_auc_macro": "PR AUC (macro)", "aurc": "AURC, area under risk-coverage", "brier": "Brier score",
     "ece": "ECE", "classwise_ece": "class-wise ECE", "ece_debiased": "ECE debiased", "nll": "NLL",
     "risk_at_80": "risk at 80% coverage", "robustness_index": "robustness index (PathoROB)",

@@ -20,19 +20,16 @@ from dataclasses import dataclass, field
 from hemabench.leaderboard.collect import Board, digest, slug
 from hemabench.leaderboard.tables import pct, plain
 from hemabench.reported import EXTERNAL, Reported, run_value
+from hemabench.tasks import TASKS
 
 FLAG = "differs beyond both intervals"
 TRAINED_ON = re.compile(r"hemabench datasets?:\s*([a-z0-9][a-z0-9, -]*)", re.IGNORECASE)
-FAMILIES = {  # task -> the family its index columns are grouped under
-    "cell-knn": "cell types", "cell-probe": "cell types", "label-efficiency": "label efficiency",
-    "bm-to-blood": "transfer", "blood-shift": "acquisition shift", "aml-mil": "AML subtype (MIL)", "aml-mil-blast20": "AML subtype (MIL)",
-    "breakhis-binary": "BreakHis", "breakhis-subtype": "BreakHis", "breakhis-limited": "BreakHis",
-    "breakhis-crossmag": "BreakHis",
-}
 
 
 def task_family(task: str) -> str:
-    return FAMILIES.get(task, task)
+    """The family a task's index columns are grouped under: the task's own ``family`` (its name where
+    unregistered, e.g. a task a paper reports that this package does not run)."""
+    return TASKS.get(task).family if task in TASKS else task
 
 
 def trained_on(training_data: str) -> list[str]:

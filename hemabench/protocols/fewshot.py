@@ -56,15 +56,16 @@ def make_classifier(name: str, seed: int, settings: dict | None = None, n_train:
 
 
 def settings_problem(name: str, settings) -> str | None:
-    """Why ``settings`` cannot configure classifier ``name`` (unknown keyword, no probabilities), or None."""
+    """Why ``settings`` cannot configure classifier ``name`` (unknown keyword, no probabilities), or None;
+    the words follow the classifier's name (``svm has no setting 'gama'; ...``)."""
     if not isinstance(settings, dict):
-        return f"{name} settings must be a mapping of {_ESTIMATORS[name].__name__} keywords, got {settings!r}"
+        return f"must be a mapping of {_ESTIMATORS[name].__name__} keywords, got {settings!r}"
     known = set(_ESTIMATORS[name]().get_params()) - {"random_state"}
     unknown = sorted(set(settings) - known)
     if unknown:
-        return f"{name} has no setting {unknown[0]!r}; {_ESTIMATORS[name].__name__} takes: {', '.join(sorted(known))}"
+        return f"has no setting {unknown[0]!r}; {_ESTIMATORS[name].__name__} takes: {', '.join(sorted(known))}"
     if name == "svm" and settings.get("probability") is not True:
-        return "svm needs probability: true (predictions are the argmax of predicted probabilities)"
+        return "needs probability: true (predictions are the argmax of predicted probabilities)"
     return None
 
 

@@ -207,8 +207,6 @@ def fit_probe(
     C = resolve_C(C, n_features, n_classes)
     if solver not in ("torch", "sklearn"):
         raise ValueError(f"unknown solver {solver!r}; use 'torch' or 'sklearn'")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     if standardise:
         train_X, test_X = standardise_features(train_X, test_X)
     with warnings.catch_warnings():
@@ -229,18 +227,3 @@ def fit_probe(
         info.update(solver=solver, C=C, n_iter=n_iter,
                     status=getattr(model, "status_", "converged" if n_iter < max_iter else "max_iter"))
     return model.predict(test_X), model.predict_proba(test_X)
-
-
-def probe_param_problem(params: dict) -> str | None:
-    """Why a probe parameter set (solver, C, max_iter, standardise) cannot be fitted with, or None."""
-    if params["solver"] not in ("torch", "sklearn"):
-        return f"solver must be 'torch' or 'sklearn', got {params['solver']!r}"
-    try:
-        resolve_C(params["C"], 1, 2)
-    except ValueError as exc:
-        return str(exc)
-    if isinstance(params["max_iter"], bool) or not isinstance(params["max_iter"], int) or params["max_iter"] < 1:
-        return f"max_iter must be a positive integer, got {params['max_iter']!r}"
-    if not isinstance(params["standardise"], bool):
-        return f"standardise must be true or false, got {params['standardise']!r}"
-    return None

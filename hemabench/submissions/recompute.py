@@ -22,16 +22,16 @@ TS_REL_TOL = 1e-6
 
 
 def recompute(result: Result | dict) -> dict:
-    """metrics, per_class and confusion_matrix as the runner would write them."""
-    from hemabench.results import score_predictions
+    """metrics, per_class and confusion_matrix as the runner would write them (``Task.score``)."""
+    result = Result.of(result)
+    return _task(result).score(result.predictions, result.labels, result.extra, seed=result.bootstrap_seed)
+
+
+def _task(result: Result):
+    """The result's task with its recorded parameters."""
     from hemabench.tasks import TASKS
 
-    result = Result.of(result)
-    task = TASKS.get(result.task).with_params(**result.params)
-    labels = result.labels
-    scores = score_predictions(result.predictions, labels, result.detail_variant, seed=result.bootstrap_seed)
-    scores["metrics"].update(task.summarise(result.predictions, labels, result.extra))
-    return scores
+    return TASKS.get(result.task).with_params(**result.params)
 
 
 def _same(a, b, rel_tol: float = REL_TOL) -> bool:
@@ -78,8 +78,7 @@ def score_problems(result: dict, shown: str) -> list[Problem]:
     except Exception as exc:  # malformed predictions: say so, do not crash the whole validation
         return [Problem(shown, "predictions", f"cannot be scored: {exc!r}")]
     problems = _compare_maps(result.get("metrics") or {}, fresh["metrics"], shown, "metrics")
-    problems += crossmag_problems(result, fresh["metrics"], shown)
-    problems += repetition_sem_problems(result, fresh["metrics"], shown)
+    problems += derived_extra_problems(result, shown)
     problems += stopping_result_problems(result, shown)
     problems += _compare_maps(result.get("per_class") or {}, fresh["per_class"], shown, "per_class")
     stored_cm, fresh_cm = result.get("confusion_matrix") or {}, fresh["confusion_matrix"]
@@ -96,40 +95,30 @@ def score_problems(result: dict, shown: str) -> list[Problem]:
     return problems
 
 
-def crossmag_problems(result: dict, metrics: dict, shown: str) -> list[Problem]:
-    """``extra.crossmag`` (the BreakHis 4x4 matrices the leaderboard shows) must equal the
-    recomputed fold-mean metrics of its ``<train>x-><test>x`` variants."""
-    cm = (result.get("extra") or {}).get("crossmag")
-    if not isinstance(cm, dict):
-        return []
-    mags, problems = [f"{m}x" for m in cm.get("magnifications") or []], []
-    for name in ("accuracy", "patient_accuracy"):
-        for i, row in enumerate(cm.get(name) or []):
-            for j, value in enumerate(row):
-                key = f"{mags[i]}->{mags[j]}/{name}" if i < len(mags) and j < len(mags) else None
-                fresh = (metrics.get(key) or {}).get("mean") if key else None
-                if value is not None and (fresh is None or not _same(value, fresh)):
-                    problems.append(Problem(shown, f"extra.crossmag.{name}[{i}][{j}]",
-                                            f"stored {_show(value)} but the predictions give {_show(fresh)}"))
-    return problems
-
-
-def repetition_sem_problems(result: dict, metrics: dict, shown: str) -> list[Problem]:
-    """``extra.repetition_sem`` (label-efficiency, bm-to-blood) must be the recomputed standard
-    deviation over repetitions of each variant's balanced accuracy divided by sqrt(repetitions)."""
-    sem = (result.get("extra") or {}).get("repetition_sem")
-    if not isinstance(sem, dict):
-        return []
+def derived_extra_problems(result: Result | dict, shown: str) -> list[Problem]:
+    """Each ``extra`` entry the task derives from its predictions (``Task.derived``: the BreakHis
+    cross-magnification matrices and magnification means, the sweeps' standard errors over
+    repetitions) must equal what the stored predictions give."""
+    result = Result.of(result)
+    try:
+        fresh, stored = _task(result).derived(result.predictions, result.labels, result.extra), result.extra
+    except Exception as exc:  # malformed predictions or extra: say so, do not crash the whole validation
+        return [Problem(shown, "extra", f"its derived entries cannot be recomputed: {exc!r}")]
     problems = []
-    for variant, stored in sem.items():
-        score = metrics.get(f"{variant}/balanced_accuracy") or {}
-        n = len(score.get("values") or [])
-        fresh = score["std"] / math.sqrt(n) if n > 1 else (0.0 if n else None)
-        value = stored.get("balanced_accuracy") if isinstance(stored, dict) else None
-        if fresh is None or value is None or not _same(value, fresh) or stored.get("repetitions") != n:
-            problems.append(Problem(shown, f'extra.repetition_sem["{variant}"]',
-                                    f"stored {_show(stored)} but the predictions give {_show(fresh)} over {n}"))
+    for key, value in fresh.items():
+        for path, a, b in _differences(stored.get(key), value, f'extra["{key}"]'):
+            problems.append(Problem(shown, path, f"stored {_show(a)} but the predictions give {_show(b)}"))
     return problems
+
+
+def _differences(stored, fresh, path: str) -> list[tuple[str, object, object]]:
+    """(path, stored, recomputed) of each leaf where the two differ (a whole list or mapping where
+    their shapes differ)."""
+    if isinstance(stored, dict) and isinstance(fresh, dict) and stored.keys() == fresh.keys():
+        return [d for k in fresh for d in _differences(stored[k], fresh[k], f'{path}["{k}"]')]
+    if isinstance(stored, list) and isinstance(fresh, list) and len(stored) == len(fresh):
+        return [d for i, (a, b) in enumerate(zip(stored, fresh)) for d in _differences(a, b, f"{path}[{i}]")]
+    return [] if _same(stored, fresh) else [(path, stored, fresh)]
 
 
 def stopping_result_problems(result: dict, shown: str) -> list[Problem]:

@@ -26,6 +26,7 @@ from hemabench.protocols.progress import epoch_callback, progress_bar
 from hemabench.results.calibration import slice_payload
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, join_columns
 from hemabench.tasks.needs import Needs
+from hemabench.tasks.params import boolean, choice_list, number, optional, positive_int, str_list
 
 NEEDS = Needs(frozenset({"patients", "bag-labels"}), split="patient-cv5", validation=True)
 ROLES = ("train", "val", "test")
@@ -118,41 +119,27 @@ def top_cells(attention: torch.Tensor, predicted: int, rows: np.ndarray, paths: 
     return [{"path": str(paths[rows[i]]), "score": round(float(s), 6)} for s, i in zip(scores, order.tolist())]
 
 
-POSITIVE_INTS = ("attention_hidden", "scorer_hidden", "abmil_hidden", "max_epochs", "patience", "bags_per_step",
-                 "seeds", "top_k")
 CPU_THREADS = 1  # per MIL fit on CPU: tiny models, where more threads only add overhead on shared cores
-
-
-def mil_param_problem(p: dict, main_head: str) -> str | None:
-    """Why an aml-mil parameter set cannot be trained with, or None."""
-    heads = p["heads"]
-    if not isinstance(heads, list) or not heads or any(h not in HEAD_NAMES for h in heads) or heads[0] != main_head:
-        return f"heads must be a list of {', '.join(HEAD_NAMES)} starting with the main head {main_head!r}, got {heads!r}"
-    for key in POSITIVE_INTS:
-        if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
-            return f"{key} must be a positive integer, got {p[key]!r}"
-    numbers = {"lr": (0.0, None), "momentum": (0.0, 1.0), "abmil_dropout": (0.0, 1.0)}
-    for key, (low, high) in numbers.items():
-        value = p[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low or \
-                (high is not None and value >= high) or (key == "lr" and value <= 0):
-            return f"{key} must be a number in [{low}, {high if high is not None else 'inf'}), got {value!r}"
-    if not isinstance(p["nesterov"], bool):
-        return f"nesterov must be true or false, got {p['nesterov']!r}"
-    if p["nesterov"] and p["momentum"] <= 0:
-        return "nesterov needs a momentum above 0 (set nesterov: false for plain SGD)"
-    blast = p["blast_filter"]
-    if blast is not None and (isinstance(blast, bool) or not isinstance(blast, (int, float)) or not 0 <= blast <= 100):
-        return f"blast_filter must be null or a percentage in [0, 100], got {blast!r}"
-    if not isinstance(p["keep_labels"], list) or not all(isinstance(x, str) for x in p["keep_labels"]):
-        return f"keep_labels must be a list of labels, got {p['keep_labels']!r}"
-    return None
+RULES = {"heads": choice_list(HEAD_NAMES), "abmil_dropout": number(0, 1), "lr": number(0, low_open=True, high=None),
+         "momentum": number(0, 1), "nesterov": boolean(), "blast_filter": optional(number(0, 100, high_open=False)).said("null or a percentage in [0, 100]"),
+         "keep_labels": str_list(),
+         **{key: positive_int() for key in ("attention_hidden", "scorer_hidden", "abmil_hidden", "max_epochs", "patience",
+                                            "bags_per_step", "seeds", "top_k")}}
 
 
 @dataclass(frozen=True)
 class AmlMil(Task):
+    param_rules = RULES
+
     def check_params(self) -> str | None:
-        return mil_param_problem(self.params, self.main_metric.split("/")[0])
+        p, main_head = self.params, self.main_metric.split("/")[0]
+        if problem := super().check_params():
+            return problem
+        if p["heads"][0] != main_head:
+            return f"heads must start with the main head {main_head!r}, got {p['heads']!r}"
+        if p["nesterov"] and p["momentum"] <= 0:
+            return "nesterov needs a momentum above 0 (set nesterov: false for plain SGD)"
+        return None
 
     def train_config(self) -> TrainConfig:
         p = self.params
@@ -260,15 +247,16 @@ METHOD = {
 DESCRIPTION = ("Patient-level AML subtype (4 genetic subtypes + control) by attention MIL on cell embeddings: "
                "class-wise multi-head attention (AMiL, main) and gated ABMIL; 5 rotations x 3 seeds")
 
+FAMILY = "AML subtype (MIL)"
 # version 2: results also hold calibration metrics (ECE, Brier, NLL, AURC) of the stored probabilities
 # version 3: each run's validation patients are stored as its temperature slice (temperature-scaled calibration)
 TASKS.add("aml-mil", AmlMil(
-    name="aml-mil", version=3, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label",
+    name="aml-mil", version=3, needs=NEEDS, label_column="bag_label", family=FAMILY,
     protocol="docs/protocols-aml-mil.md#aml-mil", description=DESCRIPTION,
     main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params=PARAMS, method=METHOD, citation=CITATION,
 ))
 TASKS.add("aml-mil-blast20", AmlMil(
-    name="aml-mil-blast20", version=3, datasets=NEEDS.registered(), needs=NEEDS, label_column="bag_label",
+    name="aml-mil-blast20", version=3, needs=NEEDS, label_column="bag_label", family=FAMILY,
     protocol="docs/protocols-aml-mil.md#aml-mil-blast20", method=METHOD,
     description=DESCRIPTION + "; AML patients with < 20% blood myeloblasts + promyelocytes + myelocytes excluded",
     main_metric="amil/weighted_f1", variants=tuple(HEAD_NAMES), params={**PARAMS, "blast_filter": 20},

@@ -14,11 +14,14 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from hemabench.datasets import DATASETS
 from hemabench.errors import HemabenchError
 from hemabench.protocols.progress import progress_bar
 from hemabench.registry import Registry
 from hemabench.results.calibration import slice_payload
+from hemabench.results.scoring import score_predictions
 from hemabench.tasks.needs import Needs
+from hemabench.tasks.params import Rule, params_problem
 
 
 @dataclass
@@ -71,10 +74,10 @@ class Task:
     name: str
     version: int
     description: str
-    datasets: tuple[str, ...]
     protocol: str  # where the protocol is specified
     main_metric: str  # "<variant>/<metric>"
     variants: tuple[str, ...]
+    datasets: tuple[str, ...] = ()  # left out: every registered dataset the task serves (``needs``, ``serves``)
     label_column: str = "label"
     splits: dict[str, str] = field(default_factory=dict)  # dataset -> split rule (default: the dataset's default)
     params: dict = field(default_factory=dict)  # every value here is used by evaluate (suites may override)
@@ -84,11 +87,21 @@ class Task:
     stores_confusions: ClassVar[bool] = False  # True: predictions are (fold, confusions), never per-sample
     scores_a_sample: ClassVar[bool] = False  # True: scores ``tested_counts`` of a test fold, not all of it
     needs: Needs = field(default_factory=Needs)  # what a dataset must provide (see tasks/needs.py)
+    method: dict = field(default_factory=dict)  # fixed parts of the protocol, in words (not parameters)
+    family: str = ""  # the group its leaderboard columns are shown under (default: the task's name)
+    param_rules: ClassVar[dict[str, Rule]] = {}  # parameter -> what its value must be (tasks/params.py)
+
+    def __post_init__(self) -> None:
+        if not self.datasets:  # the registered datasets it serves, derived from ``needs`` (and ``serves``)
+            object.__setattr__(self, "datasets", tuple(spec.name for spec in DATASETS if self.serves(spec)))
+        if not self.sources and self.needs.source_split:  # target -> (its source dataset, split rule)
+            object.__setattr__(self, "sources", {d: s for d in self.datasets if (s := self.needs.source_for(d))})
+        if not self.family:
+            object.__setattr__(self, "family", self.name)
 
     def serves(self, spec) -> bool:
         """Whether the task can run on a dataset (registered or a user's own)."""
         return self.needs.serves(spec)
-    method: dict = field(default_factory=dict)  # fixed parts of the protocol, in words (not parameters)
 
     def split_for(self, dataset: str) -> str | None:
         return self.splits.get(dataset) or self.needs.split_for(dataset)
@@ -111,6 +124,20 @@ class Task:
 
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
         """Metrics derived across variants (e.g. an area under a curve), from stored predictions."""
+        return {}
+
+    def score(self, predictions: dict, labels: list[str], extra: dict | None, seed: int) -> dict:
+        """``metrics``, ``per_class`` and ``confusion_matrix`` of stored predictions (JSON form): the one
+        computation the runner writes and ``validate`` repeats (``seed``: the recorded bootstrap seed)."""
+        scores = score_predictions(predictions, labels, self.main_variant, seed=seed)
+        scores["metrics"].update(self.summarise(predictions, labels, extra))
+        return scores
+
+    def derived(self, predictions: dict, labels: list[str], extra: dict) -> dict:
+        """``extra`` entries that follow from the predictions alone (a cross-magnification matrix, a
+        standard error over repetitions): ``evaluate`` stores them and ``validate`` recomputes them
+        from the stored predictions with this same method. ``extra``: what ``evaluate`` recorded
+        beside them (e.g. the magnifications present)."""
         return {}
 
     def tested_counts(self, counts: dict[str, int]) -> dict[str, int]:
@@ -147,8 +174,9 @@ class Task:
         return task
 
     def check_params(self) -> str | None:
-        """Why ``self.params`` cannot be computed with, or None (tasks refine this)."""
-        return None
+        """Why ``self.params`` cannot be computed with, or None: each value against its rule in
+        ``param_rules``; tasks add what ties parameters together (calling this first)."""
+        return params_problem(self.param_rules, self.params)
 
     def evaluate(self, data: TaskInput) -> Predictions:
         raise NotImplementedError

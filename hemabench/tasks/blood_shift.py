@@ -31,8 +31,8 @@ from hemabench.results.calibration import held_out_slice, slice_payload
 from hemabench.splits import split_names
 from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices, join_columns
 from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, SLICE_PARAMS, CellProbe, probe_proba
-from hemabench.tasks.shift_index import INDEX, INDEX_PARAMS, index_param_problem, index_scores, index_table
-from hemabench.tasks.transfer import load_mapping
+from hemabench.tasks.shift_index import INDEX, INDEX_PARAMS, INDEX_RULES, index_scores, index_table
+from hemabench.tasks.transfer import MAPPING_FILE, load_mapping
 
 SHIFT, IN_DOMAIN = "shifted", "in-domain"
 
@@ -76,12 +76,7 @@ class BloodShift(CellProbe):
         """The anchor datasets of the mapping's panels (data, not code: benchmarks/mappings/)."""
         return spec.name in self.mapping()["panels"] and super().serves(spec)
 
-    def check_params(self) -> str | None:
-        from hemabench.paths import benchmarks_dir
-
-        if not (benchmarks_dir() / "mappings" / f"{self.params['mapping']}.yaml").is_file():
-            return f"mapping {self.params['mapping']!r} is not a file in benchmarks/mappings/"
-        return index_param_problem(self.params) or super().check_params()
+    param_rules = {**CellProbe.param_rules, "mapping": MAPPING_FILE, **INDEX_RULES}
 
     def mapping(self) -> dict:
         return load_mapping(self.params["mapping"])
@@ -257,7 +252,7 @@ PANELS = load_mapping("blood-shift")["panels"]
 # every member's 70/30 hold-out where it has one (raabin: its official split)
 SPLITS = {d: "holdout-70-30" for panel in PANELS.values() for d in panel if "holdout-70-30" in split_names(d)}
 TASKS.add("blood-shift", BloodShift(
-    name="blood-shift", version=2, datasets=tuple(PANELS),
+    name="blood-shift", version=2, datasets=tuple(PANELS), family="acquisition shift",
     protocol="docs/metrics.md#2-acquisition-shift-blood-shift",
     description="Linear probe fitted on one dataset's training split (shared white-cell classes), scored on every "
                 "other dataset's test split: the N x N matrix of balanced accuracy and ECE, and the drop under shift; "

@@ -22,6 +22,7 @@ from hemabench.results.scoring import patient_accuracy
 from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices
 from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, SLICE_PARAMS, ProbeTask, probe_proba
 from hemabench.tasks.needs import Needs
+from hemabench.tasks.params import int_list
 
 MAGNIFICATIONS = (40, 100, 200, 400)
 FRACTIONS = (5, 10, 20, 40, 60, 80, 100)  # percent of the training labels (breakhis-limited)
@@ -223,7 +224,7 @@ class BreakHisTask(ProbeTask):
                         self.fit_at(ctx, index, fold, m, train_m, test, held)
                     bar.update(1)
         out = ctx.predictions(self.variants, fraction, seed)
-        out.extra.update(self.summary(out.variants, ctx))
+        out.extra.update(self.derived(out.variants, ctx.scored, out.extra))
         return out
 
     def fit_at(self, ctx: _Context, index: int, fold: str, m: int, train: np.ndarray, test: np.ndarray,
@@ -231,8 +232,6 @@ class BreakHisTask(ProbeTask):
         """Fit at magnification ``m`` (``held``: the temperature slice's rows, see :meth:`_Context.probe`)."""
         raise NotImplementedError
 
-    def summary(self, variants: dict, ctx: _Context) -> dict:
-        return {}
 
 
 @dataclass(frozen=True)
@@ -244,21 +243,21 @@ class PerMagnification(BreakHisTask):
             fit = ctx.probe(self.params, train, test, held, fold, magnification=m)
             ctx.add_by_mag(test, fold, fit, lambda t: (mag(m), "all") if t == m else ())
 
-    def summary(self, variants, ctx) -> dict:
-        return {"magnification_mean": mag_mean(variants, [mag(m) for m in MAGNIFICATIONS])}
+    def derived(self, predictions, labels, extra) -> dict:
+        """MPCS's 'Mean' column (``extra.magnification_mean``)."""
+        return {"magnification_mean": mag_mean(predictions, [mag(m) for m in MAGNIFICATIONS])}
 
 
 @dataclass(frozen=True)
 class LimitedLabels(BreakHisTask):
     """Binary, per magnification, on nested seeded fractions of each rotation's training images."""
 
+    param_rules = {**ProbeTask.param_rules, "fractions": int_list(1, 100).said("percentages in (0, 100]")}
+
     def check_params(self) -> str | None:
         fractions = self.params["fractions"]
-        if not isinstance(fractions, list) or any(not isinstance(f, int) or isinstance(f, bool) or not 0 < f <= 100
-                                                  for f in fractions) or MAIN_FRACTION not in fractions:
-            return f"fractions must be percentages in (0, 100] including {MAIN_FRACTION} (the main metric's), " \
-                   f"got {fractions!r}"
-        return super().check_params()
+        return super().check_params() or (None if MAIN_FRACTION in fractions else
+                                          f"fractions must include {MAIN_FRACTION} (the main metric's), got {fractions!r}")
 
     def known_variant(self, variant: str) -> bool:
         """``<mag>-<f>pct`` for any fraction a suite may set (MPCS's 25% is not a default one)."""
@@ -275,8 +274,9 @@ class LimitedLabels(BreakHisTask):
             fit = ctx.probe(self.params, rows, test, held, fold, magnification=m, fraction=f, seed=seed)
             ctx.add_by_mag(test, fold, fit, lambda t, f=f: (f"{mag(m)}-{f}pct", f"all-{f}pct") if t == m else ())
 
-    def summary(self, variants, ctx) -> dict:
-        return {"magnification_mean": {f"{f}pct": mag_mean(variants, [f"{mag(m)}-{f}pct" for m in MAGNIFICATIONS])
+    def derived(self, predictions, labels, extra) -> dict:
+        """MPCS's 'Mean' column per fraction (``extra.magnification_mean``)."""
+        return {"magnification_mean": {f"{f}pct": mag_mean(predictions, [f"{mag(m)}-{f}pct" for m in MAGNIFICATIONS])
                                        for f in self.params["fractions"]}}
 
 
@@ -295,12 +295,13 @@ class CrossMagnification(BreakHisTask):
         pairs = [v.split("->") for v in variants if "->" in v]
         return [f"{a}->{b}" for a, b in pairs if (a == b) == (variant == "diag")]
 
-    def summary(self, variants, ctx) -> dict:
-        """The 4x4 matrices (rows = train magnification) and the diagonal vs off-diagonal gap."""
-        mags, out = ctx.present, {"magnifications": ctx.present, "rows": "train magnification",
-                                  "columns": "test magnification", "summary": {}}
-        cells = {(a, b): fold_means(variants[f"{mag(a)}->{mag(b)}"]) for a in mags for b in mags
-                 if f"{mag(a)}->{mag(b)}" in variants}
+    def derived(self, predictions, labels, extra) -> dict:
+        """``extra.crossmag``: the 4x4 matrices (rows = train magnification) over the magnifications
+        present (``extra.magnifications``) and the diagonal vs off-diagonal gap."""
+        mags = list(extra.get("magnifications") or [])
+        out = {"magnifications": mags, "rows": "train magnification", "columns": "test magnification", "summary": {}}
+        cells = {(a, b): fold_means(predictions[f"{mag(a)}->{mag(b)}"]) for a in mags for b in mags
+                 if f"{mag(a)}->{mag(b)}" in predictions}
         for k, name in enumerate(("accuracy", "patient_accuracy")):
             out[name] = [[cells[a, b][k] if (a, b) in cells else None for b in mags] for a in mags]
             diag = [v[k] for (a, b), v in cells.items() if a == b]
@@ -312,7 +313,7 @@ class CrossMagnification(BreakHisTask):
 
 
 def _register(cls, name: str, description: str, main_metric: str, variants, anchor: str, **kwargs) -> None:
-    TASKS.add(name, cls(name=name, version=3, description=description, datasets=NEEDS.registered(), needs=NEEDS,
+    TASKS.add(name, cls(name=name, version=3, description=description, needs=NEEDS, family="BreakHis",
                         protocol=f"docs/protocols-breakhis.md#{anchor}", main_metric=main_metric,
                         variants=tuple(variants), citation=CITATION, **kwargs))
 

@@ -8,16 +8,19 @@ import numpy as np
 
 from hemabench.errors import HemabenchError
 from hemabench.protocols import fit_probe, knn_predict
-from hemabench.protocols.probe import probe_param_problem
+from hemabench.protocols.probe import C_RULE
 from hemabench.protocols.progress import progress_bar
 from hemabench.results.calibration import SLICE_FRACTION, align_proba, held_out_slice
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices, per_fold
 from hemabench.tasks.needs import Needs
+from hemabench.tasks.params import boolean, fraction, int_list, integer, one_of, positive_int, positive_number
 
 CELL_NEEDS = Needs(frozenset({"cell-labels"}))
 CITATION = "Koch et al., DinoBloom, MICCAI 2024"
 # The linear probe's parameters, each passed to fit_probe (BreakHis tasks use the same probe).
-PROBE_PARAMS = {"solver": "torch", "C": "M*K/100", "max_iter": 1000, "standardise": False}
+PROBE_PARAMS = {"solver": "torch", "C": C_RULE, "max_iter": 1000, "standardise": False}
+PROBE_RULES = {"solver": one_of("torch", "sklearn"), "C": positive_number(C_RULE, None), "max_iter": positive_int(),
+               "standardise": boolean()}
 PROBE_METHOD = {"model": "L2-penalised multinomial logistic regression (binomial for 2 classes), intercept "
                          "not penalised, L-BFGS as scikit-learn runs it",
                 "C": "M*K/100 with M the feature dimension and K the training classes (DinoBloom's code; its "
@@ -37,21 +40,16 @@ def probe_proba(params: dict, features: np.ndarray, labels: np.ndarray, train: n
     return pred, align_proba(proba, np.unique(labels[train].astype(str)), scored)
 
 
+SLICE_PARAMS = {"calibration_slice": SLICE_FRACTION, "calibration_seed": 0}  # every probe task's temperature slice
+SLICE_RULES = {"calibration_slice": fraction(), "calibration_seed": integer()}
+
+
 @dataclass(frozen=True)
 class ProbeTask(Task):
     """A task fitting the linear probe: its probe parameters (and its temperature slice's) are
     checked before anything runs."""
 
-    def check_params(self) -> str | None:
-        fraction, seed = self.params["calibration_slice"], self.params["calibration_seed"]
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-            return f"calibration_slice must be a fraction between 0 and 1, got {fraction!r}"
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            return f"calibration_seed must be an integer, got {seed!r}"
-        return probe_param_problem(self.params)
-
-
-SLICE_PARAMS = {"calibration_slice": SLICE_FRACTION, "calibration_seed": 0}  # every probe task's temperature slice
+    param_rules = {**PROBE_RULES, **SLICE_RULES}
 
 
 @dataclass(frozen=True)
@@ -84,13 +82,12 @@ class CellProbe(ProbeTask):
 
 @dataclass(frozen=True)
 class CellKnn(Task):
+    param_rules = {"ks": int_list()}
+
     def check_params(self) -> str | None:
-        ks = self.params["ks"]
-        if not isinstance(ks, list) or not ks or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
-                                                         for k in ks):
-            return f"ks must be a non-empty list of positive integers, got {ks!r}"
         main_k = int(self.main_metric.split("/")[0][1:])
-        return None if main_k in ks else f"ks must include {main_k}, the k of the main metric {self.main_metric}"
+        return super().check_params() or (None if main_k in self.params["ks"] else
+                                          f"ks must include {main_k}, the k of the main metric {self.main_metric}")
 
     def evaluate(self, data: TaskInput) -> Predictions:
         labels = data.records[self.label_column].to_numpy()
@@ -113,7 +110,7 @@ class CellKnn(Task):
 
 # version 2: stores class probabilities and a held-out training slice per fold (calibration, temperature scaling)
 TASKS.add("cell-probe", CellProbe(
-    name="cell-probe", version=2, datasets=CELL_NEEDS.registered(), needs=CELL_NEEDS,
+    name="cell-probe", version=2, needs=CELL_NEEDS, family="cell types",
     protocol="docs/protocols.md#cell-probe",
     description="Multinomial logistic regression (lbfgs, max_iter 1000, C = M*K/100) on raw embeddings",
     main_metric="probe/balanced_accuracy", variants=("probe",), params={**PROBE_PARAMS, **SLICE_PARAMS},
@@ -121,7 +118,7 @@ TASKS.add("cell-probe", CellProbe(
     citation=CITATION,
 ))
 TASKS.add("cell-knn", CellKnn(
-    name="cell-knn", version=2, datasets=CELL_NEEDS.registered(), needs=CELL_NEEDS,
+    name="cell-knn", version=2, needs=CELL_NEEDS, family="cell types",
     protocol="docs/protocols.md#cell-knn",
     description="k-nearest neighbours (k = 1 and 20, Euclidean, uniform weights) on raw embeddings",
     main_metric="k20/balanced_accuracy", variants=("k1", "k20"), params={"ks": [1, 20]},

@@ -26,7 +26,8 @@ from hemabench.results.calibration import SLICE_FRACTION
 from hemabench.results.scoring import expand_confusion
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
 from hemabench.tasks.needs import Needs
-from hemabench.tasks.recorded import calibration_problem, recorded_variants
+from hemabench.tasks.params import checked, choice_list, fraction, int_list, integer, one_of, optional, positive_int
+from hemabench.tasks.recorded import calibration_rule, recorded_variants, repetition_problem
 
 CITATION = "Wenderoth et al., transferable hematological cell classification"
 VARIANT = re.compile(r"^(?P<clf>[^/]+)/n=(?P<n>\d+)$")
@@ -66,6 +67,11 @@ def repetition_sem(variants: dict, labels: list[str]) -> dict[str, dict[str, flo
     return out
 
 
+def swept_sem(predictions: dict, labels: list[str]) -> dict:
+    """``extra.repetition_sem`` of the variants holding one confusion matrix per repetition."""
+    return {"repetition_sem": repetition_sem({v: p for v, p in predictions.items() if "confusions" in p}, labels)}
+
+
 def curve_auc_metrics(predictions: dict, labels: list[str], max_n: int) -> dict[str, dict]:
     """Per classifier: the normalised area under balanced accuracy over log2(n), per repetition,
     over the repetitions every n has (the first min over n of the counts: the stopping rule runs
@@ -84,49 +90,33 @@ def curve_auc_metrics(predictions: dict, labels: list[str], max_n: int) -> dict[
     return out
 
 
-def sweep_problem(params: dict, classifiers) -> str | None:
-    """Why a few-shot sweep's parameters cannot be run with, or None."""
-    grid = params["n_grid"]
-    if not isinstance(grid, list) or not grid or any(not isinstance(n, int) or isinstance(n, bool) or n < 1
-                                                     for n in grid) or grid != sorted(set(grid)):
-        return f"n_grid must be an increasing list of positive integers, got {grid!r}"
-    for key in ("repetitions", "seed"):
-        value = params[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "repetitions" else 0):
-            return f"{key} must be a {'positive' if key == 'repetitions' else 'non-negative'} integer, got {value!r}"
-    for key in ("min_repetitions", "repetition_block"):
-        value = params.get(key, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            return f"{key} must be a positive integer, got {value!r}"
-    precision = params.get("precision")
-    if precision is not None and (isinstance(precision, bool) or not isinstance(precision, (int, float))
-                                  or not 0 < precision < 1):
-        return f"precision must be a 95% CI half-width in (0, 1) (balanced accuracy) or null (fixed), got {precision!r}"
-    if params.get("engine", "fast") not in ENGINES:
-        return f"engine must be one of {', '.join(ENGINES)}, got {params.get('engine')!r}"
-    unknown = [c for c in classifiers if c not in CLASSIFIERS]
-    if unknown or not classifiers:
-        return f"classifiers must be a non-empty list of {', '.join(CLASSIFIERS)}, got {classifiers!r}"
-    for name in classifiers:
-        problem = settings_problem(name, params.get(name, {}))
-        if problem:
-            return problem
-    return None
+def sweep_rules(classifiers) -> dict:
+    """The rules of a few-shot sweep's parameters, with the settings of each of ``classifiers``."""
+    return {"n_grid": int_list(increasing=True), "repetitions": positive_int(), "seed": integer(0),
+            "precision": optional(fraction()).said("a 95% CI half-width in (0, 1) (balanced accuracy) or null (fixed)"),
+            "min_repetitions": positive_int(), "repetition_block": positive_int(), "engine": one_of(*ENGINES),
+            **{name: checked(f"{name} keywords", lambda v, name=name: settings_problem(name, v)) for name in classifiers},
+            "calibration": calibration_rule(classifiers)}
+
+
+def recorded_problem(params: dict) -> str | None:
+    """The recorded repetition must be one that every n has (the stopping rule's minimum)."""
+    return repetition_problem(params["calibration"], StoppingRule.from_params(params).minimum)
 
 
 @dataclass(frozen=True)
 class LabelEfficiency(Task):
     stores_confusions = True  # thousands of repeated fits: one confusion matrix per repetition
 
+    param_rules = {**sweep_rules(CLASSIFIERS), "classifiers": choice_list(CLASSIFIERS)}
+
     def check_params(self) -> str | None:
-        problem = sweep_problem(self.params, self.params["classifiers"])
         main = self.main_metric.split("/")[0]
-        if problem is None and main not in self.params["classifiers"]:
-            problem = f"classifiers must include {main!r}, the classifier of the main metric"
-        if problem is None and self.params.get("calibration"):
-            problem = calibration_problem(self.params["calibration"], StoppingRule.from_params(self.params).minimum,
-                                          CLASSIFIERS)
-        return problem
+        if problem := super().check_params():
+            return problem
+        if main not in self.params["classifiers"]:
+            return f"classifiers must include {main!r}, the classifier of the main metric"
+        return recorded_problem(self.params)
 
     def confusion_variants(self) -> set[str]:
         """The variants holding one confusion matrix per repetition (``validate`` requires exactly these)."""
@@ -163,7 +153,7 @@ class LabelEfficiency(Task):
                                      fold=rotation["test"][0], engine=p["engine"]) if p.get("calibration") else {}
         derived = self.derived_extra(data)
         return Predictions({**variants, **recorded}, extra={
-            "repetition_sem": repetition_sem(variants, scored),
+            **self.derived(variants, scored, {}),
             "engine": engine_record(p["engine"]),
             "stopping": stopping_record(rule, {str(n): [f"{c}/n={n}" for c in p["classifiers"]] for n in p["n_grid"]},
                                         variants),
@@ -178,6 +168,9 @@ class LabelEfficiency(Task):
         clf, n = VARIANT.match(self.detail_variant).group("clf", "n")
         below = [g for g in self.params["n_grid"] if g <= int(n)]
         return f"{clf}/n={max(below) if below else min(self.params['n_grid'])}"
+
+    def derived(self, predictions: dict, labels: list[str], extra: dict) -> dict:
+        return swept_sem(predictions, labels)
 
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
         """``extra.auc_max_n`` as the run derived it (``validate`` checks it against the registered split)."""
@@ -210,11 +203,11 @@ METHOD = {
 # version 3: the paper's grid (750 and 1500 dropped), repetitions stopped at a stated precision, the fast engine
 NEEDS = Needs(frozenset({"cell-labels"}), split="holdout-70-30")
 TASKS.add("label-efficiency", LabelEfficiency(
-    name="label-efficiency", version=3, datasets=NEEDS.registered(), needs=NEEDS,
+    name="label-efficiency", version=3, needs=NEEDS, family="label efficiency",
     protocol="docs/protocols.md#label-efficiency",
     description="Balanced accuracy against n labelled cells per class (1 to 2000), SVM / LR / kNN on "
                 "power-transformed, PCA-rotated embeddings, 10 to 100 seeded support sets per n (until the mean is precise)",
     main_metric="svm/balanced_accuracy_auc", detail_variant="svm/n=50",
     variants=tuple(f"{c}/n={n}" for c in CLASSIFIERS for n in N_GRID),
-    splits=NEEDS.registered_splits(), params=PARAMS, method=METHOD, citation=CITATION,
+    params=PARAMS, method=METHOD, citation=CITATION,
 ))

@@ -19,27 +19,23 @@ import numpy as np
 
 from hemabench.protocols.fewshot import fit_proba, support_set
 from hemabench.results.calibration import align_proba, held_out_slice, slice_payload
+from hemabench.tasks.params import Rule, choice_list, fields, fraction, integer, optional, positive_int
 
 
-def calibration_problem(settings, repetitions: int, classifiers) -> str | None:
-    """Why a task's ``calibration`` settings cannot be recorded with, or None."""
-    keys = {"repetition", "n", "classifiers", "slice", "slice_seed"}
-    if not isinstance(settings, dict) or set(settings) != keys:
-        return f"calibration must be a mapping with keys {', '.join(sorted(keys))}, got {settings!r}"
-    rep, n, fraction = settings["repetition"], settings["n"], settings["slice"]
-    if not isinstance(rep, int) or isinstance(rep, bool) or not 0 <= rep < repetitions:
-        return f"calibration.repetition must be one of the first {repetitions} repetitions (every n has them: " \
-               f"0 to {repetitions - 1}), got {rep!r}"
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        return f"calibration.n must be a positive integer, got {n!r}"
-    if not isinstance(settings["classifiers"], list) or not settings["classifiers"] or \
-            any(c not in classifiers for c in settings["classifiers"]):
-        return f"calibration.classifiers must be a non-empty list of {', '.join(classifiers)}, got {settings['classifiers']!r}"
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
-        return f"calibration.slice must be a fraction between 0 and 1, got {fraction!r}"
-    if not isinstance(settings["slice_seed"], int) or isinstance(settings["slice_seed"], bool):
-        return f"calibration.slice_seed must be an integer, got {settings['slice_seed']!r}"
-    return None
+def calibration_rule(classifiers) -> Rule:
+    """A task's ``calibration`` settings (null: no repetition recorded with probabilities); that the
+    repetition is one every n has is the task's check (:func:`repetition_problem`)."""
+    return optional(fields({"repetition": integer(0), "n": positive_int(), "classifiers": choice_list(classifiers),
+                            "slice": fraction(), "slice_seed": integer()}))
+
+
+def repetition_problem(settings, repetitions: int) -> str | None:
+    """Why the recorded repetition is not one of the first ``repetitions`` (those every n has), or None."""
+    rep = (settings or {}).get("repetition", 0)
+    if rep < repetitions:
+        return None
+    return f"calibration.repetition must be one of the first {repetitions} repetitions (every n has them: " \
+           f"0 to {repetitions - 1}), got {rep!r}"
 
 
 def recorded_variants(features: np.ndarray, labels: np.ndarray, paths: np.ndarray, perm: dict, train: np.ndarray,

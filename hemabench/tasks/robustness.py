@@ -20,9 +20,9 @@ import numpy as np
 from hemabench.datasets import DATASETS
 from hemabench.errors import HemabenchError
 from hemabench.perturb import CONTROL, FAMILIES, LEVELS, PERTURBATION_VERSION, SEVERITIES
-from hemabench.protocols.probe import probe_param_problem
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, ViewRequest, fold_indices
-from hemabench.tasks.cell import CELL_NEEDS, PROBE_METHOD, PROBE_PARAMS, probe_proba
+from hemabench.tasks.cell import CELL_NEEDS, PROBE_METHOD, PROBE_PARAMS, PROBE_RULES, probe_proba
+from hemabench.tasks.params import checked, choice_list, int_list, integer, one_of
 from hemabench.tasks.robustness_scores import CLEAN, SUMMARY, robustness_scores, view_variant
 
 
@@ -67,23 +67,13 @@ class Robustness(Task):
         """Real cell images only: perturbing a procedurally drawn cell says nothing about a lab."""
         return not spec.synthetic and super().serves(spec)
 
-    def check_params(self) -> str | None:
-        p = self.params
-        if not isinstance(p["families"], list) or not p["families"] or any(f not in FAMILIES for f in p["families"]):
-            return f"families must be a non-empty list of {', '.join(FAMILIES)}; got {p['families']!r}"
-        sev = p["severities"]
-        if not isinstance(sev, list) or not sev or sev != sorted(set(sev)) or \
-                any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= LEVELS for s in sev):
-            return f"severities must be increasing integers from 1 to {LEVELS}; got {sev!r}"
-        cap = p["max_test_cells"]
-        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 2:
-            return f"max_test_cells must be an integer of at least 2, got {cap!r}"
-        if isinstance(p["seed"], bool) or not isinstance(p["seed"], int):
-            return f"seed must be an integer, got {p['seed']!r}"
-        if p["perturbation_version"] != PERTURBATION_VERSION:
-            return (f"perturbation_version {p['perturbation_version']!r} is not the installed perturbations' "
-                    f"version {PERTURBATION_VERSION} (hemabench/perturb.py)")
-        return probe_param_problem(p)
+    param_rules = {"families": choice_list(FAMILIES),
+                   "severities": int_list(1, LEVELS, increasing=True).said(f"increasing integers from 1 to {LEVELS}"),
+                   "max_test_cells": integer(2), "seed": integer(),
+                   "perturbation_version": checked(f"{PERTURBATION_VERSION}", lambda v: None if one_of(
+                       PERTURBATION_VERSION).accepts(v) else f"{v!r} is not the installed perturbations' version "
+                       f"{PERTURBATION_VERSION} (hemabench/perturb.py)"),
+                   **PROBE_RULES}
 
     def tested_counts(self, counts: dict[str, int]) -> dict[str, int]:
         return round_robin_counts(counts, self.params["max_test_cells"])

@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from hemabench.intervals import percentile_interval
 from hemabench.metrics import aggregate
-from hemabench.results.bootstrap import Design, percentile_interval
+from hemabench.results.bootstrap import Design
+from hemabench.tasks.params import positive_int
 
 INDEX = "robustness_index"  # the key of the neighbour table in a result's ``extra``
 PREFIX = "shift"
@@ -46,13 +48,7 @@ BLOCK = 1024  # query rows per distance block
 INDEX_PARAMS = {"index_k": 11, "index_cells": 100}  # k: PathoROB's default for Camelyon (its smallest)
 
 
-def index_param_problem(params: dict) -> str | None:
-    """Why the index's parameters cannot be computed with, or None."""
-    for key, least in (("index_k", 1), ("index_cells", 1)):
-        value = params[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            return f"{key} must be an integer of at least {least}, got {value!r}"
-    return None
+INDEX_RULES = {"index_k": positive_int(), "index_cells": positive_int()}
 
 
 def index_cells(ids, centres, classes, cap: int, seed: int) -> np.ndarray:

@@ -19,13 +19,15 @@ from hemabench.tasks.label_efficiency import (
     METHOD,
     PARAMS,
     curve_auc_metrics,
-    repetition_sem,
+    recorded_problem,
     stopping_record,
-    sweep_problem,
+    sweep_rules,
     sweep_variants,
+    swept_sem,
 )
 from hemabench.tasks.needs import Needs
-from hemabench.tasks.recorded import calibration_problem, recorded_variants
+from hemabench.tasks.params import checked, positive_int
+from hemabench.tasks.recorded import recorded_variants
 from hemabench.untrusted import load_yaml
 
 
@@ -35,6 +37,15 @@ def load_mapping(name: str = "bm-to-blood") -> dict:
     if not path.is_file():
         raise HemabenchError(f"class mapping {name!r} not found at {path}")
     return load_yaml(path, mapping=True)
+
+
+def _mapping_problem(name) -> str | None:
+    if isinstance(name, str) and (benchmarks_dir() / "mappings" / f"{name}.yaml").is_file():
+        return None
+    return f"{name!r} is not a file in benchmarks/mappings/"
+
+
+MAPPING_FILE = checked("the name of a class mapping in benchmarks/mappings/", _mapping_problem)
 
 
 @dataclass(frozen=True)
@@ -90,15 +101,10 @@ def superclass_metrics(predictions: dict, labels: list[str], superclasses: dict)
 class BoneMarrowToBlood(Task):
     stores_confusions = True  # thousands of repeated fits: one confusion matrix per repetition
 
+    param_rules = {**sweep_rules(("svm",)), "source_per_class": positive_int(), "mapping": MAPPING_FILE}
+
     def check_params(self) -> str | None:
-        p = self.params
-        if not isinstance(p["source_per_class"], int) or isinstance(p["source_per_class"], bool) \
-                or p["source_per_class"] < 1:
-            return f"source_per_class must be a positive integer, got {p['source_per_class']!r}"
-        if not (benchmarks_dir() / "mappings" / f"{p['mapping']}.yaml").is_file():
-            return f"mapping {p['mapping']!r} is not a file in benchmarks/mappings/"
-        return sweep_problem(p, ["svm"]) or (calibration_problem(p["calibration"], StoppingRule.from_params(p).minimum,
-                                                                 ("svm",)) if p.get("calibration") else None)
+        return super().check_params() or recorded_problem(self.params)
 
     def mapping(self, dataset: str) -> Mapping:
         return Mapping.for_target(load_mapping(self.params["mapping"]), dataset)
@@ -164,9 +170,12 @@ class BoneMarrowToBlood(Task):
             "support_hash": {"direct": support_hash(direct_perms, ids(source)), "adapt": support_hash(adapt_perms, ids(data))},
             "effective_n": {str(n): v for n, v in adapt["effective_n"].items()},
             "auc_max_n": saturation_n(adapt_perms, tuple(p["n_grid"])), "n_test": int(len(t_test)),
-            "superclasses": mapping.superclasses, "repetition_sem": repetition_sem(variants, labels),
+            "superclasses": mapping.superclasses, **self.derived(variants, labels, {}),
             "stopping": stopping_record(rule, {v: [v] for v in variants}, variants),
             "engine": engine_record(p["engine"])})
+
+    def derived(self, predictions: dict, labels: list[str], extra: dict) -> dict:
+        return swept_sem(predictions, labels)
 
     def summarise(self, predictions: dict, labels: list[str], extra: dict | None = None) -> dict[str, dict]:
         extra = extra or {}
@@ -179,11 +188,10 @@ class BoneMarrowToBlood(Task):
 # Targets: datasets with cell labels and a ``transfer_source`` (and rules in the class mapping).
 NEEDS = Needs(frozenset({"cell-labels"}), split="holdout-70-30", source_split="holdout-70-30")
 TASKS.add("bm-to-blood", BoneMarrowToBlood(
-    name="bm-to-blood", version=4, datasets=NEEDS.registered(), needs=NEEDS, protocol="docs/protocols.md#bm-to-blood",
+    name="bm-to-blood", version=4, needs=NEEDS, protocol="docs/protocols.md#bm-to-blood", family="transfer",
     description="SVM fitted on 250 bone-marrow cells per class, scored on blood datasets through a versioned "
                 "class mapping (direct transfer), and fitted on n target cells per class (domain adaptation)",
     main_metric="direct/balanced_accuracy", detail_variant="direct", variants=("direct", *(f"adapt/n={n}" for n in N_GRID)),
-    splits=NEEDS.registered_splits(), sources=NEEDS.registered_sources(),
     params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn")},
             "calibration": {**PARAMS["calibration"], "classifiers": ["svm"]}, "source_per_class": 250,
             "mapping": "bm-to-blood"},
