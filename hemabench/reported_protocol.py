@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from hemabench.results.result import Result
+
 DEFAULTS = "defaults"
 PAPER_SPLITS = ("own", "same")  # the paper used its own split (not reproducible here), or hemabench's
 
@@ -114,9 +116,9 @@ class Protocol:
         return split + list(self.differences)
 
 
-def weight_ids(result) -> set[str]:
+def weight_ids(result: Result) -> set[str]:
     """The identifiers of the weights a result's recorded encoder spec loads (hub ids, file names, URLs)."""
-    spec = (result.data.get("encoder") or {}).get("spec") or {}
+    spec = result.encoder_spec
     sources = spec.get("weights") if isinstance(spec, dict) else None
     return {str(s[k]) for s in (sources if isinstance(sources, list) else []) if isinstance(s, dict)
             for k in ("hub", "local", "url") if k in s}

@@ -14,7 +14,7 @@ import trees
 from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, recall_score
 
-from hemabench.results import SCHEMA_PATH, predictions_payload
+from hemabench.results import SCHEMA_PATH, Result, predictions_payload
 from hemabench.submissions.recompute import recompute
 from hemabench.tasks import TASKS, TaskInput
 from hemabench.tasks.blood_shift import IN_DOMAIN, SHIFT, shift_drops
@@ -70,7 +70,7 @@ def test_panel_of_real_layouts_end_to_end(tmp_path, cli):
     assert len(set(result["predictions"][SHIFT]["fold"])) == 6  # every ordered off-diagonal pair
     assert len(result["metrics"]["shifted/ece"]["values"]) == 6 and "shifted/ece_ts" in result["metrics"]
     assert {"NEU", "LYT"} <= set(result["labels"]) and "MYO" not in result["labels"]
-    fresh = recompute(result)
+    fresh = recompute(Result.from_dict(result))
     for key in ("shift/mean_balanced_accuracy", "shifted/brier", "in-domain/ece_ts"):
         assert fresh["metrics"][key] == result["metrics"][key]
     # rerun: reused, because the panel's fingerprints are part of the currency check
@@ -139,8 +139,10 @@ def test_validate_checks_panel_splits(tmp_path, cli):
     assert cli("run", "--encoder", "handcrafted", "--task", "blood-shift", "--dataset", "matek-blood",
                "--data-root", data, "--out", out, "--no-progress")[0] == 0
     result = json.loads((out / "handcrafted" / "blood-shift" / "matek-blood.json").read_text())
-    assert split_problems(result, "r.json", str(data)) == []
+    assert split_problems(Result.from_dict(result), "r.json", str(data)) == []
     result["panel_splits"][0]["fingerprint"] = "f" * 64
-    assert any("panel_splits[0].fingerprint" in str(p) for p in split_problems(result, "r.json", str(data)))
+    assert any("panel_splits[0].fingerprint" in str(p) for p in split_problems(Result.from_dict(result), "r.json",
+                                                                                str(data)))
     result["panel_splits"][0]["dataset"] = "synth-aml"
-    assert any("is not in the task's panel" in str(p) for p in split_problems(result, "r.json", str(data)))
+    assert any("is not in the task's panel" in str(p) for p in split_problems(Result.from_dict(result), "r.json",
+                                                                              str(data)))

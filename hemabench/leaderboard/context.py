@@ -27,6 +27,7 @@ from hemabench.leaderboard.tables import as_table, pct, plain
 from hemabench.metrics import METRICS
 from hemabench.reported import EXTERNAL, EXTRA_METRICS, Reported
 from hemabench.reported_protocol import hemabench_classes
+from hemabench.results import Result
 
 COST_COLUMNS = ("GFLOPs / image", "forward images/s", "extraction images/s")
 DELTA = "reproduced − reported"
@@ -60,8 +61,8 @@ def protocol_words(task: str, params: dict, params_digest: str) -> tuple[str, st
     return text, f"task parameters {params_digest}" + (f" (registered defaults changed: {sorted(changed)})" if changed else "")
 
 
-def cost_cells(result: dict) -> dict[str, dict]:
-    cost = result.get("encoder_cost")
+def cost_cells(result: Result) -> dict[str, dict]:
+    cost = result.encoder_cost
     if not isinstance(cost, dict):
         return {c: plain("–") for c in COST_COLUMNS}
     gflops, extraction = cost.get("gflops_per_image"), cost.get("extraction_images_per_s")
@@ -87,7 +88,7 @@ def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: lis
     """Cost and reproduced-minus-reported columns on the run rows; paper rows below them, unranked."""
     main_pairs = {p.encoder: p for p in pairs if p.metric == board.main_metric}
     for row, encoder in zip(table["rows"], board.sorted_encoders()):
-        cells = cost_cells(board.entries[encoder].result.data)
+        cells = cost_cells(board.entries[encoder].result)
         pair = main_pairs.get(encoder)
         row["cells"] += [cells[c] for c in COST_COLUMNS] + [pair.cell() if pair else plain("–")]
         row.setdefault("data", {})["tier"] = "run"
@@ -194,10 +195,10 @@ def pairs_table(pairs: list[Pair], table_id: str = "pairs", boards: list[str] | 
 
 def pareto(board: Board, site) -> str | None:
     rows = [{"encoder": e, "score": board.entries[e].main.mean,
-             "images_per_s": (board.entries[e].result.data.get("encoder_cost") or {}).get("forward_images_per_s"),
-             "gflops": (board.entries[e].result.data.get("encoder_cost") or {}).get("gflops_per_image"),
-             "device": (board.entries[e].result.data.get("encoder_cost") or {}).get("device")}
-            for e in board.sorted_encoders() if isinstance(board.entries[e].result.data.get("encoder_cost"), dict)]
+             "images_per_s": board.entries[e].result.encoder_cost.get("forward_images_per_s"),
+             "gflops": board.entries[e].result.encoder_cost.get("gflops_per_image"),
+             "device": board.entries[e].result.encoder_cost.get("device")}
+            for e in board.sorted_encoders() if isinstance(board.entries[e].result.encoder_cost, dict)]
     if not rows:
         return None
     frame = pd.DataFrame(rows).astype({"images_per_s": float, "gflops": float})
@@ -208,14 +209,14 @@ def encoder_costs(encoder: str, boards: list[Board], title) -> dict | None:
     """The encoder page's cost table: one row per result (devices and datasets differ)."""
     rows, names = [], []
     for b in boards:
-        cost = b.entries[encoder].result.data.get("encoder_cost")
+        cost = b.entries[encoder].result.encoder_cost
         if not isinstance(cost, dict):
             continue
         names.append(title(b))
         rows.append({"parameters": plain(f"{cost['parameters']:,}", cost["parameters"]),
                      "embedding": plain(cost["embedding_dim"], cost["embedding_dim"]),
                      "input": plain(f"{cost['input_size']} px", cost["input_size"]),
-                     **cost_cells(b.entries[encoder].result.data),
+                     **cost_cells(b.entries[encoder].result),
                      "peak memory (MB)": plain(f"{cost['peak_memory_mb']:.0f}", cost["peak_memory_mb"],
                                                title=cost.get("peak_memory_kind", "")),
                      "device": plain(cost["device"])})

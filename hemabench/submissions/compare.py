@@ -29,12 +29,12 @@ docs/integrity.md):
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from hemabench.results.result import Result
 from hemabench.submissions.layout import shortened
 
 # Per-cell numbers other than predictions and probabilities: robustness's clean-vs-perturbed
@@ -61,13 +61,13 @@ CONVERGED = Bounds(share=0.0, near_tie=0.1, proba=0.1, proba_mean=0.005, number=
 STOPPED = Bounds(share=0.1, near_tie=0.5, proba=1.0, proba_mean=0.02, number=0.2, per_class=0.2)
 
 
-def stopped_at_max_iter(result: dict) -> bool:
+def stopped_at_max_iter(result: Result) -> bool:
     """True when a solver record of the result's ``extra`` says a fit stopped at ``max_iter``."""
     def walk(value) -> bool:
         if isinstance(value, dict):
             return value.get("status") == "max_iter" or any(walk(v) for v in value.values())
         return isinstance(value, list) and any(walk(v) for v in value)
-    return walk(result.get("extra"))
+    return walk(result.extra)
 EXACT_RTOL = 1e-9  # floating-point numbers that are not solver outputs (spec values, encoder_cost GFLOPs)
 NOT_COMPARED = frozenset({"provenance", "verification"})
 MACHINE_KEYS = frozenset({"n_iter", "status", "cpu_threads"})  # per fit: how far the solver went on this machine
@@ -228,9 +228,9 @@ def _confusions(a: dict, b: dict, where: str, out: Comparison) -> tuple[int, int
     return int(y.sum()), int(round(float(np.abs(x - y).sum()) / 2))
 
 
-def compare_predictions(stored: dict, fresh: dict, out: Comparison) -> None:
+def compare_predictions(stored: Result, fresh: Result, out: Comparison) -> None:
     """Every variant: the same cells, predictions within the tolerance, probabilities within the policy."""
-    a, b, labels = stored.get("predictions") or {}, fresh.get("predictions") or {}, list(fresh.get("labels") or [])
+    a, b, labels = stored.predictions, fresh.predictions, fresh.labels
     for variant in sorted(set(a) | set(b)):
         where = f'predictions["{variant}"]'
         if variant not in a or variant not in b:
@@ -270,20 +270,21 @@ def _metrics(a: dict, b: dict, labels: list[str], out: Comparison) -> None:
             compare_values(x, y, where, out)
 
 
-def compare_results(stored: dict, fresh: dict, tolerance: float = TOLERANCE) -> Comparison:
+def compare_results(stored: Result, fresh: Result, tolerance: float = TOLERANCE) -> Comparison:
     """The whole stored result against the re-run's, under the policy of the module docstring."""
-    fresh = json.loads(json.dumps(fresh, default=float))  # as the runner writes it (numpy values as JSON)
+    fresh = fresh.as_written()  # as the runner writes it (numpy values as JSON)
     stopped = stopped_at_max_iter(stored) or stopped_at_max_iter(fresh)
     out = Comparison(tolerance=tolerance, bounds=STOPPED if stopped else CONVERGED)
     compare_predictions(stored, fresh, out)
-    _metrics(stored.get("metrics") or {}, fresh.get("metrics") or {}, list(map(str, fresh.get("labels") or [])), out)
-    compare_values(sorted(stored.get("per_class") or {}), sorted(fresh.get("per_class") or {}), "per_class", out)
-    compare_values((stored.get("confusion_matrix") or {}).get("labels"),
-                   (fresh.get("confusion_matrix") or {}).get("labels"), "confusion_matrix.labels", out)
-    compare_values(stored.get("extra"), fresh.get("extra"), "extra", out, atol=out.bounds.number)
-    cost_a, cost_b = stored.get("encoder_cost") or {}, fresh.get("encoder_cost") or {}
+    _metrics(stored.metrics, fresh.metrics, fresh.labels, out)
+    compare_values(sorted(stored.per_class), sorted(fresh.per_class), "per_class", out)
+    compare_values(stored.confusion_matrix.get("labels"), fresh.confusion_matrix.get("labels"),
+                   "confusion_matrix.labels", out)
+    compare_values(stored.extra, fresh.extra, "extra", out, atol=out.bounds.number)
+    cost_a, cost_b = stored.encoder_cost or {}, fresh.encoder_cost or {}
     compare_values({k: cost_a.get(k) for k in SPEC_COST}, {k: cost_b.get(k) for k in SPEC_COST}, "encoder_cost", out)
     derived = {"predictions", "metrics", "per_class", "confusion_matrix", "extra", "encoder_cost"}
-    for key in sorted((set(stored) | set(fresh)) - derived - NOT_COMPARED):
-        compare_values(stored.get(key), fresh.get(key), key, out)
+    a, b = stored.document, fresh.document  # every other field, compared as it is stored
+    for key in sorted((set(a) | set(b)) - derived - NOT_COMPARED):
+        compare_values(a.get(key), b.get(key), key, out)
     return out

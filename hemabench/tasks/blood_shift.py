@@ -240,7 +240,8 @@ TASKS.add("blood-shift", BloodShift(
     protocol="docs/metrics.md#2-acquisition-shift-blood-shift",
     description="Linear probe fitted on one dataset's training split (shared white-cell classes), scored on every "
                 "other dataset's test split: the N x N matrix of balanced accuracy and ECE, and the drop under shift",
-    main_metric="shift/mean_balanced_accuracy", detail_variant=SHIFT, variants=(IN_DOMAIN, SHIFT), splits=SPLITS,
+    main_metric="shift/mean_balanced_accuracy", declared_detail_variant=SHIFT, variants=(IN_DOMAIN, SHIFT),
+    splits=SPLITS,
     params={"mapping": "blood-shift", **PROBE_PARAMS, **SLICE_PARAMS},
     method=PROBE_METHOD, citation="hemabench (acquisition shift across public blood datasets)",
 ))
