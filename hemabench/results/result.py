@@ -3,7 +3,10 @@
 The JSON (``result.schema.json``) stays the stored form; :class:`Result` wraps it so the runner,
 scoring, submissions, leaderboard and sweep ask for ``result.main``, ``result.detail_variant``
 or ``result.params`` instead of each parsing ``"<variant>/<metric>"`` strings and reaching
-into nested dicts with their own defaults.
+into nested dicts with their own defaults. Every top-level field of the schema has its accessor;
+a change is a new Result (``with_encoder_cost``, ``with_verification``); ``document`` is the whole
+JSON object for whole-document uses (hashing, comparing, writing). Outside ``hemabench/results/``
+no module reads a field by its key (``tests/test_result_access.py``).
 """
 
 from __future__ import annotations
@@ -334,6 +337,6 @@ class Result:
 
     def is_current(self, task, fingerprints: list[str], weights_sha256: str) -> bool:
         """Reusable: nothing that determines it (schema, task version and parameters, splits, weights) changed."""
-        return self.data.get("schema_version") == SCHEMA_VERSION and self.task_version == task.version and \
+        return self.schema_version == SCHEMA_VERSION and self.task_version == task.version and \
             self.split_fingerprints == fingerprints and self.weights_sha256 == weights_sha256 and \
             self.params == json.loads(json.dumps(task.params))
