@@ -23,6 +23,7 @@ from hemabench.errors import HemabenchError
 from hemabench.paths import benchmarks_dir
 from hemabench.reported_protocol import SCHEMA as PROTOCOL_SCHEMA
 from hemabench.reported_protocol import Protocol, unknown_params
+from hemabench.results.result import Result
 from hemabench.untrusted import load_yaml
 
 EXTERNAL = "external:"
@@ -206,13 +207,10 @@ def _superclasses(dataset: str) -> set[str]:
     return names
 
 
-def run_value(result, metric: str) -> dict | None:
-    """A run's entry (a Result or result dict) for a reported metric key: its metrics, or a per-class
+def run_value(result: Result, metric: str) -> dict | None:
+    """A run's entry (a Result) for a reported metric key: its metrics, or a per-class
     sensitivity of the detail variant (``<variant>/sensitivity_<CLASS>``) with the spread over folds.
     Per-class precision and F1 have no stored interval: they are shown, never paired (None)."""
-    from hemabench.results import Result
-
-    result = Result.of(result)
     if metric in result.metrics:
         return result.metrics[metric]
     variant, _, name = metric.rpartition("/")

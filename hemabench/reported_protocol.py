@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hemabench.canonical import same_json
+from hemabench.results.result import Result
 from hemabench.untrusted import load_yaml
 
 DEFAULTS = "defaults"
@@ -60,7 +61,7 @@ class Protocol:
                    raw.get("source_split"), tuple(raw["classes"]) if raw.get("classes") else None,
                    dict(raw.get("weights") or {}), tuple(raw["differences"]))
 
-    def board_mismatches(self, task, result) -> list[str]:
+    def board_mismatches(self, task, result: Result) -> list[str]:
         """How a board (any of its results: version, parameters and split are what define it) departs."""
         out = []
         low, high = self.versions
@@ -90,18 +91,18 @@ class Protocol:
                 out.append(f"{what} differs (fingerprint of {wanted} is not the registered one)")
         return out
 
-    def class_mismatch(self, result) -> list[str]:
+    def class_mismatch(self, result: Result) -> list[str]:
         if self.classes is None or sorted(result.labels) == sorted(self.classes):
             return []
         return [f"other class set ({len(self.classes)} classes in the paper, {len(result.labels)} scored here)"]
 
-    def weights_mismatch(self, encoder: str, result) -> list[str]:
+    def weights_mismatch(self, encoder: str, result: Result) -> list[str]:
         wanted = self.weights.get(encoder)
         if wanted is None or wanted in weight_ids(result):
             return []
         return [f"encoder weights differ (the paper used {wanted})"]
 
-    def mismatches(self, task, encoder: str, result) -> list[str]:
+    def mismatches(self, task, encoder: str, result: Result) -> list[str]:
         """Every reason a run of ``encoder`` (a Result) cannot be paired with a value under this protocol."""
         return self.board_mismatches(task, result) + self.class_mismatch(result) + \
             self.weights_mismatch(encoder, result)
@@ -112,9 +113,9 @@ class Protocol:
         return split + list(self.differences)
 
 
-def weight_ids(result) -> set[str]:
+def weight_ids(result: Result) -> set[str]:
     """The identifiers of the weights a result's recorded encoder spec loads (hub ids, file names, URLs)."""
-    spec = (result.data.get("encoder") or {}).get("spec") or {}
+    spec = result.encoder_spec
     sources = spec.get("weights") if isinstance(spec, dict) else None
     return {str(s[k]) for s in (sources if isinstance(sources, list) else []) if isinstance(s, dict)
             for k in ("hub", "local", "url") if k in s}

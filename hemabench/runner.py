@@ -262,7 +262,7 @@ def _prepare(session: _Session, task_name: str, dataset: str) -> Outcome | _Pend
     panel = [session.split(d, rule) for d, rule in task.panel_for(dataset) if _present(session, d)]
     path = result_path(options.out, encoder.spec.name, task_name, dataset)  # `local:DIR` -> its safe name
     existing = Result.read(path)
-    other = (existing.data.get("dataset_info") or {}).get("source") if existing is not None and spec.custom else None
+    other = existing.dataset_info.get("source") if existing is not None and spec.custom else None
     if other and other != spec.text and not options.overwrite:  # two folders named alike: never replace silently
         return Outcome(session.encoder_name, task_name, dataset, "skipped",
                        reason=f"{path} holds the results of {other}, also named {dataset}: nothing replaced; pass "
@@ -317,7 +317,7 @@ def _evaluate(session: _Session, step: _Pending) -> Outcome:
         predictions=payload, scores=scores, extra=preds.extra, excluded=session.embeddings(dataset).failed,
         source_split=step.source_split, panel_splits=step.panel_splits,
         provenance=provenance(device, {"split": step.split.rule.seed, "protocol": options.seed,
-                                       "bootstrap": options.seed}, step.started, phases))
-    result.data["encoder_cost"] = session.cost(dataset)
+                                       "bootstrap": options.seed}, step.started, phases),
+        encoder_cost=session.cost(dataset))
     result.write(step.path)
     return Outcome(session.encoder_name, task.name, dataset, "computed", result=result, path=step.path)

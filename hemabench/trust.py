@@ -27,6 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from hemabench.paths import benchmarks_dir
+from hemabench.results.result import Result, ResultError
 from hemabench.submissions.ledger import load_ledger, mtime, result_sha256
 
 VERIFIED, SELF_REPORTED, PAPER = "verified", "self-reported", "paper"
@@ -35,29 +36,22 @@ COMPARED = "compared every prediction, probability, metric and extra number with
 CI_VERIFIER = f"verified: a committed reference that CI re-runs on every commit (hemabench check), which {COMPARED}"
 
 
-def ci_reproducible(result: dict) -> bool:
-    from hemabench.results import ResultError
+def ci_reproducible(result: Result) -> bool:
     from hemabench.submissions.check import reproducible
 
-    try:
-        return reproducible(result) == ""
-    except (ResultError, KeyError, TypeError):
-        return False
+    return reproducible(result) == ""
 
 
-def committed_reference(result: dict) -> Path | None:
+def committed_reference(result: Result) -> Path | None:
     """The repository's committed reference at this result's place (submissions/<encoder>/results/...)."""
-    try:
-        encoder, task, dataset = result["encoder"]["name"], result["task"], result["dataset"]
-    except (KeyError, TypeError):
-        return None
+    encoder, task, dataset = result.encoder, result.task, result.dataset
     if not all(isinstance(x, str) and x and "/" not in x and not x.startswith(".") for x in (encoder, task, dataset)):
         return None
     path = benchmarks_dir().parent / "submissions" / encoder / "results" / task / f"{dataset}.json"
     return path if path.is_file() and not path.is_symlink() else None
 
 
-def ci_checked(result: dict) -> bool:
+def ci_checked(result: Result) -> bool:
     """True for a committed reference CI re-runs (``hemabench check``), unchanged (same whole-result sha256)."""
     from hemabench.untrusted import UntrustedInput, load_json
 
@@ -66,20 +60,20 @@ def ci_checked(result: dict) -> bool:
         return False
     try:
         return _file_sha(str(path), mtime(path), load_json) == result_sha256(result)
-    except (UntrustedInput, OSError, ValueError):
+    except (UntrustedInput, OSError, ValueError, ResultError):
         return False
 
 
 @lru_cache(maxsize=256)
 def _file_sha(path: str, mtime: int, load) -> str:
-    return result_sha256(load(Path(path), 64 * 2**20))
+    return result_sha256(Result.from_dict(load(Path(path), 64 * 2**20), path))
 
 
-def is_paper(result: dict) -> bool:
-    return (result.get("trust") or {}).get("tier") == PAPER if isinstance(result.get("trust"), dict) else False
+def is_paper(result: Result) -> bool:
+    return result.trust.get("tier") == PAPER
 
 
-def trust_of(result: dict) -> tuple[str, str]:
+def trust_of(result: Result) -> tuple[str, str]:
     """(tier, who verified it: the badge's tooltip), each check done once."""
     if is_paper(result):
         return PAPER, "published number (typed from the paper); never ranked with hemabench runs"
@@ -93,29 +87,29 @@ def trust_of(result: dict) -> tuple[str, str]:
     return SELF_REPORTED, "self-reported: passes every consistency check of hemabench validate; not re-computed"
 
 
-def tier_of(result: dict) -> str:
+def tier_of(result: Result) -> str:
     return trust_of(result)[0]
 
 
-def verified_by(result: dict) -> str:
+def verified_by(result: Result) -> str:
     """A one-line description of who verified the result (for the badge's tooltip)."""
     return trust_of(result)[1]
 
 
-def ranked(result: dict) -> bool:
+def ranked(result: Result) -> bool:
     """False for published numbers and for results on an unregistered split of a real dataset."""
     from hemabench.datasets import DATASETS
     from hemabench.submissions.integrity import split_status
 
     if is_paper(result):
         return False
-    dataset = result.get("dataset")
+    dataset = result.dataset
     if dataset in DATASETS and DATASETS.get(dataset).synthetic:
         return True  # validate rejects unregistered synthetic splits; fixtures and local runs rank as before
     return split_status(result) == "registered"
 
 
-def unranked_reason(result: dict) -> str:
+def unranked_reason(result: Result) -> str:
     """What the rank column shows for a result that is not ranked."""
     if is_paper(result):
         return "not ranked (paper)"

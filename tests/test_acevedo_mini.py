@@ -157,14 +157,16 @@ def test_demo_suite_plans_the_cell_tasks_and_full_leaves_the_sample_out():
 
 
 def test_reproducible_in_ci():
+    from hemabench.results import Result
     from hemabench.submissions.check import reproducible
 
     result = {"task": "cell-probe", "task_version": 2, "dataset": "acevedo-mini", "encoder": {"name": "handcrafted"},
               "main_metric": "probe/balanced_accuracy", "metrics": {"probe/balanced_accuracy": {}}}
-    assert reproducible(result) == ""
-    assert reproducible({**result, "encoder": {"name": "efficientnet-lite0"}}) == ""  # weights from a pip dependency
-    assert reproducible({**result, "encoder": {"name": "dinobloom-b"}}) == "encoder needs downloaded weights"
-    assert reproducible({**result, "dataset": "acevedo"}).startswith("dataset is not embedded")
+    assert reproducible(Result.from_dict(result)) == ""
+    assert reproducible(Result.from_dict({**result, "encoder": {"name": "efficientnet-lite0"}})) == ""  # a pip package
+    assert reproducible(Result.from_dict({**result, "encoder": {"name": "dinobloom-b"}})) == \
+        "encoder needs downloaded weights"
+    assert reproducible(Result.from_dict({**result, "dataset": "acevedo"})).startswith("dataset is not embedded")
 
 
 @pytest.fixture(scope="module")

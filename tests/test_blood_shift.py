@@ -14,7 +14,7 @@ import trees
 from PIL import Image
 from sklearn.metrics import balanced_accuracy_score, recall_score
 
-from hemabench.results import SCHEMA_PATH, predictions_payload
+from hemabench.results import SCHEMA_PATH, Result, predictions_payload
 from hemabench.submissions.recompute import recompute, score_problems
 from hemabench.tasks import TASKS, TaskInput
 from hemabench.tasks.blood_shift import IN_DOMAIN, SHIFT, shift_drops
@@ -72,7 +72,7 @@ def test_panel_of_real_layouts_end_to_end(tmp_path, cli):
     assert len(set(result["predictions"][SHIFT]["fold"])) == 6  # every ordered off-diagonal pair
     assert len(result["metrics"]["shifted/ece"]["values"]) == 6 and "shifted/ece_ts" in result["metrics"]
     assert {"NEU", "LYT"} <= set(result["labels"]) and "MYO" not in result["labels"]
-    fresh = recompute(result)
+    fresh = recompute(Result.from_dict(result))
     for key in ("shift/mean_balanced_accuracy", "shifted/brier", "in-domain/ece_ts", "shift/robustness_index"):
         assert fresh["metrics"][key] == result["metrics"][key]
     table = result["extra"]["robustness_index"]  # PathoROB's index: the panel's datasets as centres
@@ -81,10 +81,10 @@ def test_panel_of_real_layouts_end_to_end(tmp_path, cli):
     forged = json.loads(json.dumps(result))
     index = result["metrics"]["shift/robustness_index"]["mean"]
     forged["metrics"]["shift/robustness_index"]["mean"] = index - 0.1 if index > 0.5 else index + 0.1
-    assert any('metrics["shift/robustness_index"].mean' in str(p) for p in score_problems(forged, "r.json"))
+    assert any('metrics["shift/robustness_index"].mean' in str(p) for p in score_problems(Result.from_dict(forged), "r.json"))
     forged = json.loads(json.dumps(result))
     forged["extra"]["robustness_index"]["class"][0] = "MON" if table["class"][0] != "MON" else "LYT"
-    assert any("extra.robustness_index.class" in str(p) for p in score_problems(forged, "r.json"))
+    assert any("extra.robustness_index.class" in str(p) for p in score_problems(Result.from_dict(forged), "r.json"))
     from hemabench.leaderboard import build_site
 
     build_site(tmp_path / "site", None, [out], figures=False)
@@ -157,8 +157,10 @@ def test_validate_checks_panel_splits(tmp_path, cli):
     assert cli("run", "--encoder", "handcrafted", "--task", "blood-shift", "--dataset", "matek-blood",
                "--data-root", data, "--out", out, "--no-progress")[0] == 0
     result = json.loads((out / "handcrafted" / "blood-shift" / "matek-blood.json").read_text())
-    assert split_problems(result, "r.json", str(data)) == []
+    assert split_problems(Result.from_dict(result), "r.json", str(data)) == []
     result["panel_splits"][0]["fingerprint"] = "f" * 64
-    assert any("panel_splits[0].fingerprint" in str(p) for p in split_problems(result, "r.json", str(data)))
+    assert any("panel_splits[0].fingerprint" in str(p) for p in split_problems(Result.from_dict(result), "r.json",
+                                                                                str(data)))
     result["panel_splits"][0]["dataset"] = "synth-aml"
-    assert any("is not in the task's panel" in str(p) for p in split_problems(result, "r.json", str(data)))
+    assert any("is not in the task's panel" in str(p) for p in split_problems(Result.from_dict(result), "r.json",
+                                                                              str(data)))

@@ -74,7 +74,7 @@ def test_a_real_run_records_cost_for_each_encoder(tmp_path, monkeypatch):
     monkeypatch.setenv("HEMABENCH_CACHE", str(tmp_path / "cache"))
     report = run_plan(["handcrafted", "resnet18-random"], [("cell-knn", "synth-blood")],
                       RunOptions(out=tmp_path / "out", progress=False, device="cpu"))
-    costs = {o.encoder: o.result.data["encoder_cost"] for o in report.outcomes}
+    costs = {o.encoder: o.result.encoder_cost for o in report.outcomes}
     assert costs["resnet18-random"]["parameters"] == 11176512 and costs["resnet18-random"]["gflops_per_image"] > 0
     assert costs["handcrafted"]["parameters"] == 0 and costs["handcrafted"]["gflops_per_image"] is None
     for outcome in report.outcomes:

@@ -15,7 +15,8 @@ from conftest import copy_reference_submission
 from test_trust import consistent
 
 from hemabench import trust
-from hemabench.submissions.compare import TOLERANCE, compare_results, tolerance_problem
+from hemabench.results import Result
+from hemabench.submissions.compare import TOLERANCE, tolerance_problem
 from hemabench.submissions.validate import validate_result
 
 REFERENCES = Path(__file__).resolve().parents[1] / "submissions"
@@ -31,6 +32,13 @@ def errors_of(tmp_path: Path, result: dict, name: str = "forged.json") -> list[s
     problems = [p for p in validate_result(path, name) if p.level == "error"]
     assert all("\n" not in str(p) for p in problems)
     return [str(p) for p in problems]
+
+
+def compare_results(stored: dict, fresh: dict, tolerance: float = TOLERANCE):
+    """The comparison of two result documents (as ``check --reproduce`` compares a stored result and its re-run)."""
+    from hemabench.submissions.compare import compare_results as compare
+
+    return compare(Result.from_dict(stored), Result.from_dict(fresh), tolerance)
 
 
 def fields(comparison) -> list[str]:
@@ -53,7 +61,7 @@ def test_1_auc_max_n_is_re_derived_from_the_registered_split(tmp_path, result):
     assert forged["metrics"][auc]["mean"] > honest["metrics"][auc]["mean"] + 0.05  # the forgery pays
     assert errors_of(tmp_path, forged) == [f"forged.json: extra.auc_max_n: stored 2000 but the registered split and "
                                            f"the task parameters give {honest['extra']['auc_max_n']}"]
-    assert trust.tier_of(forged) == trust.SELF_REPORTED
+    assert trust.tier_of(Result.from_dict(forged)) == trust.SELF_REPORTED
     assert "extra.auc_max_n" in fields(compare_results(forged, honest))
 
 
@@ -131,7 +139,7 @@ def test_4_blood_shift_cells_are_the_registered_test_sets_under_the_mapping(tmp_
 
 def test_5_ci_tier_only_for_the_unchanged_committed_reference(tmp_path):
     honest = reference("handcrafted", "cell-probe/synth-bm.json")
-    tier, badge = trust.trust_of(honest)
+    tier, badge = trust.trust_of(Result.from_dict(honest))
     assert tier == trust.VERIFIED and "re-runs on every commit" in badge and "every prediction, probability" in badge
     swapped = json.loads(json.dumps(honest))
     p = swapped["predictions"]["probe"]
@@ -139,11 +147,11 @@ def test_5_ci_tier_only_for_the_unchanged_committed_reference(tmp_path):
     for i in confident:
         p["pred"][i] = p["true"][i]
     consistent(swapped)
-    assert trust.trust_of(swapped)[0] == trust.SELF_REPORTED  # a --results copy with other numbers
+    assert trust.trust_of(Result.from_dict(swapped))[0] == trust.SELF_REPORTED  # a --results copy with other numbers
     assert any("not a near-tie" in m for _, m in compare_results(swapped, honest, tolerance=0.5).problems)
     reprobed = json.loads(json.dumps(honest))
     reprobed["predictions"]["probe"]["proba"][0] = [1.0] + [0.0] * (len(honest["labels"]) - 1)
-    assert trust.trust_of(consistent(reprobed))[0] == trust.SELF_REPORTED
+    assert trust.trust_of(Result.from_dict(consistent(reprobed)))[0] == trust.SELF_REPORTED
 
 
 def test_6_temperature_slice_ids_are_training_records(tmp_path):
@@ -193,7 +201,7 @@ def test_9_changed_parameters_are_compared_and_never_ci_verified(tmp_path):
     honest = reference("handcrafted", "cell-probe/synth-bm.json")
     forged = json.loads(json.dumps(honest))
     forged["task_metadata"]["params"].update(max_iter=7, C=123)
-    assert trust.tier_of(forged) == trust.SELF_REPORTED
+    assert trust.tier_of(Result.from_dict(forged)) == trust.SELF_REPORTED
     assert "task_metadata.params.C" in fields(compare_results(forged, honest))
 
 

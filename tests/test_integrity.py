@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hemabench.results import Result
 from hemabench.submissions import validate_paths
 from hemabench.submissions.recompute import recompute
 
@@ -23,7 +24,7 @@ BREAKHIS = REFERENCES / "handcrafted" / "results" / "breakhis-binary" / "synth-b
 
 def consistent(result: dict) -> dict:
     """Rewrite every number from the (forged) predictions, as a careful forger would."""
-    fresh = recompute(result)
+    fresh = recompute(Result.from_dict(result))
     result.update(metrics=fresh["metrics"], per_class=fresh["per_class"], confusion_matrix=fresh["confusion_matrix"])
     return result
 
@@ -242,7 +243,7 @@ def test_cross_dataset_source_split_must_be_registered(tmp_path):
 def test_unregistered_source_split_is_never_ranked(monkeypatch):
     from hemabench.submissions import integrity
 
-    result = json.loads((REFERENCES / "handcrafted" / "results" / "bm-to-blood" / "synth-blood.json").read_text())
+    result = Result.load(REFERENCES / "handcrafted" / "results" / "bm-to-blood" / "synth-blood.json")
     assert integrity.split_status(result) == "registered"
     real = integrity.registered
     monkeypatch.setattr(integrity, "registered", lambda d, *a: None if d == "synth-bm" else real(d, *a))

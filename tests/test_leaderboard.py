@@ -18,7 +18,7 @@ from hemabench.leaderboard.clinical import load_cost_models
 from hemabench.leaderboard.collect import anchor
 from hemabench.leaderboard.ranking import tie_ranks
 from hemabench.leaderboard.tables import pct
-from hemabench.results import score_predictions
+from hemabench.results import Result, score_predictions
 
 REFERENCES = Path(__file__).resolve().parents[1] / "submissions"
 AML = ["CBFB_MYH11", "NPM1", "PML_RARA", "RUNX1_RUNX1T1", "control"]
@@ -272,14 +272,15 @@ def test_paired_bootstrap_ties_close_encoders_and_separates_distant_ones():
         return make_result("cell-probe", "synth-bm", f"e{seed}", labels, {"probe": {**base, "pred": pred}},
                            "probe/balanced_accuracy")
 
-    ranks, comparisons = tie_ranks({"good": result(0.9, 1), "close": result(0.89, 2), "poor": result(0.5, 3)})
+    ranks, comparisons = tie_ranks({"good": Result.from_dict(result(0.9, 1)), "close": Result.from_dict(result(0.89, 2)),
+                                    "poor": Result.from_dict(result(0.5, 3))})
     assert ranks == {"good": 1, "close": 1, "poor": 3}
     assert all(c.unit == "samples" and c.n == 300 for c in comparisons)
     confusions = [[[5, 1], [1, 5]], [[6, 0], [2, 4]], [[5, 1], [0, 6]]]
     reps = {"fold": ["rep0", "rep1", "rep2"]}
     low = make_result("le", "d", "x", ["a", "b"], {"v": {**reps, "confusions": [[[3, 3], [3, 3]]] * 3}}, "v/accuracy")
     high = make_result("le", "d", "y", ["a", "b"], {"v": {**reps, "confusions": confusions}}, "v/accuracy")
-    ranks, (comparison,) = tie_ranks({"x": low, "y": high})
+    ranks, (comparison,) = tie_ranks({"x": Result.from_dict(low), "y": Result.from_dict(high)})
     assert ranks == {"x": 2, "y": 1} and comparison.unit == "repetitions"
 
 

@@ -22,7 +22,7 @@ def test_accessors_read_what_the_json_says():
     raw = json.loads(path.read_text())
     result = Result.load(path)
     assert (result.task, result.dataset, result.encoder) == ("label-efficiency", "synth-bm", "handcrafted")
-    assert result.main_metric == "svm/balanced_accuracy_auc" and result.main_variant == "svm"
+    assert result.main_metric == "svm/balanced_accuracy_auc" and result.main_metric_variant == "svm"
     assert result.main_metric_name == "balanced_accuracy_auc"
     assert result.detail_variant == raw["task_metadata"]["detail_variant"] == "svm/n=50"
     assert result.params == raw["task_metadata"]["params"]

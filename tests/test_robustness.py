@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
+from hemabench.results import Result
 from hemabench.tasks.robustness import capped_rows, cosine_rows
 from hemabench.tasks.robustness_scores import normalised_auc, robustness_scores
 
@@ -155,10 +156,10 @@ def test_result_records_cells_views_and_validates(demo_run):
     assert len(clean["id"]) == 16 and sorted(set(clean["true"])) == result["labels"]
     assert result["extra"]["perturbations"]["version"] == 1 and result["extra"]["n_train"] == 160
     assert "views" in result["provenance"]["seconds"]
-    assert score_problems(result, "r") == []
+    assert score_problems(Result.from_dict(result), "r") == []
     tampered = copy.deepcopy(result)
     tampered["predictions"]["noise-s3"]["cosine"][0] -= 0.5
-    fields = {p.field for p in score_problems(tampered, "r")}
+    fields = {p.field for p in score_problems(Result.from_dict(tampered), "r")}
     assert 'metrics["noise-s3/cosine"].mean' in fields and 'metrics["robustness/normalised_auc"].mean' not in fields
 
 
@@ -166,20 +167,20 @@ def test_integrity_checks_the_sample_against_the_registered_fold(demo_run):
     from hemabench.submissions.integrity import integrity_problems
 
     _, _, result, _ = demo_run
-    assert integrity_problems(result, "r") == []
+    assert integrity_problems(Result.from_dict(result), "r") == []
     relabelled = copy.deepcopy(result)  # one cell of another class in every variant: the counts give it away
     for columns in relabelled["predictions"].values():
         other = next(c for c in result["labels"] if c != columns["true"][0])
         columns["true"][0] = other
-    problems = integrity_problems(relabelled, "r")
+    problems = integrity_problems(Result.from_dict(relabelled), "r")
     assert len(problems) == len(result["predictions"])
     assert "are not the sample the task draws from the registered fold" in problems[0].message
     doubled = copy.deepcopy(result)
     doubled["predictions"]["clean"]["id"][1] = doubled["predictions"]["clean"]["id"][0]
-    assert [p.field for p in integrity_problems(doubled, "r")] == ['predictions["clean"] fold fold0']
+    assert [p.field for p in integrity_problems(Result.from_dict(doubled), "r")] == ['predictions["clean"] fold fold0']
     whole = copy.deepcopy(result)  # a cap above the fold: the ids must be the registered test set itself
     whole["task_metadata"]["params"]["max_test_cells"] = 1000
-    assert "matches no registered test set" in integrity_problems(whole, "r")[0].message
+    assert "matches no registered test set" in integrity_problems(Result.from_dict(whole), "r")[0].message
 
 
 def test_demo_suite_runs_robustness_on_real_cells_only():
@@ -253,10 +254,10 @@ def test_reproduce_compares_the_stored_cosines_too(demo_run):
     from hemabench.submissions.compare import compare_results
 
     _, _, result, _ = demo_run
-    assert compare_results(copy.deepcopy(result), result).problems == []
+    assert compare_results(Result.from_dict(copy.deepcopy(result)), Result.from_dict(result)).problems == []
     forged = copy.deepcopy(result)
     forged["predictions"]["defocus-s5"]["cosine"][2] = 0.5
-    problems = compare_results(forged, result).problems
+    problems = compare_results(Result.from_dict(forged), Result.from_dict(result)).problems
     assert len(problems) == 1 and 'predictions["defocus-s5"].cosine[2]' in str(problems[0])
     forged["predictions"]["defocus-s5"]["cosine"][2] = result["predictions"]["defocus-s5"]["cosine"][2] + 4e-4
-    assert compare_results(forged, result).problems == []  # within bf16-vs-fp32 agreement
+    assert compare_results(Result.from_dict(forged), Result.from_dict(result)).problems == []  # within bf16-vs-fp32 agreement

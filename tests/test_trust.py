@@ -14,6 +14,7 @@ import yaml
 from conftest import copy_reference_submission
 
 from hemabench import trust
+from hemabench.results import Result
 from hemabench.submissions import ledger as ledger_module
 from hemabench.submissions.recompute import recompute
 from hemabench.submissions.reproduce import reproduce
@@ -28,7 +29,7 @@ def submission(tmp_path) -> Path:
 
 
 def consistent(result: dict) -> dict:
-    fresh = recompute(result)
+    fresh = recompute(Result.from_dict(result))
     result.update(metrics=fresh["metrics"], per_class=fresh["per_class"], confusion_matrix=fresh["confusion_matrix"])
     return result
 
@@ -42,7 +43,7 @@ def test_reproduce_verifies_records_and_catches_a_tampered_prediction(submission
     result = json.loads((submission / RESULT).read_text())
     v = result["verification"]
     assert v["by"] == "A. Maintainer" and v["at"] and v["where"] and v["sampled_images"] == 2
-    assert v["result_sha256"] == trust.result_sha256(result)
+    assert v["result_sha256"] == trust.result_sha256(Result.from_dict(result))
     assert yaml.safe_load(ledger.read_text())[v["result_sha256"]]["result"] == "handcrafted/cell-probe/synth-blood"
     code, out, _ = cli("validate", submission)  # the verified file still validates
     assert code == 0, out
@@ -61,14 +62,17 @@ def test_tier_follows_the_ledger_not_the_files_own_claim(tmp_path, monkeypatch):
     result["encoder"]["name"] = "my-encoder"  # not CI-reproducible
     ledger = tmp_path / "verified.yaml"
     monkeypatch.setattr(ledger_module, "ledger_path", lambda: ledger)
-    result["verification"] = {"by": "me", "result_sha256": trust.result_sha256(result)}
-    assert trust.tier_of(result) == trust.SELF_REPORTED  # a submitter cannot verify their own result
-    ledger.write_text(yaml.safe_dump({trust.result_sha256(result): {"by": "maint", "at": "t", "where": "gpu"}}))
-    assert trust.tier_of(result) == trust.VERIFIED and "verified by maint" in trust.verified_by(result)
+    sha = trust.result_sha256(Result.from_dict(result))
+    result["verification"] = {"by": "me", "result_sha256": sha}
+    assert trust.result_sha256(Result.from_dict(result)) == sha  # the block itself is not hashed
+    assert trust.tier_of(Result.from_dict(result)) == trust.SELF_REPORTED  # a submitter cannot verify their own result
+    ledger.write_text(yaml.safe_dump({sha: {"by": "maint", "at": "t", "where": "gpu"}}))
+    verified = Result.from_dict(result)
+    assert trust.tier_of(verified) == trust.VERIFIED and "verified by maint" in trust.verified_by(verified)
     result["predictions"]["probe"]["pred"][0] = "EOS"
-    assert trust.tier_of(result) == trust.SELF_REPORTED  # edited after verification
-    assert trust.tier_of(json.loads((REFERENCES / "handcrafted" / RESULT).read_text())) == trust.VERIFIED  # CI
-    assert trust.tier_of({**result, "trust": {"tier": "paper"}}) == trust.PAPER
+    assert trust.tier_of(Result.from_dict(result)) == trust.SELF_REPORTED  # edited after verification
+    assert trust.tier_of(Result.load(REFERENCES / "handcrafted" / RESULT)) == trust.VERIFIED  # CI
+    assert trust.tier_of(Result.from_dict({**result, "trust": {"tier": "paper"}})) == trust.PAPER
 
 
 def test_leaderboard_badges_toggle_and_unregistered_splits(tmp_path):

@@ -159,7 +159,7 @@ def _band(band) -> str:
 def ece_text(result) -> str:
     """ECE of the main (else the detail) variant in %, temperature-scaled in brackets ("" without probabilities)."""
     metrics = result.metrics
-    variants = [result.main_variant, result.detail_variant]
+    variants = [result.main_metric_variant, result.detail_variant]
     variant = next((v for v in variants if f"{v}/ece" in metrics), variants[0])
     raw, scaled = metrics.get(f"{variant}/ece"), metrics.get(f"{variant}/ece_ts")
     return "" if raw is None else f"{100 * raw['mean']:.1f}" + (f" ({100 * scaled['mean']:.1f})" if scaled else "")

@@ -174,7 +174,7 @@ def build_site(out: str | Path = "leaderboard", submissions: str | Path | None =
     boards = group_boards(entries)
     for board in boards:
         board.ranks, board.comparisons = tie_ranks({e: entry.result for e, entry in board.entries.items()
-                                                    if ranked(entry.result.data)})  # never papers, unregistered splits
+                                                    if ranked(entry.result)})  # never papers, unregistered splits
     values = load_reported()
     only_papers = paper_boards(boards, values)
     foreign = prepare_out(out, OWNED)  # removes only what an earlier build wrote, else refuses
@@ -193,7 +193,7 @@ def _write_site(out: Path, entries: list[Entry], boards: list[Board], values, on
     site, env, models = Site(out, data_root, report, figures), environment(downloads), load_cost_models()
     encoders = sorted({e.encoder for e in entries} | {r.encoder for r in values if not r.external})
     site.custom_sources = {e.result.dataset: str(info["source"]) for e in entries if e.origin == "local run"
-                           and (info := e.result.data.get("dataset_info") or {}).get("custom") and info.get("source")}
+                           and (info := e.result.dataset_info).get("custom") and info.get("source")}
 
     def write(rel: str, template: str, page_entries: list[Entry], **context) -> None:
         path = out / rel

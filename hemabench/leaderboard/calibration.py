@@ -29,7 +29,7 @@ CAPTION = ("calibration (ECE: 15 equal-width bins on the top-class confidence, %
 
 def _variants(result: Result) -> list[str]:
     metrics = result.metrics
-    wanted = [result.main_variant, result.detail_variant]
+    wanted = [result.main_metric_variant, result.detail_variant]
     wanted += sorted(k[: -len("/ece")] for k in metrics if k.endswith("/ece") and "/rep" in k)  # recorded repetitions
     return [v for v in dict.fromkeys(wanted) if f"{v}/ece" in metrics]
 
@@ -66,9 +66,9 @@ def separation_note(board: Board) -> str | None:
     found = []
     for encoder in board.sorted_encoders():
         result = board.entries[encoder].result
-        score = result.metrics.get(f"{result.main_variant}/ece")
+        score = result.metrics.get(f"{result.main_metric_variant}/ece")
         if score and score.get("ci95"):
-            found.append((encoder, score["ci95"], test_cells(result, result.main_variant)))
+            found.append((encoder, score["ci95"], test_cells(result, result.main_metric_variant)))
     if len(found) < 2:
         return None
     apart = [(a, b) for i, (a, ca, _) in enumerate(found) for b, cb, _ in found[i + 1:]

@@ -74,7 +74,7 @@ class Entry:
         """(tier, who verified it), computed once (it may hash every prediction)."""
         from hemabench.trust import trust_of
 
-        return trust_of(self.result.data)
+        return trust_of(self.result)
 
 
 @dataclass
@@ -136,10 +136,10 @@ def _read_json(path: Path, warnings: list[str]) -> Result | None:
     except (OSError, UntrustedInput, ResultError) as exc:
         warnings.append(f"{exc}; skipped" if not isinstance(exc, OSError) else f"{path}: skipped, not readable ({exc})")
         return None
-    problem = cost_problem(result.data.get("encoder_cost"))
+    problem = cost_problem(result.encoder_cost)
     if problem:  # a malformed cost (gflops "abc") once crashed the build half-way: the numbers stay, the cost goes
         warnings.append(f"{path}: encoder_cost not shown ({problem})")
-        result.data.pop("encoder_cost")
+        result = result.with_encoder_cost(None)
     return result
 
 

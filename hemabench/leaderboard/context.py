@@ -29,6 +29,7 @@ from hemabench.leaderboard.tables import as_table, pct, plain
 from hemabench.metrics import METRICS
 from hemabench.reported import EXTERNAL, EXTRA_METRICS, Reported
 from hemabench.reported_protocol import hemabench_classes
+from hemabench.results import Result
 
 COST_COLUMNS = ("GFLOPs / image", "forward images/s", "extraction images/s")
 DELTA = "reproduced − reported"
@@ -86,8 +87,8 @@ def cost_cells(costs: list[dict]) -> dict[str, dict]:
     }
 
 
-def _own_cost(result: dict) -> list[dict]:
-    cost = result.get("encoder_cost")
+def _own_cost(result: Result) -> list[dict]:
+    cost = result.encoder_cost
     return [cost] if isinstance(cost, dict) else []
 
 
@@ -103,7 +104,7 @@ def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: lis
     """Cost and reproduced-minus-reported columns on the run rows; paper rows below them, unranked."""
     main_pairs = {p.encoder: p for p in pairs if p.metric == board.main_metric}
     for row, encoder in zip(table["rows"], board.sorted_encoders()):
-        cells = cost_cells(_own_cost(board.entries[encoder].result.data))
+        cells = cost_cells(_own_cost(board.entries[encoder].result))
         pair = main_pairs.get(encoder)
         row["cells"] += [cells[c] for c in COST_COLUMNS] + [pair.cell() if pair else plain("–")]
         row.setdefault("data", {})["tier"] = "run"
@@ -210,10 +211,10 @@ def pairs_table(pairs: list[Pair], table_id: str = "pairs", boards: list[str] | 
 
 def pareto(board: Board, site) -> str | None:
     rows = [{"encoder": e, "score": board.entries[e].main.mean,
-             "images_per_s": (board.entries[e].result.data.get("encoder_cost") or {}).get("forward_images_per_s"),
-             "gflops": (board.entries[e].result.data.get("encoder_cost") or {}).get("gflops_per_image"),
-             "device": (board.entries[e].result.data.get("encoder_cost") or {}).get("device")}
-            for e in board.sorted_encoders() if isinstance(board.entries[e].result.data.get("encoder_cost"), dict)]
+             "images_per_s": board.entries[e].result.encoder_cost.get("forward_images_per_s"),
+             "gflops": board.entries[e].result.encoder_cost.get("gflops_per_image"),
+             "device": board.entries[e].result.encoder_cost.get("device")}
+            for e in board.sorted_encoders() if isinstance(board.entries[e].result.encoder_cost, dict)]
     if not rows:
         return None
     frame = pd.DataFrame(rows).astype({"images_per_s": float, "gflops": float})
@@ -224,7 +225,7 @@ def encoder_costs(encoder: str, boards: list[Board], title) -> dict | None:
     """The encoder page's cost table: one row per result (devices and datasets differ)."""
     rows, names = [], []
     for b in boards:
-        cost = b.entries[encoder].result.data.get("encoder_cost")
+        cost = b.entries[encoder].result.encoder_cost
         if not isinstance(cost, dict):
             continue
         names.append(title(b))

@@ -112,7 +112,7 @@ def board_json(board, pairs, reported) -> dict:
         "params_digest": board.params_digest, "main_metric": board.main_metric,
         "runs": [{"encoder": e, "tier": board.entries[e].trust[0], "rank": board.ranks.get(e),
                   "origin": board.entries[e].origin, "max_iter": list(board.entries[e].result.max_iter_fits),
-                  "main": score_json(board.entries[e].main), "encoder_cost": board.entries[e].result.data.get("encoder_cost"),
+                  "main": score_json(board.entries[e].main), "encoder_cost": board.entries[e].result.encoder_cost,
                   "metrics": {k: score_json(v) for k, v in board.entries[e].result.metrics.items()}}
                  for e in board.sorted_encoders()],
         "reported": [{**reported_json(r), "not_comparable_here": reasons.get(r.source, [])} for r in reported],

@@ -29,10 +29,10 @@ def encoder_facts(name: str, entries: list) -> dict:
         spec = ENCODERS.get(name)
         facts = {"family": spec.family, "params_m": float(spec.params_m), "trained": trained_on(spec.training_data)}
     except Exception:  # a submitted encoder that is not in this registry: what its results say
-        spec = (entries[0].result.data["encoder"].get("spec") or {}) if entries else {}
+        spec = entries[0].result.encoder_spec if entries else {}
         facts = {"family": str(spec.get("family", "")), "params_m": spec.get("params_m"),
                  "trained": trained_on(str(spec.get("training_data", "")))}
-    costs = [e.result.data["encoder_cost"] for e in entries if isinstance(e.result.data.get("encoder_cost"), dict)]
+    costs = [e.result.encoder_cost for e in entries if isinstance(e.result.encoder_cost, dict)]
     facts["costs"] = costs
     return facts
 

@@ -85,7 +85,7 @@ def _ranking(board: Board, clinical: dict) -> dict:
     for encoder in board.sorted_encoders():
         entry = board.entries[encoder]
         rank = board.ranks.get(encoder)
-        row = {"rank": plain(rank if encoder in board.ranks else unranked_reason(entry.result.data), rank,
+        row = {"rank": plain(rank if encoder in board.ranks else unranked_reason(entry.result), rank,
                              cls="rank-cell", data={"rank": str(rank)}),
                board.main_metric: flagged(score_cell(entry.main), entry.result)}
         row.update({k.rsplit("/", 1)[1]: score_cell(entry.result.metrics.get(k)) for k in others})
@@ -197,7 +197,7 @@ def encoder_context(encoder: str, boards: list[Board], values: list[Reported] = 
     paired = [(b, p) for b in boards for p in (board_pairs[b.key] if b.key in board_pairs else pairs(b, list(values)))
               if p.encoder == encoder]
     meta = next((e.meta for _, e in entries if e.meta), {})
-    spec = meta.get("spec") or (entries[0][1].result.data["encoder"].get("spec") if entries else _registered(encoder)) or {}
+    spec = meta.get("spec") or (entries[0][1].result.encoder_spec if entries else _registered(encoder)) or {}
     weights = sorted({str(e.result.weights_sha256 or "") for _, e in entries})
     rows = {}
     for b, e in entries:

@@ -38,7 +38,7 @@ class Comparison:
 
 
 def _variant(result: Result) -> tuple[dict | None, str]:
-    return result.variant_predictions(result.main_variant), result.main_metric_name
+    return result.variant_predictions(result.main_metric_variant), result.main_metric_name
 
 
 def _shared_rows(pa: dict, pb: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -85,10 +85,9 @@ def _value_bootstrap(va: list, vb: list, seed: int, n_boot: int):
     return float(d.mean()), d[rng.integers(0, len(d), (n_boot, len(d)))].mean(axis=1), len(d), "repetitions"
 
 
-def compare(name_a: str, a: Result | dict, name_b: str, b: Result | dict, seed: int = 0,
+def compare(name_a: str, a: Result, name_b: str, b: Result, seed: int = 0,
             n_boot: int = N_BOOTSTRAP) -> Comparison:
     """Paired bootstrap of main(a) - main(b); not significant when nothing can be paired."""
-    a, b = Result.of(a), Result.of(b)
     (pa, metric), (pb, _) = _variant(a), _variant(b)
     out = None
     if pa is not None and pb is not None and "id" in pa and "id" in pb:

@@ -46,7 +46,7 @@ def chance(result: Result) -> float | None:
 
 def collapsed(result: Result) -> tuple[str, float] | None:
     """(class, share) when ≥ 80% of the pooled predictions fall on one class, from the stored confusion matrix."""
-    cm = result.data.get("confusion_matrix") or {}
+    cm = result.confusion_matrix
     counts = np.asarray(cm.get("counts") or [], dtype=float)
     if counts.ndim != 2 or counts.sum() <= 0 or len(cm.get("labels") or []) != counts.shape[1]:
         return None

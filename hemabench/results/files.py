@@ -36,7 +36,9 @@ def _split_info(split) -> dict:
 
 
 def build_result(*, task, dataset_spec, split, encoder, labels: list[str], predictions: dict, scores: dict,
-                 extra: dict, excluded: dict[str, str], provenance: dict, source_split=None, panel_splits=()) -> Result:
+                 extra: dict, excluded: dict[str, str], provenance: dict, source_split=None, panel_splits=(),
+                 encoder_cost: dict | None = None) -> Result:
+    """The result of one run; ``encoder_cost`` (``hemabench/embeddings/cost.py``) where it was measured."""
     return Result.from_dict({
         "schema_version": SCHEMA_VERSION,
         "task": task.name,
@@ -58,4 +60,5 @@ def build_result(*, task, dataset_spec, split, encoder, labels: list[str], predi
         "excluded": [{"path": p, "reason": r} for p, r in sorted(excluded.items())],
         "extra": extra,
         "provenance": provenance,
+        **({"encoder_cost": encoder_cost} if encoder_cost is not None else {}),
     })

@@ -3,7 +3,10 @@
 The JSON (``result.schema.json``) stays the stored form; :class:`Result` wraps it so the runner,
 scoring, submissions, leaderboard and sweep ask for ``result.main``, ``result.detail_variant``
 or ``result.params`` instead of each parsing ``"<variant>/<metric>"`` strings and reaching
-into nested dicts with their own defaults.
+into nested dicts with their own defaults. Every top-level field of the schema has its accessor;
+a change is a new Result (``with_encoder_cost``, ``with_verification``); ``document`` is the whole
+JSON object for whole-document uses (hashing, comparing, writing). Outside ``hemabench/results/``
+no module reads a field by its key (``tests/test_result_access.py``).
 """
 
 from __future__ import annotations
@@ -76,6 +79,13 @@ class Result:
         return cls(data, Path(path) if path is not None else None)
 
     @classmethod
+    def schema_checked(cls, data: dict, path: Path | str | None = None) -> Result:
+        """A document ``result.schema.json`` already accepted (``validate``), wrapped as it is: the
+        schema does not ask for an entry of the main metric, and ``validate`` reports its absence
+        as one finding among the others instead of stopping at it."""
+        return cls(data, Path(path) if path is not None else None)
+
+    @classmethod
     def of(cls, value) -> Result:
         """A Result as is, or a result dict wrapped."""
         return value if isinstance(value, Result) else cls.from_dict(value)
@@ -103,12 +113,49 @@ class Result:
     def write(self, path: Path | str) -> None:
         atomic_write_text(Path(path), json.dumps(self.data, indent=1, default=float))
 
+    def as_written(self) -> Result:
+        """The result as :meth:`write` stores it (numpy values as plain JSON numbers), e.g. a fresh
+        run's result before it is compared with a stored one."""
+        return Result(json.loads(json.dumps(self.data, default=float)), self.path)
+
+    def _with(self, key: str, value) -> Result:
+        """A copy with one top-level field set (kept in place where present, else last) or, for
+        ``value`` None, removed."""
+        data = {k: v for k, v in self.data.items() if k != key or value is not None}
+        if value is not None:
+            data[key] = value
+        return Result(data, self.path)
+
+    def with_encoder_cost(self, cost: dict | None) -> Result:
+        """A copy with ``encoder_cost`` set, or without one (None: e.g. a malformed cost not shown)."""
+        return self._with("encoder_cost", cost)
+
+    def with_verification(self, verification: dict) -> Result:
+        """A copy carrying a ``verification`` block (``hemabench check --reproduce``)."""
+        return self._with("verification", verification)
+
+    @property
+    def document(self) -> dict:
+        """The whole stored JSON object, for code that treats it as one document (hashing it,
+        comparing two results field by field, writing it into a submission); never for reading
+        one field: each has its accessor below."""
+        return self.data
+
+    @property
+    def vouched_document(self) -> dict:
+        """The whole document but its ``verification`` block: what a verification vouches for."""
+        return {k: v for k, v in self.data.items() if k != "verification"}
+
     def schema_errors(self) -> list[str]:
         """Every place the JSON departs from ``result.schema.json`` (empty: valid)."""
         return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
                 for e in sorted(schema_validator().iter_errors(self.data), key=lambda e: list(map(str, e.absolute_path)))]
 
     # -- identity --------------------------------------------------------------------------
+    @property
+    def schema_version(self):
+        return self.data.get("schema_version")
+
     @property
     def task(self) -> str:
         return str(self.data["task"])
@@ -130,6 +177,21 @@ class Result:
         return self.data["encoder"].get("weights_sha256")
 
     @property
+    def weights_source(self) -> str | None:
+        return self.data["encoder"].get("weights_source")
+
+    @property
+    def encoder_spec(self) -> dict:
+        """The encoder spec the result was computed with ({} where none, or not a mapping)."""
+        spec = self.data["encoder"].get("spec")
+        return spec if isinstance(spec, dict) else {}
+
+    @property
+    def dataset_info(self) -> dict:
+        """What the run recorded about the dataset (source, records; ``custom`` for a user's own folder)."""
+        return self.data.get("dataset_info") or {}
+
+    @property
     def metadata(self) -> dict:
         return self.data.get("task_metadata") or {}
 
@@ -147,11 +209,20 @@ class Result:
         return self.data.get("source_split") or {}
 
     @property
+    def has_source_split(self) -> bool:
+        return "source_split" in self.data
+
+    @property
+    def panel_splits(self) -> list[dict]:
+        """The splits of the further datasets a panel task (blood-shift) used, each like ``source_split``."""
+        return self.data.get("panel_splits") or []
+
+    @property
     def split_fingerprints(self) -> list:
         """The split's fingerprint, then the source split's where the task has one, then a panel's."""
         return [self.split.get("fingerprint")] + ([self.source_split.get("fingerprint")]
-                                                  if "source_split" in self.data else []) + \
-            [s.get("fingerprint") for s in self.data.get("panel_splits") or []]
+                                                  if self.has_source_split else []) + \
+            [s.get("fingerprint") for s in self.panel_splits]
 
     @property
     def provenance(self) -> dict:
@@ -161,13 +232,36 @@ class Result:
     def bootstrap_seed(self) -> int:
         return int((self.provenance.get("seeds") or {}).get("bootstrap", 0))
 
+    @property
+    def encoder_cost(self) -> dict | None:
+        """What the encoder cost on the run's device (``hemabench/embeddings/cost.py``), as stored; None
+        when not measured."""
+        return self.data.get("encoder_cost")
+
+    @property
+    def excluded(self) -> list:
+        """Files left out of the run, as stored: ``{"path": ..., "reason": ...}`` each."""
+        return self.data.get("excluded") or []
+
+    @property
+    def trust(self) -> dict:
+        """A ``trust`` block ({} where none, or not a mapping); ``{"tier": "paper"}`` marks a published number."""
+        trust = self.data.get("trust")
+        return trust if isinstance(trust, dict) else {}
+
+    @property
+    def verification(self) -> dict | None:
+        """The ``verification`` block ``hemabench check --reproduce`` wrote, as stored; None when there is none."""
+        return self.data.get("verification")
+
     # -- numbers ---------------------------------------------------------------------------
     @property
     def main_metric(self) -> str:
         return str(self.data["main_metric"])
 
     @property
-    def main_variant(self) -> str:
+    def main_metric_variant(self) -> str:
+        """The variant of the main metric ('svm' of 'svm/balanced_accuracy_auc')."""
         return self.main_metric.rsplit("/", 1)[0]
 
     @property
@@ -176,8 +270,9 @@ class Result:
 
     @property
     def detail_variant(self) -> str:
-        """The variant whose per-class numbers and confusion matrix the result reports."""
-        return self.metadata.get("detail_variant") or self.main_variant
+        """The variant whose per-class numbers and confusion matrix the result reports (``Task.detail_variant``
+        when it was run; by default the main metric's)."""
+        return self.metadata.get("detail_variant") or self.main_metric_variant
 
     @property
     def metrics(self) -> dict[str, dict]:
@@ -242,6 +337,6 @@ class Result:
 
     def is_current(self, task, fingerprints: list[str], weights_sha256: str) -> bool:
         """Reusable: nothing that determines it (schema, task version and parameters, splits, weights) changed."""
-        return self.data.get("schema_version") == SCHEMA_VERSION and self.task_version == task.version and \
+        return self.schema_version == SCHEMA_VERSION and self.task_version == task.version and \
             self.split_fingerprints == fingerprints and self.weights_sha256 == weights_sha256 and \
             self.params == json.loads(json.dumps(task.params))

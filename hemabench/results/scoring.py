@@ -131,19 +131,20 @@ def _score_variant(p: dict, labels: list[str], seed: int, n_boot: int) -> tuple[
     return metrics, fold_scores, names
 
 
-def score_predictions(predictions: dict, labels: list[str], main_variant: str, seed: int = 0,
+def score_predictions(predictions: dict, labels: list[str], detail_variant: str, seed: int = 0,
                       n_boot: int = N_BOOTSTRAP) -> dict:
     """Every metric of every variant, plus per-class numbers and the confusion matrix of the
-    main variant pooled over folds (summed over repetitions for confusion-only variants)."""
+    detail variant (``Task.detail_variant``) pooled over folds (summed over repetitions for
+    confusion-only variants)."""
     predictions = resolve_slices(predictions)  # a pooled variant's temperature slices, stored once elsewhere
     metrics: dict[str, dict] = {}
     main_scores, main_folds = [], []
     for variant, p in predictions.items():
         variant_metrics, fold_scores, names = _score_variant(p, labels, seed, n_boot)
         metrics.update({f"{variant}/{name}": value for name, value in variant_metrics.items()})
-        if variant == main_variant:
+        if variant == detail_variant:
             main_scores, main_folds = fold_scores, names
-    main = predictions[main_variant]
+    main = predictions[detail_variant]
     if "confusions" in main:
         pooled = classification_metrics(*expand_confusion(np.sum(main["confusions"], axis=0), labels), labels)
     else:

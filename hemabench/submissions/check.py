@@ -39,12 +39,11 @@ def reference_files(submissions: Path, encoders: list[str] | None = None) -> lis
                   if not encoders or p.parents[2].name in encoders)
 
 
-def reproducible(result: Result | dict) -> str:
+def reproducible(result: Result) -> str:
     """'' when CI can re-run this result, else why not."""
     from hemabench.datasets import DATASETS
     from hemabench.encoders import ENCODERS
 
-    result = Result.of(result)
     name, dataset = result.encoder, result.dataset
     if name not in ENCODERS or not ENCODERS.get(name).is_offline:
         return "encoder needs downloaded weights"
@@ -97,10 +96,10 @@ def _compare(path: Path, old: Result, outcome, tolerance: float, report: CheckRe
     if new.split.get("fingerprint") != old.split.get("fingerprint"):
         report.problems.append(Problem(str(path), "split.fingerprint", "the re-run used a different split "
                                        f"({new.split.get('fingerprint')}): the dataset or split rule changed"))
-    across = not same_machine(old.data, new.data)
-    comparison = compare_results(old.data, new.data, tolerance, across_machines=across)
-    where = f" (made on {old.data.get('provenance', {}).get('cpu') or 'an unnamed processor'}, re-run on " \
-            f"{new.data.get('provenance', {}).get('cpu')})" if across else ""
+    across = not same_machine(old, new)
+    comparison = compare_results(old, new, tolerance, across_machines=across)
+    where = f" (made on {old.provenance.get('cpu') or 'an unnamed processor'}, re-run on " \
+            f"{new.provenance.get('cpu')})" if across else ""
     report.lines.append(f"{path}: {old.main_metric} {old.main.mean:.4f} -> {new.main.mean:.4f}; {comparison.summary()}"
                         f"{where}")
     report.problems += [Problem(str(path), where, message) for where, message in comparison.problems]
@@ -133,7 +132,7 @@ def against_base(rev: str, submissions: Path, epsilon: float = EPSILON, report: 
         except (HemabenchError, ValueError) as exc:
             report.problems.append(Problem(name, "", str(exc)))
             continue
-        if new.data == old.data:
+        if new.document == old.document:
             continue
         if new.task_version != old.task_version or new.params != old.params:
             report.lines.append(f"{name}: changed with its task version/parameters (v{old.task_version} -> "

@@ -32,12 +32,12 @@ docs/integrity.md):
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from hemabench.results.result import Result
 from hemabench.submissions.layout import shortened
 
 # Per-cell numbers other than predictions and probabilities: robustness's clean-vs-perturbed
@@ -70,22 +70,22 @@ ACROSS_MACHINES = Bounds(share=0.1, near_tie=1.0, proba=1.0, proba_mean=0.02, nu
 MACHINE_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn")  # whose kernels make the numbers
 
 
-def same_machine(stored: dict, fresh: dict) -> bool:
+def same_machine(stored: Result, fresh: Result) -> bool:
     """Whether two results' provenance names the same processor, CPU-math setting and numerical
     library versions (an older result that names no processor counts as another machine)."""
-    a, b = stored.get("provenance") or {}, fresh.get("provenance") or {}
+    a, b = stored.provenance, fresh.provenance
     packages = [{k: (p.get("packages") or {}).get(k) for k in MACHINE_PACKAGES} for p in (a, b)]
     return a.get("cpu") is not None and a.get("cpu") == b.get("cpu") and \
         a.get("cpu_math") == b.get("cpu_math") and packages[0] == packages[1]
 
 
-def stopped_at_max_iter(result: dict) -> bool:
+def stopped_at_max_iter(result: Result) -> bool:
     """True when a solver record of the result's ``extra`` says a fit stopped at ``max_iter``."""
     def walk(value) -> bool:
         if isinstance(value, dict):
             return value.get("status") == "max_iter" or any(walk(v) for v in value.values())
         return isinstance(value, list) and any(walk(v) for v in value)
-    return walk(result.get("extra"))
+    return walk(result.extra)
 EXACT_RTOL = 1e-9  # floating-point numbers that are not solver outputs (spec values, encoder_cost GFLOPs)
 NOT_COMPARED = frozenset({"provenance", "verification"})
 MACHINE_KEYS = frozenset({"n_iter", "status", "cpu_threads"})  # per fit: how far the solver went on this machine
@@ -247,9 +247,9 @@ def _confusions(a: dict, b: dict, where: str, out: Comparison) -> tuple[int, int
     return int(y.sum()), int(round(float(np.abs(x - y).sum()) / 2))
 
 
-def compare_predictions(stored: dict, fresh: dict, out: Comparison) -> None:
+def compare_predictions(stored: Result, fresh: Result, out: Comparison) -> None:
     """Every variant: the same cells, predictions within the tolerance, probabilities within the policy."""
-    a, b, labels = stored.get("predictions") or {}, fresh.get("predictions") or {}, list(fresh.get("labels") or [])
+    a, b, labels = stored.predictions, fresh.predictions, fresh.labels
     for variant in sorted(set(a) | set(b)):
         where = f'predictions["{variant}"]'
         if variant not in a or variant not in b:
@@ -271,15 +271,15 @@ def compare_predictions(stored: dict, fresh: dict, out: Comparison) -> None:
                            f"(tolerance {share:.2%})")
 
 
-def _class_cells(stored: dict, key: str, labels: list[str]) -> int:
+def _class_cells(stored: Result, key: str, labels: list[str]) -> int:
     """Test cells of the class a per-class metric ``<variant>/<name>_<class>`` is about (0: unknown)."""
     variant, _, name = key.rpartition("/")
     label = next((x for x in sorted(labels, key=len, reverse=True) if name.endswith(f"_{x}")), None)
-    true = ((stored.get("predictions") or {}).get(variant) or {}).get("true")
+    true = (stored.variant_predictions(variant) or {}).get("true")
     return sum(str(t) == label for t in true) if label is not None and isinstance(true, list) else 0
 
 
-def _metrics(a: dict, b: dict, labels: list[str], out: Comparison, stored: dict | None = None) -> None:
+def _metrics(a: dict, b: dict, labels: list[str], out: Comparison, stored: Result | None = None) -> None:
     per_class = tuple(f"_{label}" for label in labels)
     for key in sorted(set(a) | set(b)):
         where = f'metrics["{key}"].mean'
@@ -291,7 +291,8 @@ def _metrics(a: dict, b: dict, labels: list[str], out: Comparison, stored: dict 
             out.numbers += 1
             out.largest_metric = max(out.largest_metric, abs(x - y))
             bound = (out.bounds.per_class if key.endswith(per_class) else out.bounds.number) * max(1.0, abs(x))
-            if out.bounds is ACROSS_MACHINES and key.endswith(per_class) and (n := _class_cells(stored or {}, key, labels)):
+            if out.bounds is ACROSS_MACHINES and key.endswith(per_class) and stored is not None and \
+                    (n := _class_cells(stored, key, labels)):
                 bound = max(bound, 1.0 / n + 1e-9)  # one cell of its class may move on another machine
             if abs(x - y) > bound:
                 out.add(where, f"moved {x:.4f} -> {y:.4f} on re-run (|Δ| {abs(x - y):.4f} > {bound})")
@@ -299,22 +300,23 @@ def _metrics(a: dict, b: dict, labels: list[str], out: Comparison, stored: dict 
             compare_values(x, y, where, out)
 
 
-def compare_results(stored: dict, fresh: dict, tolerance: float = TOLERANCE, across_machines: bool = False) -> Comparison:
+def compare_results(stored: Result, fresh: Result, tolerance: float = TOLERANCE,
+                    across_machines: bool = False) -> Comparison:
     """The whole stored result against the re-run's, under the policy of the module docstring
     (``across_machines``: the re-run ran on another machine, see ``same_machine``)."""
-    fresh = json.loads(json.dumps(fresh, default=float))  # as the runner writes it (numpy values as JSON)
+    fresh = fresh.as_written()  # as the runner writes it (numpy values as JSON)
     stopped = stopped_at_max_iter(stored) or stopped_at_max_iter(fresh)
     out = Comparison(tolerance=tolerance, bounds=ACROSS_MACHINES if across_machines else STOPPED if stopped else CONVERGED)
     compare_predictions(stored, fresh, out)
-    _metrics(stored.get("metrics") or {}, fresh.get("metrics") or {}, list(map(str, fresh.get("labels") or [])), out,
-             stored)
-    compare_values(sorted(stored.get("per_class") or {}), sorted(fresh.get("per_class") or {}), "per_class", out)
-    compare_values((stored.get("confusion_matrix") or {}).get("labels"),
-                   (fresh.get("confusion_matrix") or {}).get("labels"), "confusion_matrix.labels", out)
-    compare_values(stored.get("extra"), fresh.get("extra"), "extra", out, atol=out.bounds.number)
-    cost_a, cost_b = stored.get("encoder_cost") or {}, fresh.get("encoder_cost") or {}
+    _metrics(stored.metrics, fresh.metrics, fresh.labels, out, stored)
+    compare_values(sorted(stored.per_class), sorted(fresh.per_class), "per_class", out)
+    compare_values(stored.confusion_matrix.get("labels"), fresh.confusion_matrix.get("labels"),
+                   "confusion_matrix.labels", out)
+    compare_values(stored.extra, fresh.extra, "extra", out, atol=out.bounds.number)
+    cost_a, cost_b = stored.encoder_cost or {}, fresh.encoder_cost or {}
     compare_values({k: cost_a.get(k) for k in SPEC_COST}, {k: cost_b.get(k) for k in SPEC_COST}, "encoder_cost", out)
     derived = {"predictions", "metrics", "per_class", "confusion_matrix", "extra", "encoder_cost"}
-    for key in sorted((set(stored) | set(fresh)) - derived - NOT_COMPARED):
-        compare_values(stored.get(key), fresh.get(key), key, out)
+    a, b = stored.document, fresh.document  # every other field, compared as it is stored
+    for key in sorted((set(a) | set(b)) - derived - NOT_COMPARED):
+        compare_values(a.get(key), b.get(key), key, out)
     return out

@@ -28,6 +28,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
+from hemabench.results.result import Result
 from hemabench.submissions.layout import Problem
 
 MAX_IMAGES_PER_S = 1e6  # no encoder embeds a million images a second on one device
@@ -36,11 +37,10 @@ MAX_MEMORY_MB = 1e8  # 100 TB
 PARAMS_SLACK = 0.01  # the spec's params_m has two decimals: 0.01 M, or 1% of it
 
 
-def _task_of(result: dict):
-    from hemabench.results import Result
+def _task_of(result: Result):
     from hemabench.tasks import TASKS
 
-    return TASKS.get(result["task"]).with_params(**Result.of(result).params)
+    return TASKS.get(result.task).with_params(**result.params)
 
 
 @lru_cache(maxsize=32)
@@ -74,33 +74,33 @@ def split_input(dataset: str, split: str, data_root: str | None):
                      valid=np.ones(n, dtype=bool), dataset=dataset)
 
 
-def task_input(result: dict, data_root: str | None):
+def task_input(result: Result, data_root: str | None):
     """(the result's split as a TaskInput with its source and panel, or None, which dataset is missing)."""
     from dataclasses import replace
 
     def one(member: dict):
         return split_input(str(member.get("dataset")), str(member.get("name")), data_root)
 
-    main = one({**(result.get("split") or {}), "dataset": result["dataset"]})
+    main = one({**result.split, "dataset": result.dataset})
     if main is None:
-        return None, result["dataset"]
-    source = one(result["source_split"]) if result.get("source_split") else None
-    if result.get("source_split") and source is None:
-        return None, result["source_split"].get("dataset")
+        return None, result.dataset
+    source = one(result.source_split) if result.source_split else None
+    if result.source_split and source is None:
+        return None, result.source_split.get("dataset")
     panel = {}
-    for member in result.get("panel_splits") or []:
+    for member in result.panel_splits:
         panel[str(member.get("dataset"))] = one(member)
         if panel[str(member.get("dataset"))] is None:
             return None, member.get("dataset")
     return replace(main, source=source, panel=panel or None), None
 
 
-def extra_problems(task, data, result: dict, shown: str) -> list[Problem]:
+def extra_problems(task, data, result: Result, shown: str) -> list[Problem]:
     """Each ``extra`` number the split and parameters fix equals the re-derived one."""
     derive = getattr(task, "derived_extra", None)
     if derive is None:
         return []
-    extra, problems = result.get("extra") or {}, []
+    extra, problems = result.extra, []
     for key, wanted in derive(data).items():
         if extra.get(key) != wanted or isinstance(extra.get(key), bool):
             problems.append(Problem(shown, f"extra.{key}", f"stored {extra.get(key)!r} but the registered split and "
@@ -108,12 +108,12 @@ def extra_problems(task, data, result: dict, shown: str) -> list[Problem]:
     return problems
 
 
-def repetition_problems(task, result: dict, shown: str) -> list[Problem]:
+def repetition_problems(task, result: Result, shown: str) -> list[Problem]:
     """Confusion-matrix variants: exactly the task's, each with one matrix per recorded repetition."""
     expected = getattr(task, "confusion_variants", None)
     if not task.stores_confusions or expected is None:
         return []
-    stored = {v: c for v, c in (result.get("predictions") or {}).items() if isinstance(c, dict) and "confusions" in c}
+    stored = {v: c for v, c in result.predictions.items() if isinstance(c, dict) and "confusions" in c}
     wanted, problems = expected(), []
     if set(stored) != wanted:
         missing, extra = sorted(wanted - set(stored)), sorted(set(stored) - wanted)
@@ -128,14 +128,14 @@ def repetition_problems(task, result: dict, shown: str) -> list[Problem]:
     return problems
 
 
-def panel_problems(task, data, result: dict, shown: str) -> list[Problem]:
+def panel_problems(task, data, result: Result, shown: str) -> list[Problem]:
     """A panel task: per variant and fold exactly the registered test cells the mapping scores."""
     cells = getattr(task, "expected_cells", None)
-    if cells is None or not task.panel_for(result["dataset"]):
+    if cells is None or not task.panel_for(result.dataset):
         return []
     expected, problems = cells(data), []
     for variant, folds in expected.items():
-        columns = (result.get("predictions") or {}).get(variant) or {}
+        columns = result.variant_predictions(variant) or {}
         frame = pd.DataFrame({"id": list(map(str, columns.get("id") or [])), "fold": list(map(str, columns.get("fold") or [])),
                               "true": list(map(str, columns.get("true") or []))})
         stored = {fold: set(zip(rows["id"], rows["true"])) for fold, rows in frame.groupby("fold")}
@@ -172,12 +172,12 @@ def _slice_sources(fold: str, data) -> list[tuple[object, str | None]]:
     return [(d, fold.split("/", 1)[0]) for d in (data, data.source) if d is not None]
 
 
-def slice_problems(data, result: dict, shown: str) -> list[Problem]:
+def slice_problems(data, result: Result, shown: str) -> list[Problem]:
     """Every temperature-slice cell is a training record of the registered split it was drawn from."""
     from hemabench.results.calibration import resolve_slices
 
     try:
-        predictions = resolve_slices(result.get("predictions") or {})
+        predictions = resolve_slices(result.predictions)
     except (ValueError, TypeError, AttributeError):
         return []  # reported by the integrity checks
     problems, training = [], {}
@@ -213,16 +213,15 @@ def _bad_number(value, low: float, high: float, allow_none: bool = True, integer
     return not (math.isfinite(value) and low <= value <= high)
 
 
-def cost_problems(result: dict, shown: str) -> list[Problem]:
+def cost_problems(result: Result, shown: str) -> list[Problem]:
     """``encoder_cost``: parameters, embedding size and input size are the spec's; measurements plausible."""
     from hemabench.encoders import ENCODERS
 
-    cost = result.get("encoder_cost")
+    cost = result.encoder_cost
     if not isinstance(cost, dict):
         return []
-    name = (result.get("encoder") or {}).get("name")
-    spec = ENCODERS.get(name).to_dict() if name in ENCODERS else (result.get("encoder") or {}).get("spec")
-    spec, problems = spec if isinstance(spec, dict) else {}, []
+    name = result.encoder
+    spec, problems = ENCODERS.get(name).to_dict() if name in ENCODERS else result.encoder_spec, []
     for field, key in (("embedding_dim", "embed_dim"), ("input_size", "input_size")):
         if key in spec and cost.get(field) != spec[key]:
             problems.append(Problem(shown, f"encoder_cost.{field}", f"{cost.get(field)!r} is not the spec's {key} "
@@ -252,7 +251,7 @@ def cost_problems(result: dict, shown: str) -> list[Problem]:
     return problems
 
 
-def derived_problems(result: dict, shown: str, data_root: str | None) -> list[Problem]:
+def derived_problems(result: Result, shown: str, data_root: str | None) -> list[Problem]:
     """Every derived number of the result against its re-derivation (see the module docstring)."""
     task = _task_of(result)
     problems = cost_problems(result, shown) + repetition_problems(task, result, shown)

@@ -18,6 +18,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
+from hemabench.results.result import Result
 from hemabench.splits.materialise import fingerprint
 from hemabench.splits.registered import counts_of, fully_registered, ids_sha256, labelled_sha256, registered
 from hemabench.submissions.layout import Problem
@@ -69,9 +70,9 @@ def _rows(columns: dict) -> Counter:
     return Counter(zip(*(map(str, columns.get(k) or []) for k in keys)))
 
 
-def _pooled_problems(result: dict, shown: str, task) -> tuple[list[Problem], set[str]]:
+def _pooled_problems(result: Result, shown: str, task) -> tuple[list[Problem], set[str]]:
     """A pooled variant (BreakHis ``offdiag``) must be exactly the rows of its member variants."""
-    predictions, problems, pooled = result.get("predictions") or {}, [], set()
+    predictions, problems, pooled = result.predictions, [], set()
     for variant, columns in predictions.items():
         members = task.pooled_members(variant, list(predictions))
         if members is None:
@@ -84,12 +85,12 @@ def _pooled_problems(result: dict, shown: str, task) -> tuple[list[Problem], set
     return problems, pooled
 
 
-def _sample_problems(result: dict, shown: str, entry: dict, column: str,
+def _sample_problems(result: Result, shown: str, entry: dict, column: str,
                      skip: set[str] = frozenset()) -> tuple[list[Problem], dict]:
     """Per-sample variants: unique ids, registered test sets; returns (problems, {variant: (id, fold) pairs}
     of the variants that predict records, not patients)."""
     problems, tests, pairs = [], entry.get("tests") or {}, {}
-    for variant, columns in (result.get("predictions") or {}).items():
+    for variant, columns in result.predictions.items():
         if "id" not in columns or variant in skip:
             continue
         frame = pd.DataFrame({"id": list(map(str, columns.get("id") or [])),
@@ -138,9 +139,9 @@ def _kfold_problems(shown: str, entry: dict, pairs: dict) -> list[Problem]:
     return problems
 
 
-def _confusion_problems(result: dict, shown: str, entry: dict, task, column: str) -> list[Problem]:
-    problems, labels, tests = [], [str(x) for x in result.get("labels") or []], entry.get("tests") or {}
-    for variant, columns in (result.get("predictions") or {}).items():
+def _confusion_problems(result: Result, shown: str, entry: dict, task, column: str) -> list[Problem]:
+    problems, labels, tests = [], result.labels, entry.get("tests") or {}
+    for variant, columns in result.predictions.items():
         if "confusions" not in columns:
             continue
         if not task.stores_confusions:
@@ -163,24 +164,24 @@ def _confusion_problems(result: dict, shown: str, entry: dict, task, column: str
     return problems
 
 
-def _label_problems(result: dict, shown: str, entry: dict, task, column: str) -> list[Problem]:
+def _label_problems(result: Result, shown: str, entry: dict, task, column: str) -> list[Problem]:
     classes = set((entry.get("classes") or {}).get(column) or {})
-    labels = [str(x) for x in result.get("labels") or []]
+    labels = result.labels
     if not classes:
         return []
-    if task.source_for(result["dataset"]):  # transfer: the mapped subset of the target's classes
+    if task.source_for(result.dataset):  # transfer: the mapped subset of the target's classes
         unknown = sorted(set(labels) - classes)
-        return [Problem(shown, "labels", f"{unknown} are not classes of {result['dataset']}")] if unknown else []
+        return [Problem(shown, "labels", f"{unknown} are not classes of {result.dataset}")] if unknown else []
     if set(labels) != classes:
         return [Problem(shown, "labels", f"{sorted(set(labels))} is not the dataset's label set {sorted(classes)}")]
     return []
 
 
-def _totals_problems(result: dict, shown: str, entry: dict, column: str) -> list[Problem]:
+def _totals_problems(result: Result, shown: str, entry: dict, column: str) -> list[Problem]:
     """A k-fold entry registered without per-fold test sets (real data): each variant's test
     cells over all folds are the whole dataset, so their per-class counts are the dataset's."""
     classes, problems = (entry.get("classes") or {}).get(column), []
-    for variant, columns in (result.get("predictions") or {}).items():
+    for variant, columns in result.predictions.items():
         if classes and "id" in columns and "/" not in "".join(map(str, (columns.get("fold") or [])[:1])):
             counts = counts_of(columns.get("true") or [])
             if counts != {str(k): int(v) for k, v in classes.items()}:
@@ -189,19 +190,19 @@ def _totals_problems(result: dict, shown: str, entry: dict, column: str) -> list
     return problems
 
 
-def integrity_problems(result: dict, shown: str) -> list[Problem]:
+def integrity_problems(result: Result, shown: str) -> list[Problem]:
     """Every way the predictions contradict the registered split, or put test cells into a
     temperature slice (empty for an honest result)."""
     return _slice_problems(result, shown) + _split_problems(result, shown)
 
 
-def _slice_problems(result: dict, shown: str) -> list[Problem]:
+def _slice_problems(result: Result, shown: str) -> list[Problem]:
     """A temperature slice (``calibration``) must be cells the fold does not test, each once, in
     the variant's folds: a temperature fitted on test cells would flatter the scaled ECE."""
     from hemabench.results.calibration import resolve_slices
 
     try:
-        predictions = resolve_slices(result.get("predictions") or {})
+        predictions = resolve_slices(result.predictions)
     except (ValueError, TypeError, AttributeError) as exc:
         return [Problem(shown, "predictions", f"calibration: {exc}")]
     problems = []
@@ -226,26 +227,26 @@ def _slice_problems(result: dict, shown: str) -> list[Problem]:
     return problems
 
 
-def _split_problems(result: dict, shown: str) -> list[Problem]:
+def _split_problems(result: Result, shown: str) -> list[Problem]:
     from hemabench.datasets import DATASETS
     from hemabench.tasks import TASKS
 
-    task, split = TASKS.get(result["task"]), result.get("split") or {}
-    entry = registered(result["dataset"], str(split.get("name")), split.get("version"))
+    task, split = TASKS.get(result.task), result.split
+    entry = registered(result.dataset, str(split.get("name")), split.get("version"))
     if not fully_registered(entry):
         why = "has no registered fingerprints" if entry is None else "has no registered test sets"
-        synthetic = result["dataset"] in DATASETS and DATASETS.get(result["dataset"]).synthetic
+        synthetic = result.dataset in DATASETS and DATASETS.get(result.dataset).synthetic
         level = "error" if synthetic else "warning"
-        return [Problem(shown, "split", f"{result['dataset']} {split.get('name')} v{split.get('version')} {why}: "
+        return [Problem(shown, "split", f"{result.dataset} {split.get('name')} v{split.get('version')} {why}: "
                                         f"accepted only as an {UNREGISTERED}, never ranked", level)]
     source_problems = _source_problems(result, shown)
     if source_problems:
         return source_problems
     if split.get("fingerprint") != entry.get("fingerprint"):
         return [Problem(shown, "split.fingerprint", f"{split.get('fingerprint')} is not the registered fingerprint "
-                                                    f"{entry.get('fingerprint')} of {result['dataset']} "
+                                                    f"{entry.get('fingerprint')} of {result.dataset} "
                                                     f"{split.get('name')} v{split.get('version')}")]
-    if task.panel_for(result["dataset"]):
+    if task.panel_for(result.dataset):
         return _panel_problems(result, shown)
     column = task.label_column
     if task.scores_a_sample:  # robustness: a capped sample of one test fold
@@ -262,9 +263,9 @@ def _split_problems(result: dict, shown: str) -> list[Problem]:
     return problems + _label_problems(result, shown, entry, task, column)
 
 
-def _source_problems(result: dict, shown: str) -> list[Problem]:
+def _source_problems(result: Result, shown: str) -> list[Problem]:
     """A cross-dataset task's training split must be registered too (its fingerprint, at least)."""
-    source = result.get("source_split")
+    source = result.source_split
     return _member_problems(source, shown, "source_split") if source else []
 
 
@@ -286,19 +287,19 @@ def _member_problems(member: dict, shown: str, field: str) -> list[Problem]:
     return []
 
 
-def _panel_problems(result: dict, shown: str) -> list[Problem]:
+def _panel_problems(result: Result, shown: str) -> list[Problem]:
     """A panel task (blood-shift): every member split registered; per variant and fold (a dataset, or
     ``source->target``) unique ids, no more of them than the target's registered test set holds.
     Which cells a fold may hold depends on the class mapping, so membership itself is recomputed
     by ``validate`` from the data (the synthetic twins always; real data under --data-root)."""
-    members = [result.get("split") or {}, *(result.get("panel_splits") or [])]
+    members = [result.split, *result.panel_splits]
     problems = [p for i, m in enumerate(members[1:]) for p in _member_problems(m, shown, f"panel_splits[{i}]")]
     sizes = {}
     for m in members:
         entry = registered(str(m.get("dataset")), str(m.get("name")), m.get("version")) or {}
         tests = entry.get("tests") or {}
         sizes[str(m.get("dataset"))] = sum(int(t["records"]["n"]) for t in tests.values()) if tests else None
-    for variant, columns in (result.get("predictions") or {}).items():
+    for variant, columns in result.predictions.items():
         frame = pd.DataFrame({"id": list(map(str, columns.get("id") or [])),
                               "fold": list(map(str, columns.get("fold") or []))})
         for fold, rows in frame.groupby("fold", sort=True):
@@ -314,13 +315,13 @@ def _panel_problems(result: dict, shown: str) -> list[Problem]:
     return problems
 
 
-def split_status(result: dict) -> str:
+def split_status(result: Result) -> str:
     """'registered' when the result's split (and source or panel splits) can be tied to the registry, else
     UNREGISTERED."""
-    split = result.get("split") or {}
-    entry = registered(str(result.get("dataset")), str(split.get("name")), split.get("version"))
+    split = result.split
+    entry = registered(result.dataset, str(split.get("name")), split.get("version"))
     ok = fully_registered(entry) and entry.get("fingerprint") == split.get("fingerprint")
-    for member in ([result["source_split"]] if result.get("source_split") else []) + list(result.get("panel_splits") or []):
+    for member in ([result.source_split] if result.source_split else []) + list(result.panel_splits):
         member_entry = registered(str(member.get("dataset")), str(member.get("name")), member.get("version"))
         ok = ok and bool(member_entry) and member_entry.get("fingerprint") == member.get("fingerprint")
     return "registered" if ok else UNREGISTERED
@@ -347,12 +348,11 @@ def _offline_sha(name: str) -> str:
     return load_encoder(name).weights_sha256
 
 
-def weights_problems(result: dict, shown: str) -> list[Problem]:
+def weights_problems(result: Result, shown: str) -> list[Problem]:
     """A result naming a registered encoder must name its pinned weights (a fine-tune is a new encoder)."""
     from hemabench.encoders import ENCODERS
 
-    encoder = result.get("encoder") or {}
-    name, sha = encoder.get("name"), encoder.get("weights_sha256")
+    name, sha = result.encoder, result.weights_sha256
     if name not in ENCODERS:
         return []
     allowed, where = expected_weights(name)
@@ -367,11 +367,11 @@ def weights_problems(result: dict, shown: str) -> list[Problem]:
     return []
 
 
-def verification_problems(result: dict, shown: str) -> list[Problem]:
+def verification_problems(result: Result, shown: str) -> list[Problem]:
     """A ``verification`` block counts only when the maintainers' ledger lists the whole result's sha256."""
     from hemabench.submissions.ledger import load_ledger, result_sha256
 
-    if "verification" not in result:
+    if result.verification is None:
         return []
     if result_sha256(result) not in load_ledger():
         return [Problem(shown, "verification", "is not backed by an entry of benchmarks/verified.yaml for this "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hemabench.canonical import canonical_sha256
 from hemabench.paths import benchmarks_dir
+from hemabench.results.result import Result
 from hemabench.untrusted import load_yaml
 
 LEDGER_HEADER = """\
@@ -42,6 +43,7 @@ def _load_ledger(path: str, modified: int) -> dict:
     return load_yaml(path, mapping=True)
 
 
-def result_sha256(result: dict) -> str:
-    """sha256 of the canonical JSON of the whole result but its ``verification`` block."""
-    return canonical_sha256({k: v for k, v in result.items() if k != "verification"})
+def result_sha256(result: Result) -> str:
+    """sha256 of the canonical JSON of the whole result but its ``verification`` block: what a
+    verification vouches for (any edit a reader could see changes it)."""
+    return canonical_sha256(result.vouched_document)

@@ -21,9 +21,8 @@ REL_TOL, ABS_TOL = 1e-9, 1e-12
 TS_REL_TOL = 1e-6
 
 
-def recompute(result: Result | dict) -> dict:
+def recompute(result: Result) -> dict:
     """metrics, per_class and confusion_matrix as the runner would write them (``Task.score``)."""
-    result = Result.of(result)
     return _task(result).score(result.predictions, result.labels, result.extra, seed=result.bootstrap_seed)
 
 
@@ -71,17 +70,17 @@ def _compare_maps(stored: dict, fresh: dict, shown: str, name: str) -> list[Prob
     return problems
 
 
-def score_problems(result: dict, shown: str) -> list[Problem]:
+def score_problems(result: Result, shown: str) -> list[Problem]:
     """Every metric, per-class value and confusion-matrix cell that the predictions contradict."""
     try:
         fresh = recompute(result)
     except Exception as exc:  # malformed predictions: say so, do not crash the whole validation
         return [Problem(shown, "predictions", f"cannot be scored: {exc!r}")]
-    problems = _compare_maps(result.get("metrics") or {}, fresh["metrics"], shown, "metrics")
+    problems = _compare_maps(result.metrics, fresh["metrics"], shown, "metrics")
     problems += derived_extra_problems(result, shown)
     problems += stopping_result_problems(result, shown)
-    problems += _compare_maps(result.get("per_class") or {}, fresh["per_class"], shown, "per_class")
-    stored_cm, fresh_cm = result.get("confusion_matrix") or {}, fresh["confusion_matrix"]
+    problems += _compare_maps(result.per_class, fresh["per_class"], shown, "per_class")
+    stored_cm, fresh_cm = result.confusion_matrix, fresh["confusion_matrix"]
     if stored_cm.get("labels") != fresh_cm["labels"]:
         problems.append(Problem(shown, "confusion_matrix.labels", f"stored {_show(stored_cm.get('labels'))}, "
                                                                   f"expected {_show(fresh_cm['labels'])}"))
@@ -95,11 +94,10 @@ def score_problems(result: dict, shown: str) -> list[Problem]:
     return problems
 
 
-def derived_extra_problems(result: Result | dict, shown: str) -> list[Problem]:
+def derived_extra_problems(result: Result, shown: str) -> list[Problem]:
     """Each ``extra`` entry the task derives from its predictions (``Task.derived``: the BreakHis
     cross-magnification matrices and magnification means, the sweeps' standard errors over
     repetitions) must equal what the stored predictions give."""
-    result = Result.of(result)
     try:
         fresh, stored = _task(result).derived(result.predictions, result.labels, result.extra), result.extra
     except Exception as exc:  # malformed predictions or extra: say so, do not crash the whole validation
@@ -121,13 +119,12 @@ def _differences(stored, fresh, path: str) -> list[tuple[str, object, object]]:
     return [] if _same(stored, fresh) else [(path, stored, fresh)]
 
 
-def stopping_result_problems(result: dict, shown: str) -> list[Problem]:
+def stopping_result_problems(res: Result, shown: str) -> list[Problem]:
     """A sweep whose parameters state a stopping rule (``precision``: label-efficiency v3,
     bm-to-blood v4) must record, per group of variants fitted on the same support sets, the
     repetitions that the rule gives on the stored per-repetition confusions."""
     from hemabench.protocols.stopping import StoppingRule, stopping_problems
 
-    res = Result.of(result)
     if "precision" not in res.params or "repetitions" not in res.params:
         return []  # a task without the rule (or a result from before it): fixed repetitions
     rule, stopping = StoppingRule.from_params(res.params), res.extra.get("stopping")
@@ -162,19 +159,19 @@ def registry_fingerprint(dataset: str, split: str, data_root: str | None) -> tup
     return built[0].fingerprint, "recomputed from the local dataset"
 
 
-def split_problems(result: dict, shown: str, data_root: str | None) -> list[Problem]:
+def split_problems(result: Result, shown: str, data_root: str | None) -> list[Problem]:
     """The split (and source split) must be the registry's rule, version and fingerprint."""
     from hemabench.splits import get_rule
     from hemabench.tasks import TASKS
 
-    task, dataset = TASKS.get(result["task"]), result["dataset"]
-    wanted = [("split", dataset, get_rule(dataset, task.split_for(dataset)), result.get("split"))]
+    task, dataset = TASKS.get(result.task), result.dataset
+    wanted = [("split", dataset, get_rule(dataset, task.split_for(dataset)), result.split)]
     source = task.source_for(dataset)
     if source:
-        wanted.append(("source_split", source[0], get_rule(*source), result.get("source_split")))
+        wanted.append(("source_split", source[0], get_rule(*source), result.source_split))
     problems = []
     members = dict(task.panel_for(dataset))  # a panel task (blood-shift): the further datasets it used
-    for i, stored in enumerate(result.get("panel_splits") or []):
+    for i, stored in enumerate(result.panel_splits):
         name = stored.get("dataset") if isinstance(stored, dict) else None
         if name not in members:
             problems.append(Problem(shown, f"panel_splits[{i}].dataset", f"{name!r} is not in the task's panel "

@@ -37,6 +37,7 @@ import numpy as np
 import yaml
 
 from hemabench.atomic import atomic_write_text
+from hemabench.results.result import Result
 from hemabench.submissions.compare import TOLERANCE, compare_results, tolerance_problem
 from hemabench.submissions.layout import RESULTS, Problem, dumps
 from hemabench.submissions.ledger import LEDGER_HEADER, ledger_path, load_ledger, result_sha256
@@ -49,10 +50,6 @@ class ReproduceReport:
     problems: list[Problem] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     verified: list[Path] = field(default_factory=list)
-
-
-def _as_dict(result) -> dict:
-    return result if isinstance(result, dict) else result.data  # a typed Result object
 
 
 def sample_embeddings(encoder_name: str, dataset: str, split_name: str, fraction: float, seed: int,
@@ -103,12 +100,12 @@ def _who() -> str:
     return name or getpass.getuser()
 
 
-def _record(path: Path, result: dict, verification: dict, ledger: Path) -> None:
+def _record(path: Path, result: Result, verification: dict, ledger: Path) -> None:
     """The verification block into the result, the whole result's sha256 into the maintainers' ledger."""
     sha = result_sha256(result)
-    atomic_write_text(path, dumps({**result, "verification": {**verification, "result_sha256": sha}}) + "\n")
+    atomic_write_text(path, dumps(result.with_verification({**verification, "result_sha256": sha}).document) + "\n")
     entries = dict(load_ledger(ledger))
-    entries[sha] = {"result": f"{result['encoder']['name']}/{result['task']}/{result['dataset']}",
+    entries[sha] = {"result": f"{result.encoder}/{result.task}/{result.dataset}",
                     **{k: verification[k] for k in ("by", "at", "where", "tolerance")}}
     atomic_write_text(ledger, LEDGER_HEADER + yaml.safe_dump(entries, sort_keys=True, width=120))
 
@@ -118,7 +115,6 @@ def reproduce(submission: Path, fraction: float = FRACTION, seed: int = SEED, to
               ledger: Path | None = None, progress: bool = False) -> ReproduceReport:
     """Re-run every result of one submission folder and compare (see the module docstring)."""
     from hemabench.device import resolve_device
-    from hemabench.results import Result
     from hemabench.runner import RunOptions, run_plan
     from hemabench.submissions.validate import validate_result
     from hemabench.untrusted import load_json
@@ -131,7 +127,7 @@ def reproduce(submission: Path, fraction: float = FRACTION, seed: int = SEED, to
     if not files:
         report.problems.append(Problem(str(submission), RESULTS, "holds no result files to reproduce"))
         return report
-    items = [(path, Result.from_dict(load_json(path, 64 * 2**20), path).data) for path in files]  # one line if not a result
+    items = [(path, Result.from_dict(load_json(path, 64 * 2**20), path)) for path in files]  # one line if not a result
     who, where = by or _who(), f"{platform.node()} ({resolve_device(device)}, {platform.machine()})"
     with tempfile.TemporaryDirectory(prefix="hemabench-reproduce-") as tmp:
         for path, stored in items:
@@ -139,17 +135,16 @@ def reproduce(submission: Path, fraction: float = FRACTION, seed: int = SEED, to
             if invalid:  # the numbers must first be the stored predictions' and the split's
                 report.problems += invalid
                 continue
-            encoder = stored["encoder"]["name"]
+            encoder = stored.encoder
             options = RunOptions(out=Path(tmp) / path.parent.name, data_root=data_root, device=device,
-                                 progress=progress, task_params={stored["task"]: Result.from_dict(stored, path).params})
-            outcome = run_plan([encoder], [(stored["task"], stored["dataset"])], options).outcomes[0]
+                                 progress=progress, task_params={stored.task: stored.params})
+            outcome = run_plan([encoder], [(stored.task, stored.dataset)], options).outcomes[0]
             if outcome.result is None:
                 report.problems.append(Problem(str(path), "", f"could not be re-run: {outcome.reason}"))
                 continue
-            split = stored.get("split") or {}
-            n, cosine = sample_embeddings(encoder, stored["dataset"], str(split.get("name")), fraction, seed,
+            n, cosine = sample_embeddings(encoder, stored.dataset, str(stored.split.get("name")), fraction, seed,
                                           data_root, device)
-            comparison = compare_results(stored, _as_dict(outcome.result), tolerance)
+            comparison = compare_results(stored, outcome.result, tolerance)
             report.lines.append(f"{path}: {n} sampled test images re-embedded (min cosine {cosine:.5f}); "
                                 f"{comparison.summary()}")
             problems = [Problem(str(path), where, message) for where, message in comparison.problems]

@@ -13,20 +13,21 @@ from __future__ import annotations
 import pandas as pd
 
 from hemabench.errors import HemabenchError
+from hemabench.results.result import Result
 from hemabench.splits.registered import counts_of
 from hemabench.submissions.layout import Problem
 
 
-def sampled_problems(result: dict, shown: str, entry: dict, task, column: str, fold_key, whole_fold) -> list[Problem]:
+def sampled_problems(result: Result, shown: str, entry: dict, task, column: str, fold_key, whole_fold) -> list[Problem]:
     """``fold_key(fold, tests)``: the registered fold of a prediction fold; ``whole_fold(...)``: the
     full check of a variant fold against the registered views (used where nothing was capped)."""
-    params = (result.get("task_metadata") or {}).get("params") or {}
+    params = result.params
     try:
         task = task.with_params(**{k: v for k, v in params.items() if k in task.params})
     except HemabenchError as exc:
         return [Problem(shown, "task_metadata.params", str(exc))]
     problems, tests = [], entry.get("tests") or {}
-    for variant, columns in (result.get("predictions") or {}).items():
+    for variant, columns in result.predictions.items():
         frame = pd.DataFrame({"id": list(map(str, columns.get("id") or [])),
                               "fold": list(map(str, columns.get("fold") or [])),
                               "true": list(map(str, columns.get("true") or []))})

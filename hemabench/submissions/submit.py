@@ -68,7 +68,7 @@ def submit(encoder: str, results: str | Path, submissions: str | Path = "submiss
             problem = name_problem(str(path), field, value)
             if problem:
                 raise HemabenchError(str(problem))
-        if result.dataset.startswith("custom-") or (result.data.get("dataset_info") or {}).get("custom"):
+        if result.dataset.startswith("custom-") or result.dataset_info.get("custom"):
             raise HemabenchError(f"{path}: {result.dataset} is your own data (folder:, hf:, hf-disk:): own-data results "
                                  "are not submittable, since no one else can re-run them; to submit on it, register "
                                  "the dataset (README, 'Adding a dataset') and run on its registered name")
@@ -77,7 +77,7 @@ def submit(encoder: str, results: str | Path, submissions: str | Path = "submiss
         target = result_path(root, encoder, names["task"], names["dataset"])
         if target.exists() and not overwrite:
             raise HemabenchError(f"{target} exists; pass --overwrite to replace it")
-        atomic_write_text(target, dumps(result.data) + "\n")
+        atomic_write_text(target, dumps(result.document) + "\n")
         target.chmod(0o644)
         written.append(target)
         hashes.add(result.weights_sha256)

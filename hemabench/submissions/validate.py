@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hemabench.results.result import Result
 from hemabench.submissions.derived import derived_problems
 from hemabench.submissions.integrity import integrity_problems, verification_problems, weights_problems
 from hemabench.submissions.layout import (
@@ -50,14 +51,14 @@ class Report:
         return [p for p in self.problems if p.level == "warning"]
 
 
-def _schema_problems(result, shown: str) -> list[Problem]:
+def _schema_problems(document, shown: str) -> list[Problem]:
     try:
         import jsonschema
     except ImportError:
         return [Problem(shown, "", "cannot check the schema: install jsonschema (pip install 'hemabench[test]')")]
     from hemabench.results.result import schema_validator
 
-    errors = sorted((jsonschema.exceptions.best_match([e]) for e in schema_validator().iter_errors(result)),
+    errors = sorted((jsonschema.exceptions.best_match([e]) for e in schema_validator().iter_errors(document)),
                     key=lambda e: list(map(str, e.absolute_path)))  # best_match: the reason inside a oneOf
     return [Problem(shown, "/".join(map(str, e.absolute_path)) or "(top level)", f"schema: {_one_line(e.message)}")
             for e in errors[:10]]
@@ -70,25 +71,23 @@ def _one_line(message: str, limit: int = 1000) -> str:
     return text if len(text) <= limit else f"{text[:limit // 2]} ... {text[-limit // 2:]}"
 
 
-def _path_problems(result: dict, shown: str) -> list[Problem]:
+def _path_problems(result: Result, shown: str) -> list[Problem]:
     """Paths inside the file (record ids, excluded files, attention cells) must be plain relative paths."""
-    found = [(f"excluded[{i}].path", e.get("path")) for i, e in enumerate(result.get("excluded") or [])
-             if isinstance(e, dict)]
-    attention = (result.get("extra") or {}).get("attention") or {}
+    found = [(f"excluded[{i}].path", e.get("path")) for i, e in enumerate(result.excluded) if isinstance(e, dict)]
+    attention = result.extra.get("attention") or {}
     for patient, info in (attention.items() if isinstance(attention, dict) else []):
         cells = info.get("cells", []) if isinstance(info, dict) else []
         found += [(f'extra.attention["{patient}"].cells[{i}].path', c.get("path") if isinstance(c, dict) else c)
                   for i, c in enumerate(cells)]
-    for variant, columns in (result.get("predictions") or {}).items():
+    for variant, columns in result.predictions.items():
         found += [(f'predictions["{variant}"].id[{i}]', v) for i, v in enumerate(columns.get("id") or [])]
     bad = [Problem(shown, where, f"{value!r} is not a plain relative path (no '..', no leading '/', no '\\\\')")
            for where, value in found if not safe_relative(value)]
     return bad[:5] + ([Problem(shown, "paths", f"... and {len(bad) - 5} more unsafe paths")] if len(bad) > 5 else [])
 
 
-def _names(result: dict, shown: str, expect: dict | None) -> list[Problem]:
-    values = {"encoder.name": (result.get("encoder") or {}).get("name"), "task": result.get("task"),
-              "dataset": result.get("dataset")}
+def _names(result: Result, shown: str, expect: dict | None) -> list[Problem]:
+    values = {"encoder.name": result.encoder, "task": result.task, "dataset": result.dataset}
     problems = [p for f, v in values.items() if (p := name_problem(shown, f, v))]
     for f, wanted in (expect or {}).items():
         if not problems and values[f] != wanted:
@@ -96,27 +95,26 @@ def _names(result: dict, shown: str, expect: dict | None) -> list[Problem]:
     return problems
 
 
-def _registry_problems(result: dict, shown: str, meta: dict | None) -> list[Problem]:
+def _registry_problems(result: Result, shown: str, meta: dict | None) -> list[Problem]:
     from hemabench.tasks import TASKS
 
-    if result["task"] not in TASKS:
-        return [Problem(shown, "task", f"{result['task']!r} is not a registered task")]
-    task, problems = TASKS.get(result["task"]), []
-    if result["task_version"] != task.version:
-        problems.append(Problem(shown, "task_version", f"{result['task_version']} is not the registered version "
+    if result.task not in TASKS:
+        return [Problem(shown, "task", f"{result.task!r} is not a registered task")]
+    task, problems = TASKS.get(result.task), []
+    if result.task_version != task.version:
+        problems.append(Problem(shown, "task_version", f"{result.task_version} is not the registered version "
                                 f"{task.version}; re-run with this hemabench"))
-    if result["main_metric"] != task.main_metric:
-        problems.append(Problem(shown, "main_metric", f"{result['main_metric']!r} is not the task's {task.main_metric!r}"))
-    if result["main_metric"] not in result["metrics"]:
-        problems.append(Problem(shown, "metrics", f"has no entry for the main metric {result['main_metric']!r}"))
+    if result.main_metric != task.main_metric:
+        problems.append(Problem(shown, "main_metric", f"{result.main_metric!r} is not the task's {task.main_metric!r}"))
+    if result.main_metric not in result.metrics:
+        problems.append(Problem(shown, "metrics", f"has no entry for the main metric {result.main_metric!r}"))
     if meta:
-        encoder = result["encoder"]
-        if encoder.get("weights_sha256") != meta.get("weights_sha256"):
-            problems.append(Problem(shown, "encoder.weights_sha256", f"{encoder.get('weights_sha256')} differs from "
+        if result.weights_sha256 != meta.get("weights_sha256"):
+            problems.append(Problem(shown, "encoder.weights_sha256", f"{result.weights_sha256} differs from "
                                     f"{ENCODER_FILE}'s weights_sha256 {meta.get('weights_sha256')}"))
-        if isinstance(meta.get("spec"), dict) and meta["spec"] and encoder.get("spec") != meta["spec"]:
-            keys = sorted(k for k in set(encoder.get("spec") or {}) | set(meta["spec"])
-                          if (encoder.get("spec") or {}).get(k) != meta["spec"].get(k))
+        spec = result.encoder_spec
+        if isinstance(meta.get("spec"), dict) and meta["spec"] and spec != meta["spec"]:
+            keys = sorted(k for k in set(spec) | set(meta["spec"]) if spec.get(k) != meta["spec"].get(k))
             problems.append(Problem(shown, "encoder.spec", f"differs from {ENCODER_FILE}'s spec in {keys}"))
     return problems
 
@@ -127,14 +125,15 @@ def validate_result(path: Path, shown: str, data_root: str | None = None, meta: 
     if path.is_symlink():
         return [Problem(shown, "", "is a symbolic link")]
     try:
-        result = load_json(path, MAX_RESULT_BYTES, shown)
+        document = load_json(path, MAX_RESULT_BYTES, shown)
     except UntrustedInput as exc:
         return [Problem(shown, "", str(exc).removeprefix(f"{shown}: "))]
     except OSError as exc:
         return [Problem(shown, "", f"is not readable: {exc.strerror or exc}")]
-    problems = _schema_problems(result, shown)
-    if problems or not isinstance(result, dict):
+    problems = _schema_problems(document, shown)
+    if problems or not isinstance(document, dict):
         return problems or [Problem(shown, "", "is not a JSON object")]
+    result = Result.schema_checked(document, path)
     problems = _names(result, shown, expect) + _path_problems(result, shown)
     if any(p.field in ("task", "dataset") for p in problems):
         return problems

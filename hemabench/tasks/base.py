@@ -82,7 +82,8 @@ class Task:
     splits: dict[str, str] = field(default_factory=dict)  # dataset -> split rule (default: the dataset's default)
     params: dict = field(default_factory=dict)  # every value here is used by evaluate (suites may override)
     citation: str = ""
-    detail_variant: str = ""  # variant whose per-class numbers and confusion matrix are reported (default: main's)
+    declared_detail_variant: str = ""  # variant whose per-class numbers and confusion matrix are reported (default:
+    # the main metric's); ``detail_variant`` is the one a run reports
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)  # target -> (source dataset, its split rule)
     stores_confusions: ClassVar[bool] = False  # True: predictions are (fold, confusions), never per-sample
     scores_a_sample: ClassVar[bool] = False  # True: scores ``tested_counts`` of a test fold, not all of it
@@ -115,8 +116,9 @@ class Task:
         return []
 
     @property
-    def main_variant(self) -> str:
-        return self.detail_variant or self.main_metric.rsplit("/", 1)[0]
+    def detail_variant(self) -> str:
+        """The variant whose per-class numbers and confusion matrix a result reports (``Result.detail_variant``)."""
+        return self.declared_detail_variant or self.main_metric.rsplit("/", 1)[0]
 
     def result_labels(self, data: TaskInput) -> list[str]:
         """The classes scored, in the order of confusion matrices and probabilities."""
@@ -129,7 +131,7 @@ class Task:
     def score(self, predictions: dict, labels: list[str], extra: dict | None, seed: int) -> dict:
         """``metrics``, ``per_class`` and ``confusion_matrix`` of stored predictions (JSON form): the one
         computation the runner writes and ``validate`` repeats (``seed``: the recorded bootstrap seed)."""
-        scores = score_predictions(predictions, labels, self.main_variant, seed=seed)
+        scores = score_predictions(predictions, labels, self.detail_variant, seed=seed)
         scores["metrics"].update(self.summarise(predictions, labels, extra))
         return scores
 
@@ -185,7 +187,7 @@ class Task:
         return {"name": self.name, "version": self.version, "description": self.description,
                 "datasets": list(self.datasets), "protocol": self.protocol, "main_metric": self.main_metric,
                 "variants": list(self.variants), "label_column": self.label_column, "params": self.params,
-                "detail_variant": self.main_variant, "needs": self.needs.describe(),
+                "detail_variant": self.detail_variant, "needs": self.needs.describe(),
                 "sources": {k: list(v) for k, v in self.sources.items()},
                 "citation": self.citation, **({"method": self.method} if self.method else {})}
 

@@ -257,7 +257,8 @@ TASKS.add("blood-shift", BloodShift(
     description="Linear probe fitted on one dataset's training split (shared white-cell classes), scored on every "
                 "other dataset's test split: the N x N matrix of balanced accuracy and ECE, and the drop under shift; "
                 "PathoROB's robustness index of the embeddings, datasets as centres",
-    main_metric="shift/mean_balanced_accuracy", detail_variant=SHIFT, variants=(IN_DOMAIN, SHIFT), splits=SPLITS,
+    main_metric="shift/mean_balanced_accuracy", declared_detail_variant=SHIFT, variants=(IN_DOMAIN, SHIFT),
+    splits=SPLITS,
     params={"mapping": "blood-shift", **PROBE_PARAMS, **SLICE_PARAMS, **INDEX_PARAMS},
     method={**PROBE_METHOD, "robustness index": (
         "PathoROB's (Komen et al. 2026) over the in-domain test cells, datasets as centres: "

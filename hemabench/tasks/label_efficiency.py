@@ -33,12 +33,12 @@ CITATION = "Wenderoth et al., transferable hematological cell classification"
 VARIANT = re.compile(r"^(?P<clf>[^/]+)/n=(?P<n>\d+)$")
 
 
-def sweep_variants(result: dict, prefix: dict[str, str] | None = None) -> dict[str, dict]:
+def sweep_variants(sweep: dict, prefix: dict[str, str] | None = None) -> dict[str, dict]:
     """Predictions variants ``<clf>/n=<n>`` holding one confusion matrix per repetition (as many
     as the stopping rule ran at that n)."""
     return {f"{(prefix or {}).get(c, c)}/n={n}": {"fold": [f"rep{r:03d}" for r in range(len(cms))],
                                                   "confusions": np.asarray(cms)}
-            for (c, n), cms in result["confusions"].items()}
+            for (c, n), cms in sweep["confusions"].items()}
 
 
 def stopping_record(rule: StoppingRule, groups: dict[str, list[str]], variants: dict) -> dict:
@@ -163,9 +163,9 @@ class LabelEfficiency(Task):
             "n_train": derived["n_train"], "n_test": derived["n_test"]})
 
     @property
-    def main_variant(self) -> str:
+    def detail_variant(self) -> str:
         """The declared detail variant (svm/n=50), or the largest n of a grid cut below it (a small sample)."""
-        clf, n = VARIANT.match(self.detail_variant).group("clf", "n")
+        clf, n = VARIANT.match(self.declared_detail_variant).group("clf", "n")
         below = [g for g in self.params["n_grid"] if g <= int(n)]
         return f"{clf}/n={max(below) if below else min(self.params['n_grid'])}"
 
@@ -207,7 +207,7 @@ TASKS.add("label-efficiency", LabelEfficiency(
     protocol="docs/protocols.md#label-efficiency",
     description="Balanced accuracy against n labelled cells per class (1 to 2000), SVM / LR / kNN on "
                 "power-transformed, PCA-rotated embeddings, 10 to 100 seeded support sets per n (until the mean is precise)",
-    main_metric="svm/balanced_accuracy_auc", detail_variant="svm/n=50",
+    main_metric="svm/balanced_accuracy_auc", declared_detail_variant="svm/n=50",
     variants=tuple(f"{c}/n={n}" for c in CLASSIFIERS for n in N_GRID),
     params=PARAMS, method=METHOD, citation=CITATION,
 ))

@@ -129,7 +129,7 @@ TASKS.add("robustness", Robustness(
     description="Cell probe fitted on clean training cells, scored on capped test cells under 6 acquisition "
                 "perturbations x 5 severities (stain, illumination, defocus, noise, JPEG; geometric control): "
                 "cosine clean vs perturbed, balanced accuracy drop, normalised area under accuracy vs severity",
-    main_metric=f"{SUMMARY}/normalised_auc", detail_variant=CLEAN, variants=(CLEAN,),
+    main_metric=f"{SUMMARY}/normalised_auc", declared_detail_variant=CLEAN, variants=(CLEAN,),
     params={"families": list(FAMILIES), "severities": list(range(1, LEVELS + 1)), "max_test_cells": 1000, "seed": 0,
             "perturbation_version": PERTURBATION_VERSION, **PROBE_PARAMS},
     method={**PROBE_METHOD, "cells": "one rotation's test cells (the first), capped at max_test_cells round-robin "

@@ -191,7 +191,8 @@ TASKS.add("bm-to-blood", BoneMarrowToBlood(
     name="bm-to-blood", version=4, needs=NEEDS, protocol="docs/protocols.md#bm-to-blood", family="transfer",
     description="SVM fitted on 250 bone-marrow cells per class, scored on blood datasets through a versioned "
                 "class mapping (direct transfer), and fitted on n target cells per class (domain adaptation)",
-    main_metric="direct/balanced_accuracy", detail_variant="direct", variants=("direct", *(f"adapt/n={n}" for n in N_GRID)),
+    main_metric="direct/balanced_accuracy", declared_detail_variant="direct",
+    variants=("direct", *(f"adapt/n={n}" for n in N_GRID)),
     params={**{k: v for k, v in PARAMS.items() if k not in ("classifiers", "lr", "knn")},
             "calibration": {**PARAMS["calibration"], "classifiers": ["svm"]}, "source_per_class": 250,
             "mapping": "bm-to-blood"},
