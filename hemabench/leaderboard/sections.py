@@ -12,6 +12,7 @@ unless they bring a new kind of result.
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 
 import pandas as pd
 
@@ -102,11 +103,23 @@ def attention(board: Board, site) -> list[dict]:
         patients = []
         for patient in sorted(att):
             info = att[patient] if isinstance(att[patient], dict) else {}
-            cells = [{"path": str(c.get("path", "")), "score": c.get("score"),
+            cells = [{"path": str(c.get("path", "")), "name": PurePosixPath(str(c.get("path", ""))).name,
+                      "score": c.get("score"), "weight": _weight(c.get("score")),
                       "thumb": site.thumbnail(board.dataset, str(c.get("path", "")))}
                      for c in info.get("cells", []) if isinstance(c, dict)]
             patients.append({"patient": str(patient), "true": info.get("true", ""), "pred": info.get("pred", ""),
                              "run": info.get("run", ""), "cells": cells})
-        out.append({"encoder": encoder, "patients": patients,
+        shown = any(c["thumb"] for p in patients for c in p["cells"])
+        why = "" if shown else site.images_note(board.dataset) or \
+            f"images not shown: these files were not found in {board.dataset}"
+        out.append({"encoder": encoder, "patients": patients, "images": shown, "images_note": why,
                     "note": board.entries[encoder].result.extra.get("attention_runs", "")})
     return out
+
+
+def _weight(score) -> str:
+    """An attention weight rounded for reading (3 significant digits); the exact one is in the result JSON."""
+    try:
+        return f"{float(score):.3g}"
+    except (TypeError, ValueError):
+        return "–"
