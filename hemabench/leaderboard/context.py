@@ -134,11 +134,11 @@ def protocol_cell(r: Reported, reasons: dict[str, list[str]] | None) -> dict:
         other = f"other class set ({len(r.protocol.classes)} classes in the paper, {len(ours)} scored by hemabench): " \
                 "never paired; " if ours is not None and sorted(ours) != sorted(r.protocol.classes) else ""
         text = other + "still different: " + (", ".join(r.protocol.remaining()) or "nothing")
-        return plain(text, text, title=r.note)
+        return plain(text, text, title=r.note, cls="prose")
     found = reasons.get(r.source)
     text = ("not comparable here: " + "; ".join(found)) if found else \
         "matches this board; still different: " + (", ".join(r.protocol.remaining()) or "nothing")
-    return plain(text, text, title=r.note)
+    return plain(text, text, title=r.note, cls="prose")
 
 
 def published_table(task: str, dataset: str, values: list[Reported], board: Board | None = None) -> dict | None:
