@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_leaderboard import REFERENCES, parse
+from test_leaderboard import REFERENCES
 from test_leaderboard_context import TableTexts, page, rows_of, text
 
 from hemabench.leaderboard import figures
@@ -229,3 +229,21 @@ def test_cost_heatmap_scale_ends_at_the_largest_cost(drawn, tmp_path):
     figures.heatmap(tmp_path / "h.svg", matrix, list("ABC"), list("ABC"), "cost", "predicted", "true", ".1f", None)
     mesh = drawn[-1].axes[0].collections[0]
     assert mesh.get_clim() == (0, 2)
+
+
+def test_keys_read_as_words_with_the_key_on_hover(site):
+    _, index = page(site, "index.html")
+    for row in rows_of(index.find("table", id="boards")):
+        metric = list(row.find_all("td"))[1]
+        assert "/" not in text(metric) and text(metric)[-1] != "_" and "/" in metric.attrs["title"], text(metric)
+        assert re.search("[↑↓]", text(metric)), text(metric)
+    _, encoder = page(site, "encoders/handcrafted.html")
+    facts = encoder.find("dl", id="submission")
+    submission = dict(zip((text(dt) for dt in facts.find_all("dt")), (text(dd) for dd in facts.find_all("dd"))))
+    assert submission["not trained on test splits"] == "yes" and "submitted by" in submission
+    assert not any("_" in k for k in submission), list(submission)
+    for row in rows_of(encoder.find("table", id="results")):
+        assert re.search("[↑↓]", text(list(row.find_all("td"))[0])) and "params " not in text(row.find("th"))
+    _, crossmag = page(site, "tasks/breakhis-crossmag--synth-breakhis--*.html")
+    summary = crossmag.find("table", id="crossmag-handcrafted-summary")
+    assert "off diagonal" in text(summary.find("thead")) and "_" not in text(summary)

@@ -27,7 +27,7 @@ from hemabench.leaderboard.manifest import prepare_out, write_manifest
 from hemabench.leaderboard.pages import board_context, board_href, encoder_context, encoder_href
 from hemabench.leaderboard.ranking import tie_ranks
 from hemabench.leaderboard.reported import for_board, pairs, paper_boards
-from hemabench.leaderboard.tables import short_hash
+from hemabench.leaderboard.tables import short_hash, words
 from hemabench.leaderboard.tidy import board_rows, reported_rows, tidy_csv
 from hemabench.reported import load_reported
 from hemabench.trust import ranked
@@ -165,6 +165,7 @@ def environment(downloads: Downloads | None = None) -> jinja2.Environment:
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(anchor=anchor, csv_href=downloads.table if downloads else (lambda table: None))
     env.filters["short"] = short_hash  # a 64-hex digest as its first 12 characters (the full one on hover)
+    env.filters["words"] = words  # submitted_by -> submitted by, True -> yes
     return env
 
 

@@ -186,7 +186,7 @@ def pairs_table(pairs: list[Pair], table_id: str = "pairs", boards: list[str] | 
     for i, p in enumerate(pairs):
         ci = p.run.get("ci95") or [None, None]
         row = {"board": plain(boards[i], boards[i])} if boards else {}
-        row.update({"metric": plain(p.metric, p.metric),
+        row.update({"metric": metric_cell(p.metric),
                     "run": plain(f"{pct(p.run['mean'])}", p.run["mean"], sub=f"[{pct(ci[0])}, {pct(ci[1])}]"),
                     "reported": reported_cell(p.reported), DELTA: p.cell(),
                     "flag": plain(FLAG if p.flagged else "no", p.flagged,

@@ -71,7 +71,7 @@ def _column_heads(columns: list) -> tuple[list[dict], list[dict]]:
                           "title": f"{dataset_title(b.dataset)}; {metric_label(b.main_metric)}; {title}; "
                                    f"split {split_text(b.first.split)}"})
         else:
-            heads.append({"text": board_title(b), "href": f"tasks/{b.slug}.html", "sub": f"v{b.version} · papers only · {b.main_metric}",
+            heads.append({"text": board_title(b), "href": f"tasks/{b.slug}.html", "sub": f"v{b.version} · papers only · {metric_label(b.main_metric)}",
                           "title": f"{b.main_metric}; no hemabench run yet: published numbers only"})
         family = task_family(b.task)
         if groups and groups[-1]["text"] == family:

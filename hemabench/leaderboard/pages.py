@@ -259,7 +259,7 @@ def _own_published(encoder: str, values) -> dict | None:
     mine = [r for r in values if r.encoder == encoder]
     if not mine:
         return None
-    frame = pd.DataFrame([{"task": plain(r.task), "dataset": plain(r.dataset), "metric": plain(r.metric),
+    frame = pd.DataFrame([{"task": plain(r.task), "dataset": plain(r.dataset), "metric": metric_cell(r.metric),
                            "published": reported_cell(r)} for r in mine])
     return as_table(frame, "published", "published numbers of this encoder (never ranked with runs)",
                     index_name="#", heads=[plain(i + 1, i + 1) for i in range(len(mine))])

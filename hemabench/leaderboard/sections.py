@@ -18,7 +18,7 @@ import pandas as pd
 
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.collect import Board, anchor, slug
-from hemabench.leaderboard.tables import as_table, pct, plain, score_cell
+from hemabench.leaderboard.tables import as_table, pct, plain, score_cell, words
 
 CURVE_VARIANT = re.compile(r"^(?P<clf>.+)/n=(?P<n>\d+)$")
 CURVE_METRIC = "balanced_accuracy"
@@ -81,7 +81,7 @@ def crossmag(board: Board, site) -> list[dict]:
             tables.append(as_table(frame.map(lambda v: plain(pct(v), v, data={"value": repr(v)})),
                                    f"crossmag-{anchor(encoder)}-{name}", f"{name.replace('_', ' ')}, %",
                                    sortable=False, index_name="train \\ test"))
-        summary = pd.DataFrame(cm.get("summary", {})).T
+        summary = pd.DataFrame(cm.get("summary", {})).T.rename(index=words, columns=words)  # off_diagonal -> off diagonal
         figure = site.figure(f"{board.slug}-crossmag-{slug(encoder)}.svg", figures.heatmap,
                              [[None if v is None else 100 * v for v in row] for row in cm.get("patient_accuracy", [])],
                              mags, mags, f"{encoder}: patient accuracy (%)", "test magnification",

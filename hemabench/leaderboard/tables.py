@@ -69,6 +69,13 @@ def metric_cell(key: str) -> dict:
     return plain(metric_label(key), key, title=key)
 
 
+def words(value) -> str:
+    """A raw key or flag for reading: underscores as spaces, True / False as yes / no."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value).replace("_", " ")
+
+
 def short_hash(value) -> str:
     """A long hex digest (sha256, git commit, split fingerprint) cut to its first 12 characters + "…";
     anything else is returned as it is."""
