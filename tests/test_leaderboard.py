@@ -212,7 +212,7 @@ def test_site_numbers_and_drilldown_from_table_to_confusion_row(fixture_site):
         check_task_page(page, results[(encoder, task, dataset)], encoder)
     encoder_page = (site / "encoders" / "handcrafted.html").read_text()
     assert results[("handcrafted", "cell-probe", "synth-bm")]["encoder"]["weights_sha256"] in encoder_page
-    assert "not_trained_on_test_splits" in encoder_page and "Apache-2.0" in encoder_page
+    assert "<dt>not trained on test splits</dt><dd>yes</dd>" in encoder_page and "Apache-2.0" in encoder_page
 
 
 def test_cli_build(fixture_site, cli, tmp_path):

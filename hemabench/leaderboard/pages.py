@@ -124,7 +124,7 @@ def _ranking(board: Board, clinical: dict) -> dict:
     level = chance(board.first)
     at_chance = f"; chance = {pct(level)} (1 / {len(board.first.labels)} classes), ⚠ = at or below it or collapsed onto " \
                 "one class" if level is not None else ""
-    table = as_table(pd.DataFrame(rows), "ranking", f"main metric {board.main_metric} of each encoder, % (mean ± std over folds or "
+    table = as_table(pd.DataFrame(rows), "ranking", f"main metric ({metric_label(board.main_metric)}) of each encoder, % (mean ± std over folds or "
                     f"repetitions, 95% interval{at_chance}); rank = 1 + number of encoders significantly better (paired bootstrap); "
                     "mean cost: clinically weighted error per sample, lower is better",
                     row_ids=ids, index_name="encoder", heads=heads,
