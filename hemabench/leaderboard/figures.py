@@ -18,6 +18,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from hemabench.leaderboard.names import metric_label  # noqa: E402
+
 STYLE = {"svg.fonttype": "none", "svg.hashsalt": "hemabench", "font.size": 9, "axes.titlesize": 10}
 
 
@@ -131,8 +133,6 @@ def pareto_figure(path: Path, frame: pd.DataFrame, title: str, metric: str) -> s
     title says so when there is more than one. A panel with fewer than two measured values
     lists them as text instead of plotting one point on an arbitrary axis; axes span the data,
     names stay inside them and the device legend sits outside."""
-    from hemabench.leaderboard.names import metric_label
-
     devices = sorted(frame["device"].unique())
     palette = dict(zip(devices, sns.color_palette("colorblind", len(devices))))
     panels = [("images_per_s", "forward images/s (log)", True, "{:.1f} images/s"),

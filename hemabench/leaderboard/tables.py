@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from hemabench.leaderboard.collect import anchor
+from hemabench.leaderboard.names import metric_label, metric_unit
 from hemabench.results import Score
 
 HEX = re.compile(r"[0-9a-f]{16,}")
@@ -56,16 +57,12 @@ def score_cell(score: Score | dict | None, href: str | None = None, rank: int | 
 
 def unit_cell(score, key: str, **extra) -> dict:
     """``score_cell`` in the unit of metric ``key`` (``names.metric_unit``: NLL and Brier as stored, else %)."""
-    from hemabench.leaderboard.names import metric_unit
-
     _, scale, digits = metric_unit(key)
     return score_cell(score, scale=scale, digits=digits, **extra)
 
 
 def metric_cell(key: str) -> dict:
     """A metric key in words (``names.metric_label``), the key itself on hover and as the sort key."""
-    from hemabench.leaderboard.names import metric_label
-
     return plain(metric_label(key), key, title=key)
 
 
@@ -178,8 +175,6 @@ def metric_matrix(scores: dict[str, dict[str, dict]], keys: list[str], table_id:
                   index_name: str = "metric") -> dict:
     """Rows = metric keys, columns = encoders, cells = mean ± std [interval], each in its metric's unit
     (``names.metric_unit``: % for fractions, NLL in nats, the Brier score as stored; the unit is in the row head)."""
-    from hemabench.leaderboard.names import metric_label, metric_unit
-
     frame = pd.DataFrame({encoder: {k: unit_cell(m.get(k), k) for k in keys} for encoder, m in scores.items()},
                          index=keys)
     heads = [plain(f"{metric_label(k)}, {metric_unit(k)[0]}", k, title=k) for k in keys]  # words; the key on hover
