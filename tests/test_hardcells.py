@@ -105,12 +105,12 @@ def test_calibration_table_on_a_probabilistic_board():
         board.entries[encoder] = type("E", (), {"result": result, "main": result.main})()
     table = calibration_table(board)
     texts = [c["text"] for c in table["columns"]]
-    assert texts[:2] == ["encoder", "variant"] and {"ECE ↓", "ECE (temperature-scaled) ↓", "Brier ↓", "AURC ↓"} <= set(texts)
+    assert texts[:2] == ["encoder", "variant"] and {"ECE ↓, %", "ECE (temperature-scaled) ↓, %", "Brier ↓, 0 to 2", "AURC ↓, %"} <= set(texts)
     first = table["rows"][0]
     ece = board.entries["enc-a"].result.metrics["amil/ece"]["mean"]
     at = {t: i - 1 for i, t in enumerate(texts)}  # cells follow the row head
-    assert first["head"]["text"] == "enc-a" and first["cells"][at["ECE ↓"]]["data"]["mean"] == repr(ece)
-    assert first["cells"][at["ECE (temperature-scaled) ↓"]]["text"] == "no slice"  # no training slice stored: no temperature-scaled number
+    assert first["head"]["text"] == "enc-a" and first["cells"][at["ECE ↓, %"]]["data"]["mean"] == repr(ece)
+    assert first["cells"][at["ECE (temperature-scaled) ↓, %"]]["text"] == "no slice"  # no training slice stored: no temperature-scaled number
 
 
 def test_tied_classes_are_listed_by_name_whatever_the_set_order():

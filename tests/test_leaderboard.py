@@ -212,7 +212,7 @@ def test_site_numbers_and_drilldown_from_table_to_confusion_row(fixture_site):
         check_task_page(page, results[(encoder, task, dataset)], encoder)
     encoder_page = (site / "encoders" / "handcrafted.html").read_text()
     assert results[("handcrafted", "cell-probe", "synth-bm")]["encoder"]["weights_sha256"] in encoder_page
-    assert "not_trained_on_test_splits" in encoder_page and "Apache-2.0" in encoder_page
+    assert "<dt>not trained on test splits</dt><dd>yes</dd>" in encoder_page and "Apache-2.0" in encoder_page
 
 
 def test_cli_build(fixture_site, cli, tmp_path):
@@ -237,7 +237,9 @@ def test_special_renderings(fixture_site):
     assert "adapt n=25" in pages["bm-to-blood"]
     mil = parse(pages["aml-mil"])
     gallery = mil.find("details", id="attention-handcrafted")
-    assert "control/P04/image_0.png" in gallery.all_text()  # no data root: paths, not thumbnails
+    shown = {c.attrs["title"]: c.all_text() for c in gallery.find_all("span", class_="cellpath")}
+    assert shown["control/P04/image_0.png"] == "image_0.png 0.3"  # no images here: file name and weight, path on hover
+    assert "images not shown" in gallery.find("p", class_="note images-note").all_text()
     assert "abmil/weighted_f1" in pages["aml-mil"] and "roc_auc_macro" in pages["aml-mil"]
     cross = parse(pages["breakhis-crossmag"]).find("table", id="crossmag-handcrafted-patient_accuracy")
     cells = [td.attrs["data-value"] for td in cross.find_all("td")]
@@ -340,7 +342,7 @@ def test_thumbnails_only_from_inside_the_dataset_root(tmp_path):
         assert max(thumb.size) == 96
     for rel in ("../outside.png", "/etc/hostname", "link.png", "control/../control/P1/image_0.png", "missing.png"):
         assert site.thumbnail("synth-aml", rel) is None, rel
-    assert Site(tmp_path / "s2", None, BuildReport(tmp_path)).thumbnail("synth-aml", "control/P1/image_0.png") is None
+    assert Site(tmp_path / "s2", None, BuildReport(tmp_path)).thumbnail("aml-hehr", "control/P1/image_0.png") is None
 
 
 def find_chromium() -> str | None:

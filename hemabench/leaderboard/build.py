@@ -27,6 +27,7 @@ from hemabench.leaderboard.manifest import prepare_out, write_manifest
 from hemabench.leaderboard.pages import board_context, encoder_context
 from hemabench.leaderboard.ranking import tie_ranks
 from hemabench.leaderboard.reported import for_board, pairs, paper_boards
+from hemabench.leaderboard.tables import short_hash, words
 from hemabench.leaderboard.tidy import board_rows, reported_rows, tidy_csv
 from hemabench.reported import load_reported
 from hemabench.trust import ranked
@@ -104,12 +105,28 @@ class Site:
                 self.report.warnings.append(f"no thumbnails for {dataset}: {exc}".splitlines()[0])
         return self._custom[dataset]
 
+    def images_note(self, dataset: str) -> str:
+        """Why a dataset's images cannot be shown here ("" when they can be)."""
+        from hemabench.datasets import DATASETS
+
+        spec = DATASETS.get(dataset) if dataset in DATASETS else None
+        if spec is not None and spec.synthetic:
+            return "" if spec.generated_folder().is_dir() else (
+                f"images not shown: the synthetic twin {dataset} is not generated on the machine that built this site "
+                f"(`hemabench data generate {dataset}`, then rebuild)")
+        if spec is not None and spec.bundled:
+            return ""
+        if self.data_root is None:
+            return f"images not shown: {dataset} is not shipped with hemabench; rebuild with --data-root to show them"
+        return "" if self._root(dataset) is not None or dataset in self.custom_sources else \
+            f"images not shown: {dataset} was not found under --data-root"
+
     def thumbnail(self, dataset: str, rel: str, fmt: str = "PNG") -> str | None:
         """A downscaled copy (PNG or JPEG) of a dataset image, only for a plain relative path inside the root."""
         from hemabench.datasets import DATASETS
 
-        if self.data_root is None and not (dataset in DATASETS and DATASETS.get(dataset).bundled):
-            return None  # a bundled sample ships with the package: its cells are shown without --data-root
+        if self.data_root is None and not (dataset in DATASETS and DATASETS.get(dataset).embedded):
+            return None  # a bundled sample ships with the package, a generated twin lies in the cache: no --data-root
         pure = PurePosixPath(rel)
         if not rel or "\\" in rel or pure.is_absolute() or any(p in ("..", "") for p in pure.parts):
             return None
@@ -147,6 +164,8 @@ def environment(downloads: Downloads | None = None) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([HERE / "templates", HERE / "static"]),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
     env.globals.update(anchor=anchor, csv_href=downloads.table if downloads else (lambda table: None))
+    env.filters["short"] = short_hash  # a 64-hex digest as its first 12 characters (the full one on hover)
+    env.filters["words"] = words  # submitted_by -> submitted by, True -> yes
     return env
 
 
@@ -154,8 +173,8 @@ def page_provenance(entries: list[Entry]) -> dict:
     """What every page states: which hemabench made its results, task versions, split fingerprints."""
     versions = sorted({str(e.result.provenance.get("hemabench_version", "?")) for e in entries})
     tasks = sorted({f"{e.result.task} v{e.result.task_version}" for e in entries})
-    splits = sorted({f"{s.get('dataset', e.result.dataset)} {s.get('name')} v{s.get('version')}: {s.get('fingerprint')}"
-                     for e in entries for s in (e.result.split, e.result.source_split) if s})
+    splits = sorted({(f"{s.get('dataset', e.result.dataset)} {s.get('name')} v{s.get('version')}", str(s.get("fingerprint")))
+                     for e in entries for s in (e.result.split, e.result.source_split) if s})  # (split, fingerprint)
     return {"builder": hemabench.__version__, "versions": versions, "tasks": tasks, "splits": splits}
 
 

@@ -9,22 +9,24 @@ from __future__ import annotations
 import pandas as pd
 
 from hemabench.leaderboard.collect import Board
-from hemabench.leaderboard.tables import as_table, score_cell
+from hemabench.leaderboard.names import metric_unit
+from hemabench.leaderboard.tables import as_table, unit_cell
 from hemabench.results import Result
 
 COLUMNS = {"ece": "ECE", "ece_debiased": "ECE debiased", "ece_ts": "ECE (temperature-scaled)",
            "ece_debiased_ts": "ECE debiased (temperature-scaled)", "nll": "NLL", "nll_ts": "NLL (temperature-scaled)",
            "brier": "Brier", "aurc": "AURC"}
-COLUMNS = {k: f"{v} ↓" for k, v in COLUMNS.items()}  # lower is better for every one of them
-PLAIN = {"nll", "nll_ts"}  # nats, not percent
+# lower is better for every one of them; the unit each is shown in (names.metric_unit)
+COLUMNS = {k: f"{v} ↓, {metric_unit(k)[0]}" for k, v in COLUMNS.items()}
 SCALED = {"ece_ts", "ece_debiased_ts", "nll_ts"}
 NO_SLICE = ("no temperature: the fit used every training cell (e.g. a support set as large as each class), so "
             "no held-out training cell was left to fit it on")
 CAPTION = ("calibration (ECE: 15 equal-width bins on the top-class confidence, %; ECE debiased: the root-mean-square "
            "calibration error on the same bins with each bin's sampling noise subtracted, %, 0 = indistinguishable from "
            "calibrated on this test set; NLL: mean negative log-likelihood of the true class, nats, what the temperature "
-           "minimises; temperature fitted on a held-out slice of the training part; Brier x 100; AURC: area under the "
-           "risk-coverage curve; lower is better for all)")
+           "minimises; temperature fitted on a held-out slice of the training part; Brier: mean squared distance of the "
+           "predicted probabilities from the one-hot true class, 0 to 2, not a percentage; AURC: area under the "
+           "risk-coverage curve, mean error rate, %; lower is better for all)")
 
 
 def _variants(result: Result) -> list[str]:
@@ -45,9 +47,7 @@ def calibration_table(board: Board) -> dict | None:
     for encoder in board.sorted_encoders():
         result = board.entries[encoder].result
         for variant in _variants(result):
-            row = {name: score_cell(result.metrics.get(f"{variant}/{key}"), **({"scale": 1, "digits": 3}
-                                                                               if key in PLAIN else {}))
-                   for key, name in COLUMNS.items()}
+            row = {name: unit_cell(result.metrics.get(f"{variant}/{key}"), key) for key, name in COLUMNS.items()}
             if f"{variant}/ece_ts" not in result.metrics:  # an empty slice: every training cell was fitted on
                 for key in SCALED:
                     row[COLUMNS[key]] = {"text": "no slice", "sort": "", "title": NO_SLICE}

@@ -15,17 +15,21 @@ import pandas as pd
 from hemabench.canonical import same_json
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.collect import Board, anchor, slug
+from hemabench.leaderboard.names import metric_label
 from hemabench.leaderboard.reported import (
     FLAG,
+    TRAINED_MARK,
     Pair,
     PaperBoard,
     by_encoder,
     comparable,
     encoder_head,
     for_board,
+    mark_trained,
     reported_cell,
+    trained_datasets,
 )
-from hemabench.leaderboard.tables import as_table, pct, plain
+from hemabench.leaderboard.tables import as_table, metric_cell, pct, plain
 from hemabench.metrics import METRICS
 from hemabench.reported import EXTERNAL, EXTRA_METRICS, Reported
 from hemabench.reported_protocol import hemabench_classes
@@ -114,7 +118,7 @@ def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: lis
                                  f"matches this board; ≠ = {FLAG} (the run's 95% interval and the paper's ± sd)"}]
     texts = [c["text"] for c in table["columns"][1:]]
     for (encoder, source), metrics in by_encoder(comparable(board, values)[0]).items():
-        first = next(iter(metrics.values()))
+        first, trained = next(iter(metrics.values())), trained_datasets(encoder)
         cells = []
         for text in texts:
             metric = _column_metric(text, board.main_metric)
@@ -124,7 +128,8 @@ def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: lis
                 cells.append(plain(source, source, title=f"{first.citation}. Protocol: {first.note} Still different: "
                                                          + (", ".join(first.protocol.remaining()) or "nothing")))
             else:
-                cells.append(reported_cell(metrics.get(metric), source=False) if metric else plain("–"))
+                cells.append(mark_trained(reported_cell(metrics.get(metric), source=False), board.dataset, trained)
+                             if metric else plain("–"))
         href = None if first.external else f"../encoders/{slug(encoder)}.html"
         table["rows"].append({"id": f"paper-{anchor(encoder)}-{anchor(source)}", "cls": "tier-paper",
                               "head": encoder_head(encoder, href, _description(first)), "cells": cells,
@@ -146,11 +151,11 @@ def protocol_cell(r: Reported, reasons: dict[str, list[str]] | None) -> dict:
         other = f"other class set ({len(r.protocol.classes)} classes in the paper, {len(ours)} scored by hemabench): " \
                 "never paired; " if ours is not None and sorted(ours) != sorted(r.protocol.classes) else ""
         text = other + "still different: " + (", ".join(r.protocol.remaining()) or "nothing")
-        return plain(text, text, title=r.note)
+        return plain(text, text, title=r.note, cls="prose")
     found = reasons.get(r.source)
     text = ("not comparable here: " + "; ".join(found)) if found else \
         "matches this board; still different: " + (", ".join(r.protocol.remaining()) or "nothing")
-    return plain(text, text, title=r.note)
+    return plain(text, text, title=r.note, cls="prose")
 
 
 def published_table(task: str, dataset: str, values: list[Reported], board: Board | None = None) -> dict | None:
@@ -163,23 +168,31 @@ def published_table(task: str, dataset: str, values: list[Reported], board: Boar
     reasons = comparable(board, values)[1] if board is not None else None
     metrics = list(dict.fromkeys(r.metric for r in mine))
     rows = by_encoder(mine)
+    trained = {e: trained_datasets(e) for e, _ in rows}
+    value = lambda e, r: mark_trained(reported_cell(r, source=False), dataset, trained[e])  # noqa: E731
     caption = ("published numbers, % (± sd where the paper prints one); hover a value for the paper's protocol and "
                "how it differs from hemabench's; \"protocol\" says whether the paper's protocol matches this board "
-               "(only then is a value paired with a run). Never ranked with runs.")
+               "(only then is a value paired with a run). Never ranked with runs."
+               + (f" {TRAINED_MARK}." if any(dataset in t for t in trained.values()) else ""))
     if len(metrics) > 10 and len(metrics) > 2 * len(rows):
         frame = pd.DataFrame({f"{e.removeprefix(EXTERNAL)} ({source})":
                               {"protocol": protocol_cell(next(iter(cells.values())), reasons),
-                               **{m: reported_cell(cells.get(m), source=False) for m in metrics}}
+                               **{m: value(e, cells.get(m)) for m in metrics}}
                               for (e, source), cells in rows.items()}, index=["protocol"] + metrics)
-        return as_table(frame, "published", caption, index_name="metric")
-    frame = pd.DataFrame([{m: reported_cell(cells.get(m), source=False) for m in metrics} for cells in rows.values()],
+        return as_table(frame, "published", caption, index_name="metric",
+                        heads=[plain("protocol")] + [metric_cell(m) for m in metrics])
+    frame = pd.DataFrame([{m: value(e, cells.get(m)) for m in metrics} for (e, _), cells in rows.items()],
                          columns=metrics)
     heads = [encoder_head(e, None if e.startswith(EXTERNAL) else f"../encoders/{slug(e)}.html",
                           _description(next(iter(cells.values())))) for (e, _), cells in rows.items()]
     frame.insert(0, "protocol", [protocol_cell(next(iter(cells.values())), reasons) for cells in rows.values()])
     frame.insert(0, "paper, table", [plain(source, source, title=next(iter(cells.values())).note)
                                      for (_, source), cells in rows.items()])
-    return as_table(frame, "published", caption, index_name="encoder", heads=heads, row_cls=["tier-paper"] * len(heads))
+    table = as_table(frame, "published", caption, index_name="encoder", heads=heads, row_cls=["tier-paper"] * len(heads))
+    for column in table["columns"]:  # metric keys in words, the key on hover
+        if column["text"] in metrics:
+            column.update(metric_cell(column["text"]))
+    return table
 
 
 def pairs_table(pairs: list[Pair], table_id: str = "pairs", boards: list[str] | None = None) -> dict | None:
@@ -190,7 +203,7 @@ def pairs_table(pairs: list[Pair], table_id: str = "pairs", boards: list[str] | 
     for i, p in enumerate(pairs):
         ci = p.run.get("ci95") or [None, None]
         row = {"board": plain(boards[i], boards[i])} if boards else {}
-        row.update({"metric": plain(p.metric, p.metric),
+        row.update({"metric": metric_cell(p.metric),
                     "run": plain(f"{pct(p.run['mean'])}", p.run["mean"], sub=f"[{pct(ci[0])}, {pct(ci[1])}]"),
                     "reported": reported_cell(p.reported), DELTA: p.cell(),
                     "flag": plain(FLAG if p.flagged else "no", p.flagged,
@@ -247,5 +260,5 @@ def paper_board_context(board: PaperBoard, values: list[Reported]) -> dict:
     from hemabench.tasks import TASKS
 
     task = TASKS.get(board.task)
-    return {"board": board, "title": f"{board.task} / {board.dataset}", "task": task,
+    return {"board": board, "title": f"{board.task} / {board.dataset}", "task": task, "main_words": metric_label(board.main_metric),
             "published": published_table(board.task, board.dataset, values)}

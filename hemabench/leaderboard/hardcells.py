@@ -84,6 +84,16 @@ def clustering(shares: pd.DataFrame, n_hard: int) -> dict:
     return {"classes": list(shares.index[:k]), "k": k, "of": len(shares), "clustered": k <= max(1, len(shares) // 3)}
 
 
+def item_words(dataset: str) -> tuple[str, str]:
+    """What a test item of the dataset is (plural, singular): patients for patient bags, patches for tissue
+    images (BreakHis), else cells; read from what the registered dataset provides."""
+    from hemabench.datasets import DATASETS
+
+    provides = DATASETS.get(dataset).provides if dataset in DATASETS else frozenset()
+    return ("patients", "patient") if "bag-labels" in provides else ("patches", "patch") \
+        if "tissue-labels" in provides else ("cells", "cell")
+
+
 def _dataset_of(board: Board, fold: str) -> str:
     """Cross-dataset folds (``source->target``) hold the target's cells."""
     return fold.split("->", 1)[1] if "->" in fold else board.dataset
@@ -103,11 +113,13 @@ def hardcells_section(board: Board, site) -> dict | None:
     cells = [{"id": r.id, "fold": r.fold, "true": r.true, "wrong": r.wrong,
               "votes": f"{r.n_wrong}/{r.n_encoders}", "thumb": site.thumbnail(_dataset_of(board, r.fold), r.id, "JPEG")}
              for r in hard.sort_values(["true", "n_wrong", "id"], ascending=[True, False, True]).head(SHOWN).itertuples()]
+    word, one = item_words(board.dataset)
     table = shares.copy()
     for column in ("share of class", "share of hard cells"):
         table[column] = table[column].map(lambda v: plain(pct(v), v))
-    return {"note": f"cells misclassified by at least {votes_needed(len(predictions))} of {len(predictions)} encoders "
-                    f"({pct(THRESHOLD, 0)}%); variant {board.first.detail_variant}",
+    table.columns = [c.replace("cells", word) for c in table.columns]
+    return {"note": f"{word} misclassified by at least {votes_needed(len(predictions))} of {len(predictions)} encoders "
+                    f"({pct(THRESHOLD, 0)}%); variant {board.first.detail_variant}", "word": word, "one": one,
             "n_hard": len(hard), "n_test": int(shares["test cells"].sum()), "shown": len(cells), "cells": cells,
             "cluster": cluster, "cluster_share": pct(CLUSTER, 0),
-            "shares": as_table(table, "hard-classes", "hard cells per true class", index_name="class")}
+            "shares": as_table(table, "hard-classes", f"hard {word} per true class", index_name="class")}

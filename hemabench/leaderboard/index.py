@@ -14,10 +14,18 @@ import pandas as pd
 from hemabench.leaderboard.collect import Board, anchor, board_href, board_title, encoder_href
 from hemabench.leaderboard.context import cost_cells, protocol_words
 from hemabench.leaderboard.names import metric_label
-from hemabench.leaderboard.pages import dataset_title, split_text
-from hemabench.leaderboard.reported import PaperBoard, comparable, encoder_head, reported_cell, task_family, trained_on
+from hemabench.leaderboard.pages import dataset_title, split_cell, split_text
+from hemabench.leaderboard.reported import (
+    PaperBoard,
+    comparable,
+    encoder_head,
+    mark_trained,
+    reported_cell,
+    task_family,
+    trained_on,
+)
 from hemabench.leaderboard.summary import column_key, flagged, is_real, summary_table
-from hemabench.leaderboard.tables import as_table, plain, score_cell, with_badge
+from hemabench.leaderboard.tables import as_table, metric_cell, plain, score_cell, with_badge
 from hemabench.reported import EXTERNAL, Reported
 
 
@@ -48,7 +56,7 @@ def _column_heads(columns: list) -> tuple[list[dict], list[dict]]:
                           "title": f"{dataset_title(b.dataset)}; {metric_label(b.main_metric)}; {title}; "
                                    f"split {split_text(b.first.split)}"})
         else:
-            heads.append({"text": board_title(b), "href": f"tasks/{b.slug}.html", "sub": f"v{b.version} · papers only · {b.main_metric}",
+            heads.append({"text": board_title(b), "href": f"tasks/{b.slug}.html", "sub": f"v{b.version} · papers only · {metric_label(b.main_metric)}",
                           "title": f"{b.main_metric}; no hemabench run yet: published numbers only"})
         family = task_family(b.task)
         if groups and groups[-1]["text"] == family:
@@ -70,7 +78,7 @@ def _paper_rows(values: list[Reported], columns: list, allowed: dict) -> list[di
                       and (id(b) not in allowed or id(r) in allowed[id(b)])), None) for _, b in columns]
         if not any(hits):
             continue
-        cells += [_mark_trained(reported_cell(hit), b.dataset, facts["trained"]) for hit, (_, b) in zip(hits, columns)]
+        cells += [mark_trained(reported_cell(hit), b.dataset, facts["trained"]) for hit, (_, b) in zip(hits, columns)]
         href = None if encoder.startswith(EXTERNAL) else encoder_href(encoder)
         rows.append(_row(f"paper-{anchor(encoder)}", encoder_head(encoder, href, mine[0].encoder_description),
                          cells, facts, "paper"))
@@ -98,7 +106,7 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
             cell = (with_badge(flagged(score_cell(entry.main, f"{board_href(b)}#enc-{anchor(encoder)}", b.ranks.get(encoder)),
                                        entry.result), entry.trust)
                     if entry else plain("–"))
-            cells.append(_mark_trained(cell, b.dataset, facts["trained"]))
+            cells.append(mark_trained(cell, b.dataset, facts["trained"]))
         rows.append(_row(f"row-{anchor(encoder)}", plain(encoder, encoder, href=encoder_href(encoder)), cells,
                          facts, "run"))
     # a run board's column shows a published value only where the value's protocol matches that board
@@ -118,15 +126,16 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
     papers["csv"] = downloads.table(papers)
     board_rows = {}
     for b in boards:
-        words, _ = protocol_words(b.task, b.first.params, b.params_digest)
+        words, title = protocol_words(b.task, b.first.params, b.params_digest)
         board_rows[f"{board_title(b)} (v{b.version}, {words})"] = {
-            "dataset": dataset_title(b.dataset), "main metric": b.main_metric, "task version": b.version, "params": b.params_digest,
-            "split": split_text(b.first.split), "source split": split_text(b.first.source_split or None),
+            "dataset": dataset_title(b.dataset), "main metric": metric_cell(b.main_metric), "task version": b.version,
+            "parameters digest": plain(b.params_digest, b.params_digest, title=title),
+            "split": split_cell(b.first.split), "source split": split_cell(b.first.source_split or None),
             "encoders": len(b.entries)}
     for b in paper_boards:
         board_rows[f"{b.task} / {b.dataset} (v{b.version}, papers only)"] = {
-            "dataset": dataset_title(b.dataset), "main metric": b.main_metric, "task version": b.version,
-            "params": "", "split": "", "source split": "",
+            "dataset": dataset_title(b.dataset), "main metric": metric_cell(b.main_metric), "task version": b.version,
+            "parameters digest": "", "split": "", "source split": "",
             "encoders": f"{len({r.encoder for r in b.values})} (papers)"}
     board_table = as_table(pd.DataFrame.from_dict(board_rows, orient="index"), "boards",
                            "what each column is: results are ranked together only within one row of this table",
@@ -142,13 +151,6 @@ def _params_cell(params_m) -> dict:
     if params_m is None:
         return plain("–")
     return plain(f"{float(params_m):.1f}", float(params_m))
-
-
-def _mark_trained(cell: dict, dataset: str, trained: list[str]) -> dict:
-    if dataset in trained and cell.get("text") != "–":
-        cell = {**cell, "text": f"{cell['text']} †", "cls": f"{cell.get('cls') or ''} trained".strip(),
-                "title": f"{cell.get('title') or ''} (this encoder was trained on {dataset})".strip()}
-    return cell
 
 
 def _row(row_id: str, head: dict, cells: list[dict], facts: dict, tier: str) -> dict:

@@ -22,7 +22,22 @@ NAMES = {
     "knn_other_class_same_centre": "neighbours of another class from its dataset",
 }
 LOWER = {"aurc", "brier", "ece", "classwise_ece", "ece_debiased", "nll", "risk_at_80", "knn_other_class_same_centre"}
+UNITS = {"nll": ("nats", 1.0, 3), "brier": ("0 to 2", 1.0, 3)}  # not fractions: never shown as %
+PERCENT = ("%", 100.0, 1)
 REP = re.compile(r"^rep0*(\d+)$")
+NUMBER = re.compile(r"(\d+(?:\.\d+)?)")
+
+
+def metric_unit(key: str) -> tuple[str, float, int]:
+    """(unit, scale, digits) a metric is shown in: NLL in nats and the Brier score (0 to 2) as stored,
+    with 3 digits; every other metric is a fraction (accuracies, ECE, risks, drops) shown as %."""
+    base = key.rsplit("/", 1)[-1].removesuffix("_ts")
+    return UNITS.get(base.removeprefix("drop_"), PERCENT)
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders the numbers inside a text by value: 5pct < 10pct < 100pct, n=5 < n=25."""
+    return [(0, float(part), "") if i % 2 else (1, 0.0, part) for i, part in enumerate(NUMBER.split(str(text)))]
 
 
 def is_lower_better(name: str) -> bool:

@@ -20,7 +20,7 @@ from hemabench.leaderboard.context import (
     published_table,
 )
 from hemabench.leaderboard.hardcells import hardcells_section
-from hemabench.leaderboard.names import metric_label
+from hemabench.leaderboard.names import metric_label, metric_unit, natural_key
 from hemabench.leaderboard.reported import Pair, pairs, reported_cell
 from hemabench.leaderboard.robustness import robustness_section
 from hemabench.leaderboard.sections import CURVE_VARIANT, attention, crossmag, curves, superclass_rows
@@ -29,12 +29,16 @@ from hemabench.leaderboard.summary import chance, flagged, is_real
 from hemabench.leaderboard.tables import (
     as_table,
     confusion_tables,
+    hash_cell,
+    metric_cell,
     metric_matrix,
     pct,
     per_class_table,
     plain,
     score_cell,
+    short_hash,
     trust_cell,
+    unit_cell,
 )
 from hemabench.reported import Reported
 from hemabench.trust import unranked_reason
@@ -56,19 +60,26 @@ def class_legend(dataset: str, labels: list[str]) -> dict[str, str]:
 
 
 def split_text(split: dict | None) -> str:
+    """The split in words with its fingerprint cut short (``split_cell``: the full one on hover)."""
     if not split:
         return ""
-    return f"{split.get('dataset', '')} {split.get('name')} v{split.get('version')} · {split.get('fingerprint')}"
+    return (f"{split.get('dataset', '')} {split.get('name')} v{split.get('version')} · "
+            f"fingerprint {short_hash(split.get('fingerprint'))}")
+
+
+def split_cell(split: dict | None) -> dict:
+    return plain(split_text(split) or "–", (split or {}).get("fingerprint"),
+                 title=f"split fingerprint {split.get('fingerprint')}" if split else None)
 
 
 def provenance_row(entry: Entry) -> dict:
     r, prov = entry.result, entry.result.provenance
-    return {"origin": f"{entry.origin}: {entry.path.name}", "hemabench": prov.get("hemabench_version", ""),
-            "git commit": prov.get("git_commit") or "", "task version": r.task_version,
-            "weights sha256": r.weights_sha256 or "",
-            "split fingerprint": r.split.get("fingerprint", ""),
-            "source split fingerprint": r.source_split.get("fingerprint", ""),
-            "device": prov.get("device", ""), "finished": prov.get("finished", "")}
+    return {"origin": plain(f"{entry.origin}: {entry.path.name}"), "hemabench": plain(prov.get("hemabench_version", "")),
+            "git commit": hash_cell(prov.get("git_commit")), "task version": plain(r.task_version, r.task_version),
+            "weights sha256": hash_cell(r.weights_sha256),
+            "split fingerprint": hash_cell(r.split.get("fingerprint")),
+            "source split fingerprint": hash_cell(r.source_split.get("fingerprint")),
+            "device": plain(prov.get("device", "")), "finished": plain(prov.get("finished", ""))}
 
 
 RANKING_HIDDEN = {"classwise_ece", "nll", "risk_at_80", "classwise_ece_ts", "brier_ts", "nll_ts", "ece_debiased",
@@ -88,7 +99,7 @@ def _ranking(board: Board, clinical: dict) -> dict:
         row = {"rank": plain(rank if encoder in board.ranks else unranked_reason(entry.result), rank,
                              cls="rank-cell", data={"rank": str(rank)}),
                board.main_metric: flagged(score_cell(entry.main), entry.result)}
-        row.update({k.rsplit("/", 1)[1]: score_cell(entry.result.metrics.get(k)) for k in others})
+        row.update({k.rsplit("/", 1)[1]: unit_cell(entry.result.metrics.get(k), k) for k in others})
         scores = clinical.get(encoder)
         if scores:
             row[f"mean cost ({scores['model']})"] = score_cell(scores["mean_cost"], scale=1, digits=2)
@@ -101,14 +112,15 @@ def _ranking(board: Board, clinical: dict) -> dict:
     level = chance(board.first)
     at_chance = f"; chance = {pct(level)} (1 / {len(board.first.labels)} classes), ⚠ = at or below it or collapsed onto " \
                 "one class" if level is not None else ""
-    table = as_table(pd.DataFrame(rows), "ranking", f"main metric {board.main_metric} of each encoder, % (mean ± std over folds or "
+    table = as_table(pd.DataFrame(rows), "ranking", f"main metric ({metric_label(board.main_metric)}) of each encoder, % (mean ± std over folds or "
                     f"repetitions, 95% interval{at_chance}); rank = 1 + number of encoders significantly better (paired bootstrap); "
                     "mean cost: clinically weighted error per sample, lower is better",
                     row_ids=ids, index_name="encoder", heads=heads,
                     row_cls=[board.entries[e].trust[0] for e in board.sorted_encoders()])
     for column in table["columns"]:  # metric keys keep their text (paper rows match on it), words below
         if column["text"] == board.main_metric or column["text"] in {k.rsplit("/", 1)[1] for k in others}:
-            column["sub"] = metric_label(column["text"])
+            unit = metric_unit(column["text"])[0]
+            column["sub"] = metric_label(column["text"]) + ("" if unit == "%" else f", {unit}")
     return table
 
 
@@ -127,7 +139,7 @@ def _comparisons(board: Board) -> dict | None:
 def _variants(board: Board) -> dict | None:
     name = board.main_metric.rsplit("/", 1)[1]
     keys = sorted({k for e in board.entries.values() for k in e.result.metrics if k.endswith("/" + name)
-                   and not CURVE_VARIANT.match(k.rsplit("/", 1)[0]) and "->" not in k})
+                   and not CURVE_VARIANT.match(k.rsplit("/", 1)[0]) and "->" not in k}, key=natural_key)
     if len(keys) < 2:
         return None
     scores = {e: board.entries[e].result.metrics for e in board.sorted_encoders()}
@@ -165,14 +177,14 @@ def board_context(board: Board, site, models, values: list[Reported] = (), paire
                                "normalised": normalised, "figure": figure})
     per_class = {e: board.entries[e].result.per_class for e in board.sorted_encoders()}
     scores = {e: board.entries[e].result.metrics for e in board.sorted_encoders()}
-    all_keys = sorted({k for s in scores.values() for k in s})
+    all_keys = sorted({k for s in scores.values() for k in s}, key=natural_key)
     return {
         "board": board, "title": board_title(board), "dataset_title": dataset_title(board.dataset), "meta": meta,
         "real": is_real(board.dataset), "chance": chance(first), "class_legend": class_legend(board.dataset, labels), "main_words": metric_label(board.main_metric),
         "detail_variant": first.detail_variant,
         "params_json": json.dumps(first.params, indent=1, sort_keys=True),
         "protocol_words": protocol_words(board.task, first.params, board.params_digest),
-        "split": split_text(first.split), "source_split": split_text(first.source_split or None),
+        "split": split_cell(first.split), "source_split": split_cell(first.source_split) if first.source_split else None,
         "ranking": extend_ranking(_ranking(board, clinical), board, list(values), paired),
         "published": published_table(board.task, board.dataset, list(values), board), "pairs": pairs_table(paired),
         "pareto": pareto(board, site), "comparisons": _comparisons(board), "variants": _variants(board),
@@ -183,7 +195,8 @@ def board_context(board: Board, site, models, values: list[Reported] = (), paire
         "robustness": robustness_section(board, site),
         "calibration": calibration_table(board), "calibration_note": separation_note(board),
         "confusions": confusions,
-        "all_metrics": metric_matrix(scores, all_keys, "all-metrics", "every stored metric, %"),
+        "all_metrics": metric_matrix(scores, all_keys, "all-metrics", "every stored metric, in the unit its name gives "
+                                    "(% for fractions; NLL in nats; Brier score 0 to 2, as stored)"),
         "sources": as_table(pd.DataFrame({e: provenance_row(board.entries[e]) for e in board.sorted_encoders()}).T,
                                "provenance", "where each result came from", sortable=False, index_name="encoder"),
     }
@@ -201,11 +214,11 @@ def encoder_context(encoder: str, boards: list[Board], values: list[Reported] = 
     weights = sorted({str(e.result.weights_sha256 or "") for _, e in entries})
     rows = {}
     for b, e in entries:
-        rows[board_title(b) + f" (v{b.version}, params {b.params_digest})"] = {
-            "main metric": plain(b.main_metric), "score": score_cell(e.main, board_href(b, "../") + f"#enc-{anchor(encoder)}",
+        rows[board_title(b) + f" (v{b.version}, {protocol_words(b.task, b.first.params, b.params_digest)[0]})"] = {
+            "main metric": metric_cell(b.main_metric), "score": score_cell(e.main, board_href(b, "../") + f"#enc-{anchor(encoder)}",
                                                                      note=e.result.max_iter_note),
             "rank": plain(f"{b.ranks.get(encoder)} of {len(b.entries)}", b.ranks.get(encoder)),
-            "split fingerprint": plain(e.result.split.get("fingerprint", "")),
+            "split fingerprint": hash_cell(e.result.split.get("fingerprint")),
             "hemabench": plain(e.result.provenance.get("hemabench_version", ""))}
     spec_rows = {k: (json.dumps(v) if isinstance(v, (dict, list)) else str(v)) for k, v in spec.items()}
     return {"encoder": encoder, "spec": spec_rows, "submission": meta.get("submission") or {}, "weights": weights,
@@ -234,7 +247,7 @@ def _own_published(encoder: str, values) -> dict | None:
     mine = [r for r in values if r.encoder == encoder]
     if not mine:
         return None
-    frame = pd.DataFrame([{"task": plain(r.task), "dataset": plain(r.dataset), "metric": plain(r.metric),
+    frame = pd.DataFrame([{"task": plain(r.task), "dataset": plain(r.dataset), "metric": metric_cell(r.metric),
                            "published": reported_cell(r)} for r in mine])
     return as_table(frame, "published", "published numbers of this encoder (never ranked with runs)",
                     index_name="#", heads=[plain(i + 1, i + 1) for i in range(len(mine))])

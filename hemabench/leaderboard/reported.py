@@ -38,6 +38,26 @@ def trained_on(training_data: str) -> list[str]:
     return sorted({d.strip() for d in match.group(1).split(",") if d.strip()}) if match else []
 
 
+TRAINED_MARK = "† = the encoder was trained on (part of) this dataset"
+
+
+def trained_datasets(encoder: str) -> list[str]:
+    """The hemabench datasets a registered encoder was trained on (none for an external or unregistered one)."""
+    from hemabench.encoders import ENCODERS
+
+    if encoder.startswith(EXTERNAL) or encoder not in ENCODERS:
+        return []
+    return trained_on(ENCODERS.get(encoder).training_data)
+
+
+def mark_trained(cell: dict, dataset: str, trained: list[str]) -> dict:
+    """A value cell with † when its encoder was trained on (part of) ``dataset``."""
+    if dataset in trained and cell.get("text") != "–":
+        cell = {**cell, "text": f"{cell['text']} †", "cls": f"{cell.get('cls') or ''} trained".strip(),
+                "title": f"{cell.get('title') or ''} (this encoder was trained on {dataset})".strip()}
+    return cell
+
+
 @dataclass
 class PaperBoard:
     """A task on a dataset that only papers report so far: shown with reported rows only."""

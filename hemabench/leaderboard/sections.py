@@ -12,12 +12,13 @@ unless they bring a new kind of result.
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 
 import pandas as pd
 
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.collect import Board, anchor, slug
-from hemabench.leaderboard.tables import as_table, pct, plain, score_cell
+from hemabench.leaderboard.tables import as_table, pct, plain, score_cell, words
 
 CURVE_VARIANT = re.compile(r"^(?P<clf>.+)/n=(?P<n>\d+)$")
 CURVE_METRIC = "balanced_accuracy"
@@ -80,7 +81,7 @@ def crossmag(board: Board, site) -> list[dict]:
             tables.append(as_table(frame.map(lambda v: plain(pct(v), v, data={"value": repr(v)})),
                                    f"crossmag-{anchor(encoder)}-{name}", f"{name.replace('_', ' ')}, %",
                                    sortable=False, index_name="train \\ test"))
-        summary = pd.DataFrame(cm.get("summary", {})).T
+        summary = pd.DataFrame(cm.get("summary", {})).T.rename(index=words, columns=words)  # off_diagonal -> off diagonal
         figure = site.figure(f"{board.slug}-crossmag-{slug(encoder)}.svg", figures.heatmap,
                              [[None if v is None else 100 * v for v in row] for row in cm.get("patient_accuracy", [])],
                              mags, mags, f"{encoder}: patient accuracy (%)", "test magnification",
@@ -102,11 +103,23 @@ def attention(board: Board, site) -> list[dict]:
         patients = []
         for patient in sorted(att):
             info = att[patient] if isinstance(att[patient], dict) else {}
-            cells = [{"path": str(c.get("path", "")), "score": c.get("score"),
+            cells = [{"path": str(c.get("path", "")), "name": PurePosixPath(str(c.get("path", ""))).name,
+                      "score": c.get("score"), "weight": _weight(c.get("score")),
                       "thumb": site.thumbnail(board.dataset, str(c.get("path", "")))}
                      for c in info.get("cells", []) if isinstance(c, dict)]
             patients.append({"patient": str(patient), "true": info.get("true", ""), "pred": info.get("pred", ""),
                              "run": info.get("run", ""), "cells": cells})
-        out.append({"encoder": encoder, "patients": patients,
+        shown = any(c["thumb"] for p in patients for c in p["cells"])
+        why = "" if shown else site.images_note(board.dataset) or \
+            f"images not shown: these files were not found in {board.dataset}"
+        out.append({"encoder": encoder, "patients": patients, "images": shown, "images_note": why,
                     "note": board.entries[encoder].result.extra.get("attention_runs", "")})
     return out
+
+
+def _weight(score) -> str:
+    """An attention weight rounded for reading (3 significant digits); the exact one is in the result JSON."""
+    try:
+        return f"{float(score):.3g}"
+    except (TypeError, ValueError):
+        return "–"

@@ -8,12 +8,16 @@ A cell is a dict: ``text`` (shown), optional ``sort`` (the sort key, exact), ``h
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
 
 from hemabench.leaderboard.collect import anchor
+from hemabench.leaderboard.names import metric_label, metric_unit
 from hemabench.results import Score
+
+HEX = re.compile(r"[0-9a-f]{16,}")
 
 
 def pct(value, digits: int = 1, scale: float = 100) -> str:
@@ -49,6 +53,37 @@ def score_cell(score: Score | dict | None, href: str | None = None, rank: int | 
         title += f"; {note}: probe fits that stopped at the iteration limit / all fits"
     return {"text": text, "sub": sub, "sort": repr(mean), "href": href, "rank": rank, "title": title,
             "data": {"mean": repr(mean), "std": repr(std), "low": repr(low), "high": repr(high)}}
+
+
+def unit_cell(score, key: str, **extra) -> dict:
+    """``score_cell`` in the unit of metric ``key`` (``names.metric_unit``: NLL and Brier as stored, else %)."""
+    _, scale, digits = metric_unit(key)
+    return score_cell(score, scale=scale, digits=digits, **extra)
+
+
+def metric_cell(key: str) -> dict:
+    """A metric key in words (``names.metric_label``), the key itself on hover and as the sort key."""
+    return plain(metric_label(key), key, title=key)
+
+
+def words(value) -> str:
+    """A raw key or flag for reading: underscores as spaces, True / False as yes / no."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value).replace("_", " ")
+
+
+def short_hash(value) -> str:
+    """A long hex digest (sha256, git commit, split fingerprint) cut to its first 12 characters + "…";
+    anything else is returned as it is."""
+    text = "" if value is None else str(value)
+    return text[:12] + "…" if HEX.fullmatch(text) else text
+
+
+def hash_cell(value) -> dict:
+    """A table cell showing ``short_hash(value)``, the full value in its tooltip and sort key."""
+    text = "" if value is None else str(value)
+    return plain(short_hash(text) or "–", text, title=text or None, cls="hash" if text else None)
 
 
 def _round(value) -> str:
@@ -138,10 +173,9 @@ def per_class_table(per_class: dict[str, dict], labels: list[str], superclasses:
 
 def metric_matrix(scores: dict[str, dict[str, dict]], keys: list[str], table_id: str, caption: str,
                   index_name: str = "metric") -> dict:
-    """Rows = metric keys, columns = encoders, cells = mean ± std [interval]."""
-    from hemabench.leaderboard.names import metric_label
-
-    frame = pd.DataFrame({encoder: {k: score_cell(m.get(k)) for k in keys} for encoder, m in scores.items()},
+    """Rows = metric keys, columns = encoders, cells = mean ± std [interval], each in its metric's unit
+    (``names.metric_unit``: % for fractions, NLL in nats, the Brier score as stored; the unit is in the row head)."""
+    frame = pd.DataFrame({encoder: {k: unit_cell(m.get(k), k) for k in keys} for encoder, m in scores.items()},
                          index=keys)
-    heads = [plain(metric_label(k), k, title=k) for k in keys]  # words shown, the stored key on hover
+    heads = [plain(f"{metric_label(k)}, {metric_unit(k)[0]}", k, title=k) for k in keys]  # words; the key on hover
     return as_table(frame, table_id, caption, index_name=index_name, heads=heads)
