@@ -11,16 +11,27 @@ import subprocess
 import sys
 
 from hemabench.cpumath import OPT_OUT, PINNED
-from hemabench.submissions.compare import ACROSS_MACHINES, CONVERGED, compare_results, same_machine
+from hemabench.results import Result
+from hemabench.submissions.compare import ACROSS_MACHINES, CONVERGED, same_machine
+from hemabench.submissions.compare import compare_results as compare_typed
 
 LABELS = ["A", "B"]
+
+
+def compare_results(stored: dict, fresh: dict, **kwargs):
+    return compare_typed(Result.from_dict(stored), Result.from_dict(fresh), **kwargs)
+
+
+def same(a: dict, b: dict) -> bool:
+    return same_machine(Result.from_dict(a), Result.from_dict(b))
 
 
 def result(pred: list[str], proba: list[list[float]], cpu: str = "Intel(R) Xeon(R)") -> dict:
     true = ["A", "A", "B", "B"] * 4
     per_class = {f"v/sensitivity_{c}": {"mean": sum(p == t == c for p, t in zip(pred, true)) / true.count(c)}
                  for c in LABELS}
-    return {"labels": LABELS, "predictions": {"v": {"id": [f"c{i}" for i in range(16)], "fold": ["f0"] * 16,
+    return {"task": "cell-probe", "task_version": 1, "dataset": "synth-bm", "encoder": {"name": "x"},
+            "main_metric": "v/sensitivity_A", "labels": LABELS, "predictions": {"v": {"id": [f"c{i}" for i in range(16)], "fold": ["f0"] * 16,
                                                     "true": true, "pred": pred, "proba": proba}},
             "metrics": per_class, "extra": {},
             "provenance": {"cpu": cpu, "cpu_math": {"pinned": True}, "packages": {"torch": "2.14.1", "numpy": "2.4.6"}}}
@@ -67,12 +78,12 @@ def test_a_per_class_metric_may_move_by_one_cell_of_its_class_only():
 
 def test_same_machine_reads_processor_setting_and_library_versions():
     a = honest()
-    assert same_machine(a, copy.deepcopy(a))
+    assert same(a, copy.deepcopy(a))
     for change in (lambda p: p.update(cpu="AMD EPYC"), lambda p: p.update(cpu_math={"pinned": False}),
                    lambda p: p["packages"].update(numpy="2.3.0"), lambda p: p.pop("cpu")):
         b = copy.deepcopy(a)
         change(b["provenance"])
-        assert not same_machine(a, b) and not same_machine(b, a)
+        assert not same(a, b) and not same(b, a)
 
 
 def _environment_after_import(env: dict) -> dict:

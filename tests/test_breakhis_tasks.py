@@ -15,7 +15,7 @@ import trees
 
 from hemabench.datasets.breakhis import SUBTYPES, parse_breakhis_name
 from hemabench.errors import HemabenchError
-from hemabench.results import SCHEMA_PATH, predictions_payload, score_predictions
+from hemabench.results import SCHEMA_PATH, Result, predictions_payload, score_predictions
 from hemabench.splits.rules import SplitRule
 from hemabench.tasks import TASKS, TaskInput
 from hemabench.tasks import breakhis as bh
@@ -281,7 +281,7 @@ def test_validate_rederives_the_matrices_and_means_with_the_tasks_own_method(tas
 
     path = Path(__file__).resolve().parents[1] / "submissions" / "handcrafted" / "results" / task / "synth-breakhis.json"
     result = json.loads(path.read_text())
-    assert derived_extra_problems(result, "r.json") == []
+    assert derived_extra_problems(Result.from_dict(result), "r.json") == []
     forge(result["extra"])
-    (problem,) = derived_extra_problems(result, "r.json")
+    (problem,) = derived_extra_problems(Result.from_dict(result), "r.json")
     assert problem.field == field and "but the predictions give" in problem.message

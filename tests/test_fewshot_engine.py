@@ -23,6 +23,7 @@ from hemabench.protocols.fewshot import (
 )
 from hemabench.protocols.kernels import Linear, fast_proba, knn_proba
 from hemabench.protocols.stopping import StoppingRule, confusion_balanced_accuracy, half_width, stopping_problems
+from hemabench.results import Result
 
 
 def blobs(n_per_class=60, classes=5, dim=24, seed=0, shift=1.0):
@@ -178,23 +179,23 @@ def test_validate_rederives_the_stopping_points_from_stored_confusions():
     result = {"task": "label-efficiency", "task_version": 3, "dataset": "synth-bm", "encoder": {"name": "x"},
               "main_metric": "m", "metrics": {"m": {}}, "task_metadata": {"params": params},
               "labels": labels, "predictions": predictions, "extra": {"stopping": stopping}}
-    assert stopping_result_problems(result, "r.json") == []
+    assert stopping_result_problems(Result.from_dict(result), "r.json") == []
     # stopped early at a noisy n: the stored confusions say the rule needs more
     forged = {**predictions, "svm/n=5": {"fold": predictions["svm/n=5"]["fold"][:10],
                                          "confusions": predictions["svm/n=5"]["confusions"][:10]}}
     stopping_forged = {**stopping, "groups": {**stopping["groups"], "5": {"repetitions": 10, "variants": ["svm/n=5"]}}}
-    (problem,) = stopping_result_problems({**result, "predictions": forged, "extra": {"stopping": stopping_forged}},
-                                          "r.json")
+    forged_result = Result.from_dict({**result, "predictions": forged, "extra": {"stopping": stopping_forged}})
+    (problem,) = stopping_result_problems(forged_result, "r.json")
     assert problem.field == 'extra.stopping.groups["5"]' and "stops at None" in problem.message
     # a rule other than the parameters', and a missing record
     other = {**stopping, "rule": {**rule.describe(), "precision": 0.5}}
-    (problem,) = stopping_result_problems({**result, "extra": {"stopping": other}}, "r.json")
+    (problem,) = stopping_result_problems(Result.from_dict({**result, "extra": {"stopping": other}}), "r.json")
     assert problem.field == "extra.stopping.rule"
-    (problem,) = stopping_result_problems({**result, "extra": {}}, "r.json")
+    (problem,) = stopping_result_problems(Result.from_dict({**result, "extra": {}}), "r.json")
     assert problem.field == "extra.stopping" and "is missing" in problem.message
     # results from before the rule (no precision in their parameters) are not checked
-    assert stopping_result_problems({**result, "task_metadata": {"params": {"repetitions": 30}}, "extra": {}},
-                                    "r.json") == []
+    fixed = Result.from_dict({**result, "task_metadata": {"params": {"repetitions": 30}}, "extra": {}})
+    assert stopping_result_problems(fixed, "r.json") == []
 
 
 def test_ranking_pairs_the_repetitions_both_encoders_ran():

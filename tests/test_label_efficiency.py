@@ -14,6 +14,7 @@ from trees import skewed_blobs
 
 from hemabench.protocols.fewshot import (
     fit_predict,
+    fit_proba,
     make_classifier,
     normalised_auc,
     support_hash,
@@ -21,7 +22,8 @@ from hemabench.protocols.fewshot import (
     support_set,
     sweep,
 )
-from hemabench.protocols.power import YeoJohnsonStandardizer
+from hemabench.protocols.power import ExactPowerTransformer
+from hemabench.results import Result
 from hemabench.tasks.transfer import Mapping, load_mapping, superclass_metrics
 
 
@@ -29,14 +31,17 @@ def blobs(n_per_class=40, classes=4, dim=12, seed=0, shift=1.5):
     return skewed_blobs(n_per_class, classes, dim, seed, shift)
 
 
-def test_yeo_johnson_matches_scikit_learn():
+@pytest.mark.parametrize("n", [1, 3, 80])
+def test_yeo_johnson_equals_scikit_learn_bit_for_bit(n):
     rng = np.random.default_rng(3)
-    X = np.concatenate([rng.normal(size=(80, 6)), rng.gamma(2, 2, (80, 6)) - 1, -rng.gamma(1, 3, (80, 2))], axis=1)
+    X = np.concatenate([rng.normal(size=(n, 6)), rng.gamma(2, 2, (n, 6)) - 1, -rng.gamma(1, 3, (n, 2)),
+                        np.zeros((n, 1))], axis=1)
     X[:, 0] = 2.0  # constant column
-    ref, ours = PowerTransformer().fit(X), YeoJohnsonStandardizer().fit(X)
-    np.testing.assert_allclose(ours.lambdas_, ref.lambdas_, atol=1e-6)
+    ref, ours = PowerTransformer().fit(X), ExactPowerTransformer().fit(X)
+    assert np.array_equal(ours.lambdas_, ref.lambdas_)
     test = rng.normal(size=(20, X.shape[1]))
-    np.testing.assert_allclose(ours.transform(test), ref.transform(test), atol=1e-5)
+    assert np.array_equal(ours.transform(test), ref.transform(test))
+    assert np.array_equal(ExactPowerTransformer().fit_transform(X), PowerTransformer().fit_transform(X))
 
 
 def test_sampler_is_seeded_nested_capped_and_never_touches_test_rows():
@@ -68,6 +73,8 @@ def test_shared_transform_pipeline_agrees_with_scikit_learn_pipelines():
             proba = ref.predict_proba(X[test])
         reference = ref.classes_[proba.argmax(axis=1)]
         assert (ours[name] == reference).mean() >= 0.99, name
+        if name == "lr":  # the same features reach the same scikit-learn classifier: identical numbers
+            assert np.array_equal(fit_proba(X[train], y[train], X[test], ("lr",), seed=0)["lr"][1], proba)
 
 
 def test_curves_rise_with_n_and_saturated_sets_are_fitted_once():
@@ -160,8 +167,8 @@ def test_repetition_sem_is_the_standard_error_over_repetitions_and_a_forged_one_
                 "main_metric": "m", "metrics": {"m": {}}, "labels": labels, "task_metadata": task.metadata(),
                 "predictions": predictions_payload(Predictions(variants)), "extra": {"repetition_sem": stored}}
 
-    assert derived_extra_problems(result(sem), "r.json") == []
+    assert derived_extra_problems(Result.from_dict(result(sem)), "r.json") == []
     forged = {"svm/n=5": {"balanced_accuracy": sem["svm/n=5"]["balanced_accuracy"] / 2, "repetitions": 3}}
-    (problem,) = derived_extra_problems(result(forged), "r.json")
+    (problem,) = derived_extra_problems(Result.from_dict(result(forged)), "r.json")
     assert problem.field == 'extra["repetition_sem"]["svm/n=5"]["balanced_accuracy"]'
     assert problem.message.startswith("stored 0.") and "but the predictions give 0." in problem.message

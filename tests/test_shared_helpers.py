@@ -15,6 +15,7 @@ import hemabench
 from hemabench.canonical import canonical_json, canonical_sha256, same_json
 from hemabench.device import autocast, autocast_name, default_workers
 from hemabench.leaderboard.context import COST_COLUMNS, cost_cells
+from hemabench.results import Result
 from hemabench.submissions.ledger import result_sha256
 
 PACKAGE = Path(hemabench.__file__).resolve().parent
@@ -35,8 +36,11 @@ def test_canonical_json_is_sorted_and_its_hash_is_sha256_of_it():
     assert canonical_json(value, spaced=True) == '{"a": {"x": null, "y": "p"}, "b": [1, 2.5, NaN]}'
     assert canonical_sha256(value) == hashlib.sha256(canonical_json(value).encode()).hexdigest()
     assert same_json({"a": 1, "b": [1, 2]}, {"b": [1, 2], "a": 1}) and not same_json([1, 2], [2, 1])
-    result = {"task": "t", "metrics": {"m": 0.5}}
-    assert result_sha256({**result, "verification": {"by": "x"}}) == result_sha256(result) != result_sha256({})
+    result = {"task": "t", "task_version": 1, "dataset": "d", "encoder": {"name": "e"}, "main_metric": "m",
+              "metrics": {"m": {"mean": 0.5}}}
+    typed = Result.from_dict  # the whole result but its verification block: what a verification vouches for
+    assert result_sha256(typed({**result, "verification": {"by": "x"}})) == result_sha256(typed(result)) == \
+        canonical_sha256(result) != result_sha256(typed({**result, "metrics": {"m": {"mean": 0.6}}}))
 
 
 def test_json_is_hashed_only_by_the_canonical_module():

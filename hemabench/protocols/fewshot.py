@@ -26,7 +26,7 @@ from sklearn.svm import SVC
 
 from hemabench.backends import job_count
 from hemabench.protocols.kernels import fast_proba, is_exact
-from hemabench.protocols.power import YeoJohnsonStandardizer
+from hemabench.protocols.power import ExactPowerTransformer
 from hemabench.protocols.progress import progress_bar
 from hemabench.protocols.stopping import StoppingRule, confusion_balanced_accuracy
 
@@ -113,9 +113,9 @@ def fit_proba(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0,
     classifier -> keywords (default: the reference's); ``engine``: one of ENGINES."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; one of {ENGINES}")
-    scaler = YeoJohnsonStandardizer().fit(train_x)
-    pca = PCA().fit(scaler.transform(train_x))
-    z_train, z_test = pca.transform(scaler.transform(train_x)), pca.transform(scaler.transform(test_x))
+    scaler, pca = ExactPowerTransformer(), PCA()  # what make_pipeline(PowerTransformer(), PCA(), clf) computes
+    z_train = pca.fit_transform(scaler.fit_transform(train_x))
+    z_test = pca.transform(scaler.transform(test_x))
     kwargs = {name: classifier_settings(name, settings, len(train_x)) for name in classifiers}
     fast = {name: kw for name, kw in kwargs.items() if engine == "fast" and is_exact(name, kw)}
     out = fast_proba(z_train, np.asarray(train_y), z_test, fast, seed) if fast else {}

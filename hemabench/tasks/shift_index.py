@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from hemabench.intervals import percentile_interval
+from hemabench.intervals import N_BOOTSTRAP, percentile_interval
 from hemabench.metrics import aggregate
 from hemabench.results.bootstrap import Design
 from hemabench.tasks.params import positive_int
 
 INDEX = "robustness_index"  # the key of the neighbour table in a result's ``extra``
 PREFIX = "shift"
-N_BOOTSTRAP = 1000
 BLOCK = 1024  # query rows per distance block
 INDEX_PARAMS = {"index_k": 11, "index_cells": 100}  # k: PathoROB's default for Camelyon (its smallest)
 
