@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,12 @@ from hemabench.splits import MaterialisedSplit, get_rule
 from hemabench.suites import restrict
 from hemabench.tasks import TASKS, TaskInput
 from hemabench.tasks.base import ViewRequest
+
+# loky's worker exited cleanly (its idle timeout, or a restart after memory growth) just as jobs were
+# queued: loky starts a replacement and says so on stderr; no job is lost, and each is seeded by its own
+# arguments, so the numbers are those of any other worker
+warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given to the executor",
+                        category=UserWarning)
 
 
 @dataclass
