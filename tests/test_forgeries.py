@@ -124,10 +124,12 @@ def _flip_near_ties(result: dict, n: int) -> dict:
 def test_4_blood_shift_cells_are_the_registered_test_sets_under_the_mapping(tmp_path):
     forged = reference("handcrafted", "blood-shift/synth-blood.json")
     own, shifted = forged["predictions"]["in-domain"], forged["predictions"]["shifted"]
-    right = {(f, i) for f, i, t, y in zip(own["fold"], own["id"], own["true"], own["pred"]) if t == y}
-    for columns in (own, shifted):  # every mispredicted cell dropped (shifted cells must stay in-domain cells)
+    index = forged["extra"]["robustness_index"]  # its cells stay: a forger cannot rebuild their neighbours
+    table = set(zip(index["centre"], index["id"]))
+    right = {(f, i) for f, i, t, y in zip(own["fold"], own["id"], own["true"], own["pred"]) if t == y or (f, i) in table}
+    for columns in (own, shifted):  # every other mispredicted cell dropped (shifted cells must stay in-domain cells)
         keep = [n for n, (f, i, t, y) in enumerate(zip(columns["fold"], columns["id"], columns["true"], columns["pred"]))
-                if t == y and (f.rpartition("->")[2], i) in right]
+                if (t == y or (columns is own and (f, i) in table)) and (f.rpartition("->")[2], i) in right]
         for key in ("id", "fold", "true", "pred", "proba"):
             columns[key] = [columns[key][n] for n in keep]
     consistent(forged)

@@ -114,8 +114,8 @@ def fit_proba(train_x, train_y, test_x, classifiers=CLASSIFIERS, seed: int = 0,
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; one of {ENGINES}")
     scaler, pca = ExactPowerTransformer(), PCA()  # what make_pipeline(PowerTransformer(), PCA(), clf) computes
-    z_train = pca.fit_transform(scaler.fit_transform(train_x))
-    z_test = pca.transform(scaler.transform(test_x))
+    z_train = pca.fit_transform(scaler.fit_transform(np.asarray(train_x, dtype=np.float64)))  # in float64, as
+    z_test = pca.transform(scaler.transform(np.asarray(test_x, dtype=np.float64)))  # float32 would overflow
     kwargs = {name: classifier_settings(name, settings, len(train_x)) for name in classifiers}
     fast = {name: kw for name, kw in kwargs.items() if engine == "fast" and is_exact(name, kw)}
     out = fast_proba(z_train, np.asarray(train_y), z_test, fast, seed) if fast else {}
