@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import platform
+from functools import lru_cache
 
 PINNED = {
     "ATEN_CPU_CAPABILITY": "avx2",
@@ -26,12 +27,28 @@ PINNED = {
 OPT_OUT = "HEMABENCH_NATIVE_CPU_MATH"
 
 
-def _has_avx2() -> bool:
+def _cpuinfo_field(name: str) -> str | None:
+    """The first ``name`` line of /proc/cpuinfo (Linux), its value with spaces collapsed, or None."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            return any(line.startswith("flags") and " avx2" in line for line in f)
+            for line in f:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == name:
+                    return " ".join(value.split())
     except OSError:
-        return False
+        pass
+    return None
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The processor's model name, else the architecture: float results of CPU kernels can differ
+    between processor families, so a result names the one it ran on."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def _has_avx2() -> bool:
+    return "avx2" in (_cpuinfo_field("flags") or "").split()
 
 
 def pin_cpu_math() -> None:

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 import hemabench
-from hemabench.cpumath import cpu_math
+from hemabench.cpumath import cpu_math, cpu_model
 
 PACKAGES = ("torch", "timm", "numpy", "scikit-learn", "pandas", "scipy", "pillow", "lightly", "safetensors")
 
@@ -39,19 +39,6 @@ def environment() -> dict:
             versions[name] = None
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(),
             "cpu_math": cpu_math(), "packages": versions}
-
-
-@lru_cache(maxsize=1)
-def cpu_model() -> str:
-    """The processor's model name (Linux: /proc/cpuinfo), else the architecture: float results
-    of CPU kernels can differ between processor families, so a result names the one it ran on."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name") and ":" in line:
-                return " ".join(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_description(device: str) -> str:

@@ -193,8 +193,8 @@ def _generate_twins(plan: list[tuple[str, str]]) -> None:
     lacks, generated side by side in worker processes: each twin is seeded and renamed into
     place, so this is exactly what generating them one at a time on first use would write."""
     names = {d for _, d in plan} | {s[0] for t, d in plan if (s := TASKS.get(t).source_for(d))}
-    specs = [get_dataset(n) for n in sorted(names) if n in DATASETS]
-    todo = [(s.name, s.generated_folder()) for s in specs if s.synthetic and not s.generated_folder().is_dir()]
+    folders = [(n, spec.generated_folder()) for n in sorted(names) if n in DATASETS and (spec := get_dataset(n)).synthetic]
+    todo = [(name, folder) for name, folder in folders if not folder.is_dir()]
     if len(todo) > 1:
         Parallel(n_jobs=job_count())(delayed(generate_into)(name, folder, DEFAULT_SIZE, DEFAULT_SEED)
                                     for name, folder in todo)

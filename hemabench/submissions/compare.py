@@ -56,17 +56,21 @@ class Bounds:
     proba_mean: float  # the mean absolute difference of a variant's probabilities
     number: float  # a metric's mean (relative above 1: NLL), any other floating-point number of ``extra``
     per_class: float  # the mean of a per-class metric (``shift/drop_sensitivity_<class>``): few cells, noisier
+    label: str  # what the summary line says of them
 
 
-CONVERGED = Bounds(share=0.0, near_tie=0.1, proba=0.1, proba_mean=0.005, number=0.05, per_class=0.1)
+CONVERGED = Bounds(share=0.0, near_tie=0.1, proba=0.1, proba_mean=0.005, number=0.05, per_class=0.1,
+                   label="converged bounds")
 # A fit stopped at max_iter did not reach its optimum: where it stops depends on the machine's
 # floating-point path (measured: 8 of 144 BreakHis-40x predictions, probabilities 0.5 apart, NLL 0.14).
-STOPPED = Bounds(share=0.1, near_tie=0.5, proba=1.0, proba_mean=0.02, number=0.2, per_class=0.2)
+STOPPED = Bounds(share=0.1, near_tie=0.5, proba=1.0, proba_mean=0.02, number=0.2, per_class=0.2,
+                 label="a fit stopped at max_iter: looser bounds")
 # Another machine: the same inputs reach the solvers a few ULPs apart, and a weakly regularised
 # probe on 2 cells per class turns that into a moved prediction (measured on the demo, Intel Xeon
 # vs AMD EPYC before CPU math was pinned: 1 of 16 robustness cells per variant, a non-tied
 # BreakHis cell of a fit stopped at max_iter, per-class sensitivities 0.5 apart on 2-cell classes).
-ACROSS_MACHINES = Bounds(share=0.1, near_tie=1.0, proba=1.0, proba_mean=0.02, number=0.2, per_class=0.2)
+ACROSS_MACHINES = Bounds(share=0.1, near_tie=1.0, proba=1.0, proba_mean=0.02, number=0.2, per_class=0.2,
+                         label="another machine: cross-machine bounds")
 MACHINE_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn")  # whose kernels make the numbers
 
 
@@ -117,10 +121,9 @@ class Comparison:
         self.problems.append((where, message))
 
     def summary(self) -> str:
-        bounds = {id(STOPPED): "a fit stopped at max_iter: looser bounds",
-                  id(ACROSS_MACHINES): "another machine: cross-machine bounds"}.get(id(self.bounds), "converged bounds")
         return (f"{self.cells - self.differing}/{self.cells} prediction cells equal, {self.numbers} numbers compared "
-                f"(largest probability difference {self.largest_proba:.4f}, metric {self.largest_metric:.4f}; {bounds})")
+                f"(largest probability difference {self.largest_proba:.4f}, metric {self.largest_metric:.4f}; "
+                f"{self.bounds.label})")
 
 
 def _show(value) -> str:
