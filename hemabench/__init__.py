@@ -1,6 +1,6 @@
 """hemabench: an open benchmark for image encoders in hematology."""
 
-from hemabench.cpumath import pin_cpu_math
+from hemabench.compute.cpumath import pin_cpu_math
 
 __version__ = "0.1.0"
 

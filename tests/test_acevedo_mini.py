@@ -20,9 +20,9 @@ from PIL import Image
 
 import hemabench
 from hemabench.datasets import DATASETS, find_root, load_dataset
-from hemabench.records import make_records
+from hemabench.datasets.records import make_records
 from hemabench.splits import MaterialisedSplit, SplitRule, get_rule
-from hemabench.splits.registered import registered
+from hemabench.splits.fingerprints import registered
 
 PACKAGE = Path(hemabench.__file__).resolve().parent
 SAMPLE = PACKAGE / "data" / "acevedo_mini"
@@ -148,7 +148,7 @@ def test_extraction_with_each_offline_encoder(name, tmp_path):
 
 
 def test_demo_suite_plans_the_cell_tasks_and_full_leaves_the_sample_out():
-    from hemabench.suites import load_suite
+    from hemabench.pipeline.suites import load_suite
 
     demo = load_suite("demo")
     assert {t for t, d in demo.plan() if d == "acevedo-mini"} == {"cell-probe", "cell-knn", "label-efficiency", "robustness"}

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from hemabench.cpumath import OPT_OUT, PINNED
+from hemabench.compute.cpumath import OPT_OUT, PINNED
 from hemabench.results import Result
 from hemabench.submissions.compare import ACROSS_MACHINES, CONVERGED, same_machine
 from hemabench.submissions.compare import compare_results as compare_typed
@@ -87,7 +87,7 @@ def test_same_machine_reads_processor_setting_and_library_versions():
 
 
 def _environment_after_import(env: dict) -> dict:
-    code = ("import json, os, hemabench; from hemabench.provenance import environment; "
+    code = ("import json, os, hemabench; from hemabench.results.provenance import environment; "
             f"print(json.dumps({{k: os.environ.get(k) for k in {sorted(PINNED)!r}}}))")
     clean = {k: v for k, v in os.environ.items() if k not in PINNED and k != OPT_OUT}
     out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)

@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from hemabench.backends import fit_backend
+from hemabench.compute.backends import fit_backend
 from hemabench.errors import HemabenchError
-from hemabench.runner import RunOptions, run_plan
+from hemabench.pipeline.runner import RunOptions, run_plan
 
 distributed = pytest.importorskip("distributed")  # in the test extra; hemabench[dask] for users
 

@@ -50,7 +50,7 @@ def test_drops_match_an_independent_computation():
         np.mean([sens(["A", "B"], own_u) - sens(["A", "B"], ["A", "A"]),
                  sens(true[:5], own_t[:5]) - sens(true[:5], ["A", "B", "B", "A", "A"])]))
     assert "shift/drop_sensitivity_C" not in out  # no pair scores C
-    for name, entry in out.items():  # one convention (hemabench/intervals.py): re-centred, clipped to the range
+    for name, entry in out.items():  # one convention (hemabench/results/intervals.py): re-centred, clipped to the range
         low, high = entry["ci95"]
         assert low <= entry["mean"] <= high, name
         assert (0.0 <= low and high <= 1.0) if name == "shift/mean_balanced_accuracy" else (-1.0 <= low and high <= 1.0)

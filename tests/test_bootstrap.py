@@ -15,8 +15,6 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from hemabench.intervals import percentile_interval
-from hemabench.metrics import over_repetitions
 from hemabench.results import Result
 from hemabench.results.bootstrap import (
     Design,
@@ -26,6 +24,8 @@ from hemabench.results.bootstrap import (
     macro_auc_replicates,
     patient_accuracy_replicates,
 )
+from hemabench.results.intervals import percentile_interval
+from hemabench.results.metrics import over_repetitions
 from hemabench.results.scoring import auc_scores, sample_replicates, score_predictions
 from hemabench.submissions.recompute import recompute
 

@@ -186,7 +186,7 @@ def test_label_efficiency_recorded_repetition_is_the_sweeps_fit():
     from sklearn.metrics import confusion_matrix
 
     from hemabench.protocols.fewshot import support_permutations, support_set, sweep
-    from hemabench.tasks.recorded import recorded_variants
+    from hemabench.tasks.calibration_refit import recorded_variants
 
     rng = np.random.default_rng(0)
     labels = np.repeat(["a", "b", "c"], 40)
@@ -213,7 +213,7 @@ def test_transfer_recorded_direct_fit_is_the_sweeps_and_merges_probabilities():
     from sklearn.metrics import confusion_matrix
 
     from hemabench.protocols.fewshot import fit_proba, support_permutations, support_set, sweep
-    from hemabench.tasks.recorded import recorded_variants
+    from hemabench.tasks.calibration_refit import recorded_variants
 
     rng = np.random.default_rng(1)
     source_classes, merge, scored = ["a", "b", "c", "c2"], {"c2": "c"}, LABELS

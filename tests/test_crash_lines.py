@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import REFERENCES, copy_reference_submission
 
-from hemabench.backends import CONNECT_TIMEOUT_S, check_address, fit_backend
+from hemabench.compute.backends import CONNECT_TIMEOUT_S, check_address, fit_backend
 from hemabench.errors import HemabenchError
 from hemabench.submissions import validate_paths
 
@@ -209,7 +209,7 @@ groups:
     ("fraction", "[0.8, 2]", "sd 2 is outside [0, 1] for unit fraction"),
 ])
 def test_reported_values_outside_their_range_are_refused(tmp_path, unit, cell, message):
-    from hemabench.reported import read_file
+    from hemabench.published.values import read_file
 
     path = tmp_path / "x.yaml"
     path.write_text(REPORTED.replace("UNIT", unit).replace("CELL", cell))
@@ -219,7 +219,7 @@ def test_reported_values_outside_their_range_are_refused(tmp_path, unit, cell, m
 
 
 def test_reported_values_at_the_ends_of_the_range_are_kept(tmp_path):
-    from hemabench.reported import read_file
+    from hemabench.published.values import read_file
 
     path = tmp_path / "x.yaml"
     path.write_text(REPORTED.replace("UNIT", "percent").replace("CELL", "[100, 0]"))

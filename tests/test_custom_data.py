@@ -305,7 +305,7 @@ def test_unknown_prefix_and_hub_name_parsing():
 def test_tasks_follow_what_datasets_provide(tmp_path):
     from hemabench.datasets import DATASETS, get_dataset
     from hemabench.datasets.matek_bm import ClassFolderDataset
-    from hemabench.suites import load_suite
+    from hemabench.pipeline.suites import load_suite
     from hemabench.tasks import TASKS
 
     class NewCells(ClassFolderDataset):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from hemabench.datasets import DATASETS, load_dataset
 from hemabench.errors import DatasetNotFound
-from hemabench.imagecheck import check_image
+from hemabench.images.check import check_image
 
 
 def skipped_reasons(discovery) -> dict[str, str]:

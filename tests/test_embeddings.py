@@ -12,9 +12,9 @@ import torch
 import trees
 from torchvision.transforms import v2
 
+from hemabench.datasets.records import make_records
 from hemabench.embeddings import extract_embeddings, list_entries, remove_entries
 from hemabench.embeddings.cache import CHUNK_SIZE
-from hemabench.records import make_records
 
 
 @dataclass(frozen=True)

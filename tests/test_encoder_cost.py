@@ -69,7 +69,7 @@ def test_validate_checks_the_cost_block_types(tmp_path, change, ok):
 @pytest.mark.slow
 def test_a_real_run_records_cost_for_each_encoder(tmp_path, monkeypatch):
     """End to end on the demo data (CPU): both offline baselines get a typed cost block."""
-    from hemabench.runner import RunOptions, run_plan
+    from hemabench.pipeline.runner import RunOptions, run_plan
 
     monkeypatch.setenv("HEMABENCH_CACHE", str(tmp_path / "cache"))
     report = run_plan(["handcrafted", "resnet18-random"], [("cell-knn", "synth-blood")],

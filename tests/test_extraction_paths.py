@@ -9,13 +9,13 @@ import torch
 import trees
 from PIL import Image
 
+from hemabench.datasets.records import make_records
 from hemabench.embeddings import extract_embeddings
 from hemabench.embeddings.accel import choose_batch_size, conv_heavy, largest_fitting, prepare_model
 from hemabench.embeddings.cache import CHUNK_SIZE
 from hemabench.embeddings.pixels import split_transform
 from hemabench.encoders import load_encoder
 from hemabench.errors import HemabenchError
-from hemabench.records import make_records
 
 
 @pytest.mark.parametrize("encoder", ["dinobloom-s", "resnet50", "handcrafted", "ctranspath"])

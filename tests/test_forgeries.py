@@ -14,8 +14,8 @@ import pytest
 from conftest import copy_reference_submission
 from test_trust import consistent
 
-from hemabench import trust
 from hemabench.results import Result
+from hemabench.submissions import trust
 from hemabench.submissions.compare import TOLERANCE, tolerance_problem
 from hemabench.submissions.validate import validate_result
 

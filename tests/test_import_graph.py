@@ -143,3 +143,48 @@ def test_a_cycle_between_subpackages_only_is_found(tmp_path):
     graph = import_graph(root)
     assert cycles(graph) == []
     assert cycles(unit_graph(graph)) == [["pkg.a", "pkg.b"]]
+
+
+# The package's layers, lowest first (README "Repository layout"): a unit imports only units of earlier
+# layers. A new subpackage or top-level module must be placed here.
+LAYERS = (
+    {"errors", "paths", "registry", "images", "synthetic", "features"},
+    {"files", "compute"},
+    {"hemabench"},  # the package itself: its version, and CPU math pinned before numpy loads
+    {"datasets", "encoders", "protocols", "results"},
+    {"splits", "embeddings", "pretrain"},
+    {"tasks"},
+    {"pipeline", "published"},
+    {"submissions"},
+    {"leaderboard"},
+    {"cli"},
+    {"__main__"},
+)
+
+
+def upward_imports(units: dict[str, set[str]], layers=LAYERS, top: str = "hemabench") -> list[str]:
+    """'a -> b' for every import of a unit from its own or a later layer, and 'a: no layer' for a
+    unit the layers do not place."""
+    short = lambda unit: unit if unit == top else unit.removeprefix(top + ".")  # noqa: E731
+    level = {name: i for i, layer in enumerate(layers) for name in layer}
+    out = [f"{short(u)}: no layer" for u in sorted(units) if short(u) not in level]
+    out += [f"{short(a)} -> {short(b)}" for a in sorted(units) for b in sorted(units[a])
+            if short(a) in level and short(b) in level and level[short(b)] >= level[short(a)]]
+    return out
+
+
+def test_every_unit_imports_only_lower_layers():
+    units = unit_graph(import_graph(PACKAGE))
+    assert len(units) == sum(map(len, LAYERS))
+    assert upward_imports(units) == []
+    # the top level holds the packages and only these modules
+    assert sorted(p.name for p in PACKAGE.glob("*.py")) == \
+        ["__init__.py", "__main__.py", "errors.py", "paths.py", "registry.py"]
+
+
+def test_an_upward_or_sideways_import_and_an_unplaced_unit_are_found():
+    units = {"pkg": set(), "pkg.low": {"pkg.high"}, "pkg.high": {"pkg.low"}, "pkg.side": {"pkg.low"},
+             "pkg.new": set()}
+    layers = ({"low"}, {"high", "side"}, {"pkg"})
+    assert upward_imports(units, layers, "pkg") == ["new: no layer", "low -> high"]
+    assert upward_imports({"pkg.a": {"pkg.b"}, "pkg.b": set()}, ({"a", "b"},), "pkg") == ["a -> b"]

@@ -205,7 +205,7 @@ def test_kfold_split_fingerprint_recomputed_from_predictions(tmp_path, monkeypat
 def test_registered_synthetic_entries_are_what_the_code_generates(dataset):
     from hemabench.datasets import load_dataset
     from hemabench.splits import MaterialisedSplit, get_rule, split_names
-    from hemabench.splits.registered import load_registry, registration
+    from hemabench.splits.fingerprints import load_registry, registration
 
     discovery = load_dataset(dataset)
     for name in split_names(dataset):
@@ -217,11 +217,11 @@ def test_registered_synthetic_entries_are_what_the_code_generates(dataset):
 
 
 def test_register_writes_an_entry_and_keeps_the_others(tmp_path, cli, monkeypatch):
-    from hemabench.splits import registered
+    from hemabench.splits import fingerprints
 
     path = tmp_path / "fingerprints.yaml"
     path.write_text("acevedo: {cv5: {version: 1, kind: kfold, fingerprint: x}}\n")
-    monkeypatch.setattr(registered, "registry_path", lambda: path)
+    monkeypatch.setattr(fingerprints, "registry_path", lambda: path)
     code, out, err = cli("data", "splits", "synth-blood", "--split", "cv5", "--register")
     assert code == 0 and f"registered cv5@v1 of synth-blood in {path}" in err
     import yaml
@@ -231,7 +231,7 @@ def test_register_writes_an_entry_and_keeps_the_others(tmp_path, cli, monkeypatc
     entry = data["synth-blood"]["cv5"]
     assert list(entry["tests"]) == [f"fold{i}" for i in range(5)]
     assert sum(entry["tests"][f"fold{i}"]["records"]["n"] for i in range(5)) == 480
-    registered.load_registry.cache_clear()
+    fingerprints.load_registry.cache_clear()
 
 
 def test_cross_dataset_source_split_must_be_registered(tmp_path):

@@ -14,7 +14,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from hemabench.metrics import METRICS, aggregate, classification_metrics
+from hemabench.results.metrics import METRICS, aggregate, classification_metrics
 
 LABELS = ["blast", "eosinophil", "lymphocyte", "monocyte", "neutrophil", "platelet", "smudge"]
 

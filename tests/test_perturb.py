@@ -1,4 +1,4 @@
-"""Acquisition perturbations (hemabench/perturb.py): deterministic, identity at 0, stronger with severity."""
+"""Acquisition perturbations (hemabench/images/perturb.py): deterministic, identity at 0, stronger with severity."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hemabench.perturb import FAMILIES, LEVELS, PERTURBATION_VERSION, SEVERITIES, parameters, perturb
+from hemabench.images.perturb import FAMILIES, LEVELS, PERTURBATION_VERSION, SEVERITIES, parameters, perturb
 
 CELLS = sorted((Path(__file__).resolve().parents[1] / "hemabench" / "data" / "acevedo_mini").rglob("*.jpg"))[::40]
 
@@ -92,7 +92,7 @@ def test_noise_variance_follows_the_poisson_gaussian_model():
 def test_stain_jitter_moves_optical_density_along_the_stain_vectors():
     """Only a shift (alpha 0): every pixel's optical density moves by the same vector, a combination of
     the three Ruifrok-Johnston stain vectors with coefficients within +-beta."""
-    from hemabench import perturb as module
+    from hemabench.images import perturb as module
 
     image = Image.new("RGB", (8, 8), (180, 120, 200))
     out = module._stain(image, {"alpha": 0.0, "beta": 0.1}, np.random.default_rng(3))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from hemabench.runner import RunOptions, run_plan
+from hemabench.pipeline.runner import RunOptions, run_plan
 
 PLAN = [("cell-probe", "synth-bm"), ("cell-knn", "synth-bm"), ("label-efficiency", "synth-bm"),
         ("bm-to-blood", "synth-blood"), ("aml-mil", "synth-aml"), ("breakhis-binary", "synth-breakhis"),

@@ -11,9 +11,9 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
-from hemabench.metrics import classification_metrics
 from hemabench.protocols import TorchLogisticRegression, fit_probe, knn_predict, probe_C
 from hemabench.protocols.probe import _objective
+from hemabench.results.metrics import classification_metrics
 
 LABELS = ["basophil", "blast", "eosinophil", "erythroblast", "lymphocyte", "monocyte", "neutrophil", "platelet"]
 IMBALANCE = [0.30, 0.20, 0.15, 0.10, 0.10, 0.07, 0.05, 0.03]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from hemabench.errors import HemabenchError
-from hemabench.reported import EXTERNAL, load_reported, name_problems, read_file, reported_dir
+from hemabench.published.values import EXTERNAL, load_reported, name_problems, read_file, reported_dir
 
 
 @pytest.fixture(scope="module")

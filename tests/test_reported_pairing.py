@@ -13,8 +13,8 @@ from test_leaderboard import make_result, noisy
 
 from hemabench.leaderboard.collect import Board, Entry, board_key
 from hemabench.leaderboard.reported import Pair, comparable, pairs
-from hemabench.reported import Reported, load_reported
-from hemabench.reported_protocol import Protocol
+from hemabench.published.protocol import Protocol
+from hemabench.published.values import Reported, load_reported
 from hemabench.results import Result
 from hemabench.tasks import TASKS
 

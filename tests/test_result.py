@@ -11,8 +11,8 @@ import pytest
 
 from hemabench.cli.run import print_summary
 from hemabench.leaderboard.tables import score_cell
+from hemabench.pipeline.runner import Outcome, RunReport
 from hemabench.results import Result, ResultError
-from hemabench.runner import Outcome, RunReport
 
 REFERENCES = Path(__file__).resolve().parents[1] / "submissions" / "handcrafted" / "results"
 

@@ -127,7 +127,7 @@ ROBUST = {"families": ["defocus", "noise"], "max_test_cells": 16}
 @pytest.fixture(scope="module", params=["handcrafted", "resnet18-random"])
 def demo_run(request, tmp_path_factory):
     """Blur and noise on 16 acevedo-mini test cells (the demo's cap) for one demo encoder, run twice."""
-    from hemabench.runner import RunOptions, run_plan
+    from hemabench.pipeline.runner import RunOptions, run_plan
 
     out = tmp_path_factory.mktemp("robust")
     options = RunOptions(out=out, progress=False, device="cpu", task_params={"robustness": ROBUST})
@@ -184,7 +184,7 @@ def test_integrity_checks_the_sample_against_the_registered_fold(demo_run):
 
 
 def test_demo_suite_runs_robustness_on_real_cells_only():
-    from hemabench.suites import load_suite
+    from hemabench.pipeline.suites import load_suite
 
     demo = load_suite("demo")
     assert [d for t, d in demo.plan() if t == "robustness"] == ["acevedo-mini"]
@@ -222,8 +222,8 @@ def test_board_shows_curves_areas_and_strips(demo_run, tmp_path):
 def test_strip_is_the_bundled_cell_at_each_severity(tmp_path):
     from PIL import Image
 
+    from hemabench.images.perturb import perturb
     from hemabench.leaderboard.robustness import STRIP_PX, draw_strip, strip_cell
-    from hemabench.perturb import perturb
 
     draw_strip(tmp_path / "s.png", "defocus")
     file, rel = strip_cell()
@@ -239,7 +239,7 @@ def test_strip_is_the_bundled_cell_at_each_severity(tmp_path):
 
 
 def test_intervals_are_recentred_on_the_estimate_and_clipped_to_each_numbers_range():
-    from hemabench.intervals import percentile_interval
+    from hemabench.results.intervals import percentile_interval
     from hemabench.tasks.robustness_scores import bounds_of
 
     replicates = np.linspace(-0.3, 0.1, 401)  # median -0.1

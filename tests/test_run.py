@@ -137,7 +137,7 @@ def test_demo_end_to_end_then_cached(tmp_path):
     command = [sys.executable, "-m", "hemabench", "run", "--out", str(tmp_path / "results"), "--no-progress"]
     first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert first.returncode == 0, first.stderr
-    from hemabench.suites import load_suite
+    from hemabench.pipeline.suites import load_suite
 
     demo = load_suite("demo")
     expected = sum(len(demo.plan(encoder=e)) for e in demo.encoders)

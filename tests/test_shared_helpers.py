@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import hemabench
-from hemabench.canonical import canonical_json, canonical_sha256, same_json
-from hemabench.device import autocast, autocast_name, default_workers
+from hemabench.compute.device import autocast, autocast_name, default_workers
+from hemabench.files.canonical import canonical_json, canonical_sha256, same_json
 from hemabench.leaderboard.context import COST_COLUMNS, cost_cells
 from hemabench.results import Result
 from hemabench.submissions.ledger import result_sha256
@@ -48,7 +48,7 @@ def test_json_is_hashed_only_by_the_canonical_module():
     found = [f"{path}:{node.lineno}" for path, node in _calls("hashlib", "sha256")
              if any(isinstance(n, ast.Attribute) and n.attr == "dumps" for n in ast.walk(node))]
     assert found == []
-    assert sorted({path for path, _ in _calls("json", "dumps")} & {"trust.py", "reported_protocol.py"}) == []
+    assert sorted({path for path, _ in _calls("json", "dumps")} & {"submissions/trust.py", "published/protocol.py"}) == []
 
 
 def _cost(device: str, speed: float, **extra) -> dict:
@@ -84,7 +84,7 @@ def test_one_device_and_precision_policy():
 
 @pytest.mark.parametrize("name", ["N_BOOT", "N_BOOTSTRAP"])
 def test_one_replicate_count(name):
-    """Only ``hemabench/intervals.py`` defines a replicate count (blood-shift once used 200, the rest 1000)."""
+    """Only ``hemabench/results/intervals.py`` defines a replicate count (blood-shift once used 200, the rest 1000)."""
     defined = [path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py")
                for node in ast.parse(path.read_text(encoding="utf-8")).body
                if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets)]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hemabench.records import make_records
+from hemabench.datasets.records import make_records
 from hemabench.splits import MaterialisedSplit, SplitRule, fingerprint, get_rule
 
 HOLDOUT = SplitRule(name="holdout-80-20", kind="holdout", fractions={"train": 0.8, "test": 0.2})

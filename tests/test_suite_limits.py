@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hemabench import suites
 from hemabench.errors import HemabenchError
+from hemabench.pipeline import suites
 
 BASE = "name: x\nencoders: [handcrafted, resnet18-random]\ntasks: [cell-probe, bm-to-blood]\n" \
        "datasets: [synth-bm, synth-blood, acevedo-mini]\n"
@@ -56,7 +56,7 @@ def test_a_bad_limit_fails_on_load_naming_the_file(suite_file, entry, message):
 
 
 def test_the_runner_applies_the_limit(tmp_path):
-    from hemabench.runner import RunOptions, run_plan
+    from hemabench.pipeline.runner import RunOptions, run_plan
 
     plan = [("cell-knn", "synth-bm"), ("cell-knn", "acevedo-mini")]
     options = RunOptions(out=tmp_path, progress=False, device="cpu", encoder_datasets={"handcrafted": ("acevedo-mini",)})

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import submitit
 
-from hemabench.runner import RunOptions, run_plan
-from hemabench.sweep import (
+from hemabench.pipeline.runner import RunOptions, run_plan
+from hemabench.pipeline.sweep import (
     SweepFailed,
     SweepOptions,
     _export_distributed,

@@ -239,7 +239,7 @@ def test_a_cold_run_generates_its_twins_side_by_side_with_the_same_bytes(tmp_pat
     """`hemabench run` generates the missing twins of its plan in worker processes before the
     encoders start: the files are those of generating each one on its own."""
     from hemabench.datasets import get_dataset
-    from hemabench.runner import _generate_twins
+    from hemabench.pipeline.runner import _generate_twins
 
     monkeypatch.setenv("HEMABENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HEMABENCH_JOBS", "2")

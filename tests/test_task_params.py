@@ -220,7 +220,7 @@ def test_unusable_overrides_are_rejected_with_the_reason(name, overrides, messag
 
 
 def test_a_suite_with_an_unknown_task_param_fails_on_load(tmp_path, monkeypatch):
-    from hemabench import suites
+    from hemabench.pipeline import suites
 
     (tmp_path / "suites").mkdir()
     (tmp_path / "suites" / "x.yaml").write_text("name: x\ntasks: [cell-probe]\ndatasets: [synth-bm]\n"

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from conftest import copy_reference_submission
 
-from hemabench import trust
 from hemabench.results import Result
 from hemabench.submissions import ledger as ledger_module
+from hemabench.submissions import trust
 from hemabench.submissions.recompute import recompute
 from hemabench.submissions.reproduce import reproduce
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 import hemabench
-from hemabench import untrusted
 from hemabench.encoders.spec import load_spec_file
 from hemabench.errors import HemabenchError
+from hemabench.files import untrusted
 from hemabench.leaderboard.clinical import CostModel
-from hemabench.reported import read_file
-from hemabench.splits.registered import register
+from hemabench.published.values import read_file
+from hemabench.splits.fingerprints import register
 from hemabench.submissions.ledger import load_ledger
 
 PACKAGE = Path(hemabench.__file__).resolve().parent
@@ -52,7 +52,7 @@ def test_no_yaml_is_read_outside_the_one_loader():
 def test_hostile_yaml_is_one_line_naming_the_file(tmp_path, monkeypatch, reader, content, message):
     monkeypatch.setattr(untrusted, "MAX_YAML_BYTES", 100_000)
     if reader == "reported values" and "limit" in message:
-        monkeypatch.setattr("hemabench.reported.MAX_BYTES", 100_000)
+        monkeypatch.setattr("hemabench.published.values.MAX_BYTES", 100_000)
     if reader == "reported values" and "top level" in message:
         message = "top level: ['just', 'a list'] is not of type 'object'"  # its JSON schema says it first
     path = tmp_path / "x.yaml"

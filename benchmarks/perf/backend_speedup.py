@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         args.classes, args.per_class, args.dim, args.test, args.repetitions, args.n_grid = 3, 30, 8, 60, 2, [2, 5]
     from distributed import Client, LocalCluster
 
-    from hemabench.backends import fit_backend
+    from hemabench.compute.backends import fit_backend
     from hemabench.protocols.fewshot import support_permutations, sweep
 
     x, y, train, test = data(args.classes, args.per_class, args.dim, args.test, args.seed)

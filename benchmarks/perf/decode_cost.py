@@ -31,8 +31,10 @@ from _common import add_json_option, finish, machine, machine_line, median_secon
 from _inputs import LAYOUTS, load_benchmark_encoder, write_like  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from hemabench.device import resolve_device  # noqa: E402
-from hemabench.device import default_workers  # noqa: E402
+from hemabench.compute.device import (
+    default_workers,  # noqa: E402
+    resolve_device,  # noqa: E402
+)
 from hemabench.embeddings.accel import choose_batch_size, prepare_model  # noqa: E402
 from hemabench.embeddings.cache import CHUNK_SIZE  # noqa: E402
 from hemabench.embeddings.pixels import PixelCache, split_transform  # noqa: E402

@@ -2,7 +2,7 @@
 
 Why: a re-run must cost almost nothing (embeddings come from the content-hashed cache and
 current results are reused), and a cold run is what a new user waits for. Every phase runs
-``hemabench.runner.run_plan`` on the suite's plan in a fresh child process whose
+``hemabench.pipeline.runner.run_plan`` on the suite's plan in a fresh child process whose
 ``HEMABENCH_CACHE`` points at a temporary folder (set in its environment before hemabench is
 imported), writing results to a temporary output folder:
 
@@ -40,7 +40,7 @@ STATUSES = ("computed", "reused", "skipped")
 
 def plan_of(args: argparse.Namespace):
     """(encoders, plan, suite) from the suite narrowed by --encoder / --task / --dataset."""
-    from hemabench.suites import load_suite
+    from hemabench.pipeline.suites import load_suite
 
     suite = load_suite(args.suite)
     return list(args.encoder or suite.encoders), suite.plan(args.task, args.dataset), suite
@@ -60,7 +60,7 @@ def child(args: argparse.Namespace) -> None:
             DATASETS.get(name).ensure()
         child_result({"seconds": time.perf_counter() - start, "datasets": names, "cache": str(cache_dir())})
         return
-    from hemabench.runner import RunOptions, run_plan
+    from hemabench.pipeline.runner import RunOptions, run_plan
 
     options = RunOptions(out=Path(args.out), device=args.device, progress=False, task_params=suite.task_params,
                          dataset_task_params=suite.dataset_task_params)

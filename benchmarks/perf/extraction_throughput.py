@@ -35,11 +35,11 @@ from _common import add_json_option, finish, machine, machine_line, median_secon
 from _inputs import LAYOUTS, load_benchmark_encoder, write_like  # noqa: E402
 
 from hemabench.cli.run import batch_size as parse_batch_size  # noqa: E402
-from hemabench.device import resolve_device  # noqa: E402
+from hemabench.compute.device import resolve_device  # noqa: E402
+from hemabench.datasets.records import make_records  # noqa: E402
 from hemabench.embeddings import extract_embeddings  # noqa: E402
 from hemabench.embeddings.accel import prepare_model  # noqa: E402
 from hemabench.embeddings.pixels import split_transform  # noqa: E402
-from hemabench.records import make_records  # noqa: E402
 
 
 def made_batches(encoder, root: Path, paths: list[str], batch_size: int, device: torch.device) -> list[torch.Tensor]:

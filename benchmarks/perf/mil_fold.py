@@ -35,9 +35,9 @@ sys.path[:0] = [str(HERE.parents[1]), str(HERE)]  # run from a checkout without 
 
 from _common import add_json_option, finish, machine, machine_line, median_seconds  # noqa: E402
 
-from hemabench.device import resolve_device  # noqa: E402
-from hemabench.metrics import classification_metrics  # noqa: E402
+from hemabench.compute.device import resolve_device  # noqa: E402
 from hemabench.protocols.mil import HEAD_NAMES  # noqa: E402
+from hemabench.results.metrics import classification_metrics  # noqa: E402
 from hemabench.tasks import TASKS, aml_mil  # noqa: E402
 
 # name -> (patients, mean cells per patient, feature dimension, class shift of a marked cell in noise std units);

@@ -27,9 +27,9 @@ sys.path[:0] = [str(HERE.parents[1]), str(HERE)]  # run from a checkout without 
 
 from _common import add_json_option, finish, machine, machine_line, median_seconds  # noqa: E402
 
-from hemabench.device import resolve_device  # noqa: E402
-from hemabench.metrics import METRICS, classification_metrics  # noqa: E402
+from hemabench.compute.device import resolve_device  # noqa: E402
 from hemabench.protocols.probe import TorchLogisticRegression, probe_C  # noqa: E402
+from hemabench.results.metrics import METRICS, classification_metrics  # noqa: E402
 
 
 def synthetic_embeddings(n_train: int, n_test: int, dim: int, n_classes: int, class_sep: float, seed: int):

@@ -26,7 +26,7 @@ from hemabench.protocols.stopping import StoppingRule, half_width  # noqa: E402
 
 def coverage(rule: StoppingRule, mean: float, spread: float, sims: int, seed: int, bootstrap: bool = False) -> dict:
     """Fraction of simulated sweeps whose interval at the stopping point covers ``mean``."""
-    from hemabench.metrics import over_repetitions
+    from hemabench.results.metrics import over_repetitions
 
     rng = np.random.default_rng(seed)
     k = mean * (1 - mean) / spread ** 2 - 1  # Beta(a, b) with this mean and standard deviation

@@ -106,7 +106,7 @@ def run_splits(args) -> int:
     if args.write_manifest:
         split.write_manifest(args.write_manifest)
     if args.register:
-        from hemabench.splits.registered import register_split
+        from hemabench.splits.fingerprints import register_split
 
         print(f"registered {rule.id} of {args.name} in {register_split(split, discovery)}", file=sys.stderr)
     if args.json:

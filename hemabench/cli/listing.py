@@ -37,7 +37,7 @@ def _tasks(args) -> list[dict]:
 
 
 def _suites(args) -> list[dict]:
-    from hemabench.suites import load_suite, suite_names
+    from hemabench.pipeline.suites import load_suite, suite_names
 
     return [{"suite": s.name, "encoders": list(s.encoders), "tasks": list(s.tasks), "datasets": list(s.datasets),
              "description": s.description} for s in map(load_suite, suite_names())]

@@ -6,10 +6,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from hemabench.backends import BACKENDS
 from hemabench.cli.common import add_data_options, print_table
 from hemabench.cli.custom_options import CUSTOM_HELP, add_custom_options, custom_sources, resolve_names
 from hemabench.cli.options import device_name, export_path, folder_path, worker_count
+from hemabench.compute.backends import BACKENDS
 from hemabench.errors import HemabenchError
 
 
@@ -78,8 +78,8 @@ def build_run(args):
     from hemabench.datasets.custom import is_custom
     from hemabench.encoders import ENCODERS
     from hemabench.encoders.local import PREFIX
-    from hemabench.runner import RunOptions
-    from hemabench.suites import load_suite
+    from hemabench.pipeline.runner import RunOptions
+    from hemabench.pipeline.suites import load_suite
     from hemabench.tasks import TASKS
 
     registered_encoders = [e for e in args.encoder or [] if not e.startswith(PREFIX)]  # local:<folder> are paths
@@ -130,7 +130,7 @@ def unmet_needs(suite, args) -> str:
 
 def run_run(args) -> int:
     from hemabench.embeddings.distributed import is_main_process
-    from hemabench.runner import run_plan
+    from hemabench.pipeline.runner import run_plan
 
     suite, encoders, plan, options = build_run(args)
     if is_main_process():
@@ -212,7 +212,7 @@ def run_extract(args) -> int:
     from hemabench.embeddings.distributed import is_main_process
     from hemabench.embeddings.export import export_embeddings
     from hemabench.encoders import ENCODERS, load_encoder
-    from hemabench.provenance import git_commit
+    from hemabench.results.provenance import git_commit
     from hemabench.splits import MaterialisedSplit, get_rule
 
     ENCODERS.check([args.encoder])

@@ -42,7 +42,7 @@ def add_parser(commands) -> None:
 
 
 def run_sweep(args) -> int:
-    from hemabench.sweep import SweepFailed, SweepOptions, parse_slurm_params, resolve_encoders, submit, wait
+    from hemabench.pipeline.sweep import SweepFailed, SweepOptions, parse_slurm_params, resolve_encoders, submit, wait
 
     executor = args.executor or ("slurm" if shutil.which("sbatch") else None)
     if executor is None:

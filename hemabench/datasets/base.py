@@ -15,9 +15,9 @@ from typing import ClassVar
 
 import pandas as pd
 
+from hemabench.datasets.records import make_records
 from hemabench.errors import DatasetNotFound
-from hemabench.imagecheck import IMAGE_EXTENSIONS, check_image
-from hemabench.records import make_records
+from hemabench.images.check import IMAGE_EXTENSIONS, check_image
 from hemabench.registry import Registry
 
 

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from hemabench.datasets.base import DatasetSpec, Discovery, Skip, Skipped, escaped, scan_images
+from hemabench.datasets.records import make_records
 from hemabench.datasets.sources import safe_relative
 from hemabench.errors import DatasetNotFound, HemabenchError
-from hemabench.imagecheck import check_image
-from hemabench.records import make_records
+from hemabench.images.check import check_image
 
 KINDS = ("folder", "hf", "hf-disk")
 METADATA_FILES = ("metadata.csv", "metadata.parquet")

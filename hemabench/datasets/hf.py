@@ -18,9 +18,9 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from hemabench.datasets.base import Discovery, Skipped
+from hemabench.datasets.records import make_records
 from hemabench.datasets.sources import ArrowImages, image_bytes
 from hemabench.errors import DatasetNotFound, HemabenchError
-from hemabench.records import make_records
 
 
 def parse_hub_name(location: str) -> tuple[str, str | None, str | None]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from hemabench.atomic import atomic_write_text
+from hemabench.files.atomic import atomic_write_text
 from hemabench.paths import cache_dir
 
 SHOWN = 10  # names printed; the rest are in the list file

@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from hemabench.errors import HemabenchError
-from hemabench.filehash import file_sha256
+from hemabench.files.filehash import file_sha256
 
 KEY_MODES = ("stat", "content")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hemabench.device import autocast, autocast_name
+from hemabench.compute.device import autocast, autocast_name
 from hemabench.errors import HemabenchError
 
 CPU_BATCH_SIZE = 64  # CPU throughput is flat beyond a few dozen images; memory never binds

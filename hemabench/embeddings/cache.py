@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hemabench.atomic import atomic_path, atomic_write_text
-from hemabench.canonical import canonical_sha256
 from hemabench.embeddings.integrity import CacheCorrupt, entry_hashes, intact, seal, verify_entry, warn
 from hemabench.errors import HemabenchError
+from hemabench.files.atomic import atomic_path, atomic_write_text
+from hemabench.files.canonical import canonical_sha256
 from hemabench.paths import cache_dir
 
 CACHE_FORMAT = 1

@@ -18,10 +18,10 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hemabench.device import resolve_device
+from hemabench.compute.device import resolve_device
 from hemabench.embeddings.accel import prepare_model
 from hemabench.embeddings.cache import CacheEntry
-from hemabench.provenance import device_description
+from hemabench.results.provenance import device_description
 
 FORWARD_SECONDS = 1.0  # time budget of the bare-forward measurement (after one warm-up batch)
 FORWARD_BATCH = {"cuda": 64, "cpu": 32}

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hemabench.atomic import atomic_path
 from hemabench.errors import HemabenchError
+from hemabench.files.atomic import atomic_path
 
 PROVENANCE_KEY = b"hemabench"
 SAVED_FILES = frozenset({"dataset_info.json", "state.json"})  # what save_to_disk writes, beside its arrow files

@@ -27,15 +27,15 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from hemabench.compute.device import default_workers, resolve_device
 from hemabench.datasets.sources import FolderImages
-from hemabench.device import default_workers, resolve_device
 from hemabench.embeddings.accel import choose_batch_size, prepare_model
 from hemabench.embeddings.cache import CHUNK_SIZE, CacheEntry, Embeddings, cache_key
 from hemabench.embeddings.distributed import Ranks, ranks_from_env
 from hemabench.embeddings.integrity import entry_lock
 from hemabench.embeddings.pixels import PixelCache, SplitTransform, split_transform
 from hemabench.errors import HemabenchError
-from hemabench.imagecheck import to_rgb
+from hemabench.images.check import to_rgb
 
 __all__ = ["ExtractionStats", "RecordImages", "encoder_identity", "extract_embeddings"]
 

@@ -20,9 +20,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from hemabench.atomic import atomic_write_text
 from hemabench.errors import HemabenchError
-from hemabench.filehash import file_sha256 as read_sha256
+from hemabench.files.atomic import atomic_write_text
+from hemabench.files.filehash import file_sha256 as read_sha256
 
 _HASHED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, hashed in this process
 

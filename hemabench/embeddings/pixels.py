@@ -25,8 +25,8 @@ from PIL import Image
 from torchvision import transforms
 from torchvision.transforms import functional
 
-from hemabench.atomic import atomic_path, atomic_write_text
-from hemabench.canonical import canonical_sha256
+from hemabench.files.atomic import atomic_path, atomic_write_text
+from hemabench.files.canonical import canonical_sha256
 from hemabench.paths import cache_dir
 
 PIXEL_FORMAT = 1

@@ -1,7 +1,7 @@
 """Perturbed views: embeddings of some records' images under an acquisition perturbation.
 
 A view is an image source like any other (``open`` a record path, ``digest`` a record
-list): it opens the dataset's image and perturbs the decoded pixels (``hemabench.perturb``)
+list): it opens the dataset's image and perturbs the decoded pixels (``hemabench.images.perturb``)
 before the encoder's preprocessing. Its digest is the clean records' digest plus family,
 severity and ``PERTURBATION_VERSION``, so each view is its own content-addressed cache entry
 (image, family, severity, version) and a re-run computes nothing.
@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from hemabench.embeddings.extract import extract_embeddings, image_source
-from hemabench.perturb import PERTURBATION_VERSION, check, perturb
+from hemabench.images.perturb import PERTURBATION_VERSION, check, perturb
 
 
 class PerturbedImages:

@@ -31,7 +31,7 @@ from hemabench.encoders.weights import (
     resolve_weights,
 )
 from hemabench.errors import HemabenchError
-from hemabench.imagecheck import to_rgb
+from hemabench.images.check import to_rgb
 
 
 @dataclass

@@ -22,7 +22,7 @@ from hemabench.encoders.build import LoadedEncoder
 from hemabench.encoders.build import load_encoder as load_registered
 from hemabench.encoders.spec import EncoderSpec, SpecError, spec_from_dict
 from hemabench.errors import HemabenchError
-from hemabench.untrusted import UntrustedInput, load_yaml
+from hemabench.files.untrusted import UntrustedInput, load_yaml
 
 PREFIX = "local:"
 SPEC_FILE = "encoder.yaml"

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from hemabench.errors import HemabenchError
+from hemabench.files.untrusted import UntrustedInput, load_yaml
 from hemabench.registry import Registry
-from hemabench.untrusted import UntrustedInput, load_yaml
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 

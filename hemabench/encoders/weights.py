@@ -22,7 +22,7 @@ import torch
 
 from hemabench.encoders.spec import EncoderSpec, WeightSource
 from hemabench.errors import HemabenchError
-from hemabench.filehash import file_sha256  # noqa: F401  (re-exported: encoders.build)
+from hemabench.files.filehash import file_sha256  # noqa: F401  (re-exported: encoders.build)
 from hemabench.paths import cache_dir
 
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")

@@ -29,8 +29,8 @@ from hemabench.leaderboard.ranking import tie_ranks
 from hemabench.leaderboard.reported import for_board, pairs, paper_boards
 from hemabench.leaderboard.tables import short_hash, words
 from hemabench.leaderboard.tidy import board_rows, reported_rows, tidy_csv
-from hemabench.reported import load_reported
-from hemabench.trust import ranked
+from hemabench.published.values import load_reported
+from hemabench.submissions.trust import ranked
 
 HERE = Path(__file__).resolve().parent
 OWNED = ("index.html", "tasks", "encoders", "figures", "thumbs", "downloads")  # what a rebuild replaces in --out
@@ -145,7 +145,7 @@ class Site:
         if not target.exists():
             from PIL import Image
 
-            from hemabench.imagecheck import to_rgb
+            from hemabench.images.check import to_rgb
 
             try:
                 with (images.open(rel) if source is None else Image.open(source)) as image:

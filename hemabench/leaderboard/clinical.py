@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from hemabench.errors import HemabenchError
-from hemabench.metrics import aggregate, confusion_counts, encode
+from hemabench.files.untrusted import load_yaml
 from hemabench.paths import benchmarks_dir
 from hemabench.results import Result
-from hemabench.untrusted import load_yaml
+from hemabench.results.metrics import aggregate, confusion_counts, encode
 
 
 @dataclass(frozen=True)

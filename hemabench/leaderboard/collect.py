@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from hemabench.canonical import canonical_sha256
+from hemabench.files.canonical import canonical_sha256
 from hemabench.results import Result, ResultError, Score
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -72,7 +72,7 @@ class Entry:
     @cached_property
     def trust(self) -> tuple[str, str]:
         """(tier, who verified it), computed once (it may hash every prediction)."""
-        from hemabench.trust import trust_of
+        from hemabench.submissions.trust import trust_of
 
         return trust_of(self.result)
 
@@ -128,8 +128,8 @@ def board_key(result: Result) -> tuple:
 
 
 def _read_json(path: Path, warnings: list[str]) -> Result | None:
+    from hemabench.files.untrusted import UntrustedInput, load_json
     from hemabench.submissions.layout import MAX_RESULT_BYTES
-    from hemabench.untrusted import UntrustedInput, load_json
 
     try:
         result = Result.from_dict(load_json(path, MAX_RESULT_BYTES), path)
@@ -208,8 +208,8 @@ def load_entries(submissions: Path | None = None, results: list[Path] | tuple = 
 def _read_meta(path: Path, warnings: list[str]) -> dict:
     if not path.is_file():
         return {}
+    from hemabench.files.untrusted import UntrustedInput, load_yaml
     from hemabench.submissions.layout import MAX_TEXT_BYTES
-    from hemabench.untrusted import UntrustedInput, load_yaml
 
     try:
         meta = load_yaml(path, MAX_TEXT_BYTES)

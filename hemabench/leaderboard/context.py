@@ -12,7 +12,7 @@ import statistics
 
 import pandas as pd
 
-from hemabench.canonical import same_json
+from hemabench.files.canonical import same_json
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.collect import Board, anchor, slug
 from hemabench.leaderboard.names import metric_label
@@ -30,10 +30,10 @@ from hemabench.leaderboard.reported import (
     trained_datasets,
 )
 from hemabench.leaderboard.tables import as_table, metric_cell, pct, plain
-from hemabench.metrics import METRICS
-from hemabench.reported import EXTERNAL, EXTRA_METRICS, Reported
-from hemabench.reported_protocol import hemabench_classes
+from hemabench.published.protocol import hemabench_classes
+from hemabench.published.values import EXTERNAL, EXTRA_METRICS, Reported
 from hemabench.results import Result
+from hemabench.results.metrics import METRICS
 
 COST_COLUMNS = ("GFLOPs / image", "forward images/s", "extraction images/s")
 DELTA = "reproduced − reported"

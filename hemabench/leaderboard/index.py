@@ -26,7 +26,7 @@ from hemabench.leaderboard.reported import (
 )
 from hemabench.leaderboard.summary import column_key, flagged, is_real, summary_table
 from hemabench.leaderboard.tables import as_table, metric_cell, plain, score_cell, with_badge
-from hemabench.reported import EXTERNAL, Reported
+from hemabench.published.values import EXTERNAL, Reported
 
 
 def encoder_facts(name: str, entries: list) -> dict:

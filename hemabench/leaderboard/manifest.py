@@ -17,8 +17,8 @@ import json
 import os
 from pathlib import Path
 
-from hemabench.atomic import atomic_write_text
 from hemabench.errors import HemabenchError
+from hemabench.files.atomic import atomic_write_text
 
 MANIFEST = ".hemabench-site.json"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from hemabench.metrics import HEADLINE
+from hemabench.results.metrics import HEADLINE
 
 NAMES = {
     **{name: metric.words for name, metric in HEADLINE.items()}, "patient_accuracy": "patient accuracy",

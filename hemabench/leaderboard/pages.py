@@ -40,8 +40,8 @@ from hemabench.leaderboard.tables import (
     trust_cell,
     unit_cell,
 )
-from hemabench.reported import Reported
-from hemabench.trust import unranked_reason
+from hemabench.published.values import Reported
+from hemabench.submissions.trust import unranked_reason
 
 
 def dataset_title(dataset: str) -> str:

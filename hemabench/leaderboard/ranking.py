@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hemabench.intervals import N_BOOTSTRAP, percentile_interval
-from hemabench.metrics import METRICS
 from hemabench.results import Result
 from hemabench.results.bootstrap import paired_difference
+from hemabench.results.intervals import N_BOOTSTRAP, percentile_interval
+from hemabench.results.metrics import METRICS
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """Published numbers on the site: paper rows beside the runs, reproduced-vs-reported pairs, and
 boards that exist only because a paper reports them.
 
-A reported value (``hemabench.reported``) carries the trust tier "paper": it is shown with
+A reported value (``hemabench.published.values``) carries the trust tier "paper": it is shown with
 a badge, its table and protocol note, and it is never ranked or put in a tie group. A
 *pair* is a run and a reported value of the same encoder, task, dataset and metric on a
-board whose protocol matches the value's (``hemabench.reported_protocol``: task version,
+board whose protocol matches the value's (``hemabench.published.protocol``: task version,
 parameters, split, class set, encoder weights); its difference is shown with the run's
 interval moved by the reported value, and flagged "differs beyond both intervals" only when
 the run's 95% interval excludes the reported value AND the paper's ± sd (where printed)
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from hemabench.leaderboard.collect import Board, digest, slug
 from hemabench.leaderboard.tables import pct, plain
-from hemabench.reported import EXTERNAL, Reported, run_value
+from hemabench.published.values import EXTERNAL, Reported, run_value
 from hemabench.tasks import TASKS
 
 FLAG = "differs beyond both intervals"

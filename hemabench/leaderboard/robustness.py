@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from hemabench.images.perturb import CONTROL, LEVELS, PERTURBATION_VERSION, SEVERITIES, perturb
 from hemabench.leaderboard import figures
 from hemabench.leaderboard.collect import Board
 from hemabench.leaderboard.tables import as_table, score_cell
-from hemabench.perturb import CONTROL, LEVELS, PERTURBATION_VERSION, SEVERITIES, perturb
 
 VIEW = re.compile(r"^(?P<family>[a-z]+)-s(?P<severity>\d+)$")
 METRICS = {"balanced_accuracy": "balanced accuracy (%)", "cosine": "cosine similarity clean vs perturbed"}

@@ -36,7 +36,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from hemabench.errors import HemabenchError
-from hemabench.imagecheck import to_rgb
+from hemabench.images.check import to_rgb
 
 PAIR_STRATEGIES = ("fixed", "ordered", "random")
 FIXED_PAIR = (200, 400)

@@ -32,13 +32,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from hemabench import __version__
-from hemabench.atomic import atomic_path, atomic_write_text
+from hemabench.compute.device import autocast, default_workers, resolve_device
 from hemabench.datasets import DATASETS, load_dataset
-from hemabench.device import autocast, default_workers, resolve_device
 from hemabench.encoders.build import create_architecture, seeded
 from hemabench.encoders.local import SPEC_FILE, WEIGHTS_FILE, local_encoder_name
 from hemabench.encoders.spec import spec_from_dict
 from hemabench.errors import HemabenchError
+from hemabench.files.atomic import atomic_path, atomic_write_text
 from hemabench.pretrain.data import ImageViews, MagnificationPairs, select_records
 from hemabench.pretrain.methods import IMAGENET, METHODS, Method, Settings
 

@@ -24,7 +24,7 @@ from sklearn.metrics import confusion_matrix
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
 
-from hemabench.backends import job_count
+from hemabench.compute.backends import job_count
 from hemabench.protocols.kernels import fast_proba, is_exact
 from hemabench.protocols.power import ExactPowerTransformer
 from hemabench.protocols.progress import progress_bar

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from hemabench.device import resolve_device
+from hemabench.compute.device import resolve_device
 from hemabench.protocols.probe import to_tensor
 
 

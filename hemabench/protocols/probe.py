@@ -31,7 +31,7 @@ import warnings
 import numpy as np
 import torch
 
-from hemabench.device import resolve_device
+from hemabench.compute.device import resolve_device
 from hemabench.protocols.lbfgs import MAX_ITER, TOL, lbfgs
 from hemabench.protocols.threads import cpu_threads
 

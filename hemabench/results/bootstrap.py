@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from hemabench.metrics import _summary, encode
+from hemabench.results.metrics import _summary, encode
 
 CHUNK_CELLS = 4_000_000  # replicate x sample weights held at once (32 MB of float64)
 

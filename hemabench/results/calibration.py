@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from hemabench.metrics import aggregate, encode
+from hemabench.results.metrics import aggregate, encode
 from hemabench.results.packing import PROBA_DECIMALS, pack_proba, proba_array
 
 N_BINS = 15

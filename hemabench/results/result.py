@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
 
-from hemabench.atomic import atomic_write_text
 from hemabench.errors import HemabenchError
+from hemabench.files.atomic import atomic_write_text
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_PATH = Path(__file__).with_name("result.schema.json")
@@ -92,7 +92,7 @@ class Result:
 
     @classmethod
     def load(cls, path: Path | str) -> Result:
-        from hemabench.untrusted import UntrustedInput, read_text
+        from hemabench.files.untrusted import UntrustedInput, read_text
 
         try:
             data = json.loads(read_text(path, MAX_LOCAL_BYTES))  # a regular file only: a FIFO never blocks a run

@@ -18,8 +18,6 @@ from collections import defaultdict
 
 import numpy as np
 
-from hemabench.intervals import N_BOOTSTRAP, percentile_interval
-from hemabench.metrics import METRICS, aggregate, classification_metrics, encode, over_repetitions
 from hemabench.results.bootstrap import (
     Design,
     cell_count_replicates,
@@ -31,6 +29,8 @@ from hemabench.results.bootstrap import (
     weighted_aucs,
 )
 from hemabench.results.calibration import Calibrated, calibration_metrics, calibration_replicates, resolve_slices
+from hemabench.results.intervals import N_BOOTSTRAP, percentile_interval
+from hemabench.results.metrics import METRICS, aggregate, classification_metrics, encode, over_repetitions
 from hemabench.results.packing import proba_array  # a list, or a packed blob in large results
 
 UPPER = {"nll": float("inf"), "nll_ts": float("inf"), "brier": 2.0, "brier_ts": 2.0}  # the others are proportions

@@ -5,9 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from hemabench.errors import HemabenchError
+from hemabench.files.untrusted import load_yaml
 from hemabench.paths import benchmarks_dir
 from hemabench.splits.rules import SplitRule
-from hemabench.untrusted import load_yaml
 
 
 @lru_cache(maxsize=1)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hemabench.atomic import atomic_write_text
 from hemabench.errors import HemabenchError
+from hemabench.files.atomic import atomic_write_text
 from hemabench.splits.rules import SplitRule
 
 

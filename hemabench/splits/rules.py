@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hemabench.records import group_keys
+from hemabench.datasets.records import group_keys
 
 KINDS = ("holdout", "kfold", "official")
 

@@ -6,7 +6,7 @@
    parameters and the WHOLE result compared with the re-run under the tolerance policy of
    ``hemabench.submissions.compare`` (every prediction cell, probability, metric, ``extra``
    number and parameter), so a committed reference that passes is one a re-run matched; the
-   leaderboard shows exactly those files (same sha256) as verified (``hemabench.trust``).
+   leaderboard shows exactly those files (same sha256) as verified (``hemabench.submissions.trust``).
 2. ``--base REV``: every result committed at REV must still exist, and must not have
    changed by more than ``epsilon`` unless its task version (or task parameters) changed
    with it, so a silent change of the protocol cannot rewrite the board.
@@ -55,7 +55,7 @@ def reproducible(result: Result) -> str:
 def rerun(submissions: Path, tolerance: float = TOLERANCE, encoders: list[str] | None = None,
           report: CheckReport | None = None, progress: bool = False) -> CheckReport:
     """Re-run the reproducible references into a temporary folder and compare the whole results."""
-    from hemabench.runner import RunOptions, run_plan
+    from hemabench.pipeline.runner import RunOptions, run_plan
     from hemabench.tasks import TASKS
 
     report = report or CheckReport()
@@ -152,7 +152,7 @@ def against_base(rev: str, submissions: Path, epsilon: float = EPSILON, report: 
 
 def missing_references(submissions: Path, suite: str = "demo") -> list[str]:
     """Demo-suite (encoder, task, dataset) triples with no committed reference, to keep the references complete."""
-    from hemabench.suites import load_suite
+    from hemabench.pipeline.suites import load_suite
 
     s = load_suite(suite)
     return [f"{e}/{t}/{d}" for e in s.encoders for t, d in s.plan(encoder=e)

@@ -4,7 +4,7 @@ A result whose numbers are consistent with its predictions can still be forged: 
 set to the truth on a subset of easy cells, ids duplicated or invented, ``true`` rewritten,
 labels collapsed, a confusion stack instead of per-sample predictions. So the predictions
 themselves are checked against ``benchmarks/fingerprints.yaml`` (see
-``hemabench.splits.registered``): per variant and fold the ids are unique, and the sorted ids,
+``hemabench.splits.fingerprints``): per variant and fold the ids are unique, and the sorted ids,
 the (id, true label) pairs and the per-class counts equal one registered view of that test
 fold; for k-fold rules the split fingerprint recomputed from (id, fold) equals the registered
 one; the label set is the dataset's; confusion-only variants sum to the registered counts.
@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from hemabench.results.result import Result
+from hemabench.splits.fingerprints import counts_of, fully_registered, ids_sha256, labelled_sha256, registered
 from hemabench.splits.materialise import fingerprint
-from hemabench.splits.registered import counts_of, fully_registered, ids_sha256, labelled_sha256, registered
 from hemabench.submissions.layout import Problem
 from hemabench.submissions.sampled import sampled_problems
 

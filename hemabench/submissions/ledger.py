@@ -10,10 +10,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from hemabench.canonical import canonical_sha256
+from hemabench.files.canonical import canonical_sha256
+from hemabench.files.untrusted import load_yaml
 from hemabench.paths import benchmarks_dir
 from hemabench.results.result import Result
-from hemabench.untrusted import load_yaml
 
 LEDGER_HEADER = """\
 # Verified results: sha256 of the whole result (hemabench.submissions.ledger.result_sha256) -> who reproduced

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from hemabench.results.result import Result
-from hemabench.splits.registered import REGISTRY_FILE, registered
+from hemabench.splits.fingerprints import REGISTRY_FILE, registered
 from hemabench.submissions.layout import Problem, shortened
 
 REL_TOL, ABS_TOL = 1e-9, 1e-12

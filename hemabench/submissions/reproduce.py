@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from hemabench.atomic import atomic_write_text
+from hemabench.files.atomic import atomic_write_text
 from hemabench.results.result import Result
 from hemabench.submissions.compare import TOLERANCE, compare_results, tolerance_problem
 from hemabench.submissions.layout import RESULTS, Problem, dumps
@@ -59,8 +59,8 @@ def sample_embeddings(encoder_name: str, dataset: str, split_name: str, fraction
     import torch
     from PIL import Image
 
+    from hemabench.compute.device import resolve_device
     from hemabench.datasets import load_dataset
-    from hemabench.device import resolve_device
     from hemabench.embeddings import extract_embeddings
     from hemabench.encoders import load_encoder
     from hemabench.splits import MaterialisedSplit, get_rule
@@ -114,10 +114,10 @@ def reproduce(submission: Path, fraction: float = FRACTION, seed: int = SEED, to
               data_root: str | None = None, device: str = "auto", by: str | None = None, record: bool = True,
               ledger: Path | None = None, progress: bool = False) -> ReproduceReport:
     """Re-run every result of one submission folder and compare (see the module docstring)."""
-    from hemabench.device import resolve_device
-    from hemabench.runner import RunOptions, run_plan
+    from hemabench.compute.device import resolve_device
+    from hemabench.files.untrusted import load_json
+    from hemabench.pipeline.runner import RunOptions, run_plan
     from hemabench.submissions.validate import validate_result
-    from hemabench.untrusted import load_json
 
     report, submission = ReproduceReport(), Path(submission)
     if tolerance_problem(tolerance):

@@ -14,7 +14,7 @@ import pandas as pd
 
 from hemabench.errors import HemabenchError
 from hemabench.results.result import Result
-from hemabench.splits.registered import counts_of
+from hemabench.splits.fingerprints import counts_of
 from hemabench.submissions.layout import Problem
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import yaml
 
 import hemabench
-from hemabench.atomic import atomic_write_text
 from hemabench.errors import HemabenchError
+from hemabench.files.atomic import atomic_write_text
+from hemabench.files.untrusted import load_yaml
 from hemabench.results import Result
 from hemabench.submissions.layout import ENCODER_FILE, dumps, name_problem, result_path
-from hemabench.untrusted import load_yaml
 
 TODO = "TODO"
 HEADER = """\

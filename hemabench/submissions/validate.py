@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hemabench.files.untrusted import UntrustedInput, load_json, load_yaml
 from hemabench.results.result import Result
 from hemabench.submissions.derived import derived_problems
 from hemabench.submissions.integrity import integrity_problems, verification_problems, weights_problems
@@ -30,7 +31,6 @@ from hemabench.submissions.layout import (
     safe_relative,
 )
 from hemabench.submissions.recompute import score_problems, split_problems
-from hemabench.untrusted import UntrustedInput, load_json, load_yaml
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 REQUIRED_TEXT = ("submitted_by", "license", "training_data", "statement")

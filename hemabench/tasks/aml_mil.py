@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 from joblib import Parallel, delayed
 
-from hemabench.backends import job_count
+from hemabench.compute.backends import job_count
+from hemabench.compute.device import resolve_device
 from hemabench.datasets.aml_hehr import BLAST_COLUMNS
-from hemabench.device import resolve_device
 from hemabench.errors import HemabenchError
 from hemabench.protocols.mil import HEAD_NAMES, TrainConfig, cpu_threads, make_head, predict_bags, train_mil
 from hemabench.protocols.progress import epoch_callback, progress_bar

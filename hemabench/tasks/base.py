@@ -51,7 +51,7 @@ class ViewRequest:
     the embeddings stage (hemabench/embeddings/views.py), so the task itself never sees an image."""
 
     rows: np.ndarray  # record row numbers
-    views: tuple[tuple[str, int], ...]  # (family, severity) pairs, see hemabench/perturb.py
+    views: tuple[tuple[str, int], ...]  # (family, severity) pairs, see hemabench/images/perturb.py
 
 
 @dataclass

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hemabench.errors import HemabenchError
-from hemabench.intervals import DIFFERENCE, N_BOOTSTRAP, PROPORTION, percentile_interval
-from hemabench.metrics import aggregate, encode
 from hemabench.protocols.progress import progress_bar
 from hemabench.results.calibration import held_out_slice, slice_payload
+from hemabench.results.intervals import DIFFERENCE, N_BOOTSTRAP, PROPORTION, percentile_interval
+from hemabench.results.metrics import aggregate, encode
 from hemabench.splits import split_names
 from hemabench.tasks.base import TASKS, Predictions, TaskInput, fold_indices, join_columns
 from hemabench.tasks.cell import PROBE_METHOD, PROBE_PARAMS, SLICE_PARAMS, CellProbe, probe_proba

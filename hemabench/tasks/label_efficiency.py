@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hemabench.metrics import over_repetitions
 from hemabench.protocols.fewshot import (
     CLASSIFIERS,
     ENGINES,
@@ -23,11 +22,12 @@ from hemabench.protocols.fewshot import (
 from hemabench.protocols.kernels import engine_record
 from hemabench.protocols.stopping import DEFAULT_BLOCK, DEFAULT_MINIMUM, DEFAULT_PRECISION, StoppingRule
 from hemabench.results.calibration import SLICE_FRACTION
+from hemabench.results.metrics import over_repetitions
 from hemabench.results.scoring import expand_confusion
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
+from hemabench.tasks.calibration_refit import calibration_rule, recorded_variants, repetition_problem
 from hemabench.tasks.needs import Needs
 from hemabench.tasks.params import checked, choice_list, fraction, int_list, integer, one_of, optional, positive_int
-from hemabench.tasks.recorded import calibration_rule, recorded_variants, repetition_problem
 
 CITATION = "Wenderoth et al., transferable hematological cell classification"
 VARIANT = re.compile(r"^(?P<clf>[^/]+)/n=(?P<n>\d+)$")
@@ -49,7 +49,7 @@ def stopping_record(rule: StoppingRule, groups: dict[str, list[str]], variants: 
 
 
 def balanced_accuracy_of(confusion, labels: list[str]) -> float:
-    from hemabench.metrics import classification_metrics
+    from hemabench.results.metrics import classification_metrics
 
     return classification_metrics(*expand_confusion(confusion, labels), labels)["balanced_accuracy"]
 

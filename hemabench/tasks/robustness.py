@@ -1,7 +1,7 @@
 """Task ``robustness``: does the encoder hold up when the smear does not?
 
 On a capped, class-stratified sample of one rotation's test cells, each cell is embedded
-clean and under every acquisition perturbation (family x severity, ``hemabench.perturb``);
+clean and under every acquisition perturbation (family x severity, ``hemabench.images.perturb``);
 the runner does that in the embeddings stage and hands the features over as
 ``TaskInput.views``, so this module never sees an image. The cell probe (DinoBloom's, as in
 ``cell-probe``) is fitted once on the rotation's clean training cells and predicts the
@@ -19,7 +19,7 @@ import numpy as np
 
 from hemabench.datasets import DATASETS
 from hemabench.errors import HemabenchError
-from hemabench.perturb import CONTROL, FAMILIES, LEVELS, PERTURBATION_VERSION, SEVERITIES
+from hemabench.images.perturb import CONTROL, FAMILIES, LEVELS, PERTURBATION_VERSION, SEVERITIES
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, ViewRequest, fold_indices
 from hemabench.tasks.cell import CELL_NEEDS, PROBE_METHOD, PROBE_PARAMS, PROBE_RULES, probe_proba
 from hemabench.tasks.params import checked, choice_list, int_list, integer, one_of
@@ -72,7 +72,7 @@ class Robustness(Task):
                    "max_test_cells": integer(2), "seed": integer(),
                    "perturbation_version": checked(f"{PERTURBATION_VERSION}", lambda v: None if one_of(
                        PERTURBATION_VERSION).accepts(v) else f"{v!r} is not the installed perturbations' version "
-                       f"{PERTURBATION_VERSION} (hemabench/perturb.py)"),
+                       f"{PERTURBATION_VERSION} (hemabench/images/perturb.py)"),
                    **PROBE_RULES}
 
     def tested_counts(self, counts: dict[str, int]) -> dict[str, int]:
@@ -134,6 +134,6 @@ TASKS.add("robustness", Robustness(
             "perturbation_version": PERTURBATION_VERSION, **PROBE_PARAMS},
     method={**PROBE_METHOD, "cells": "one rotation's test cells (the first), capped at max_test_cells round-robin "
                                      "over classes in a seeded order; the probe is fitted on its clean training cells",
-            "perturbations": "hemabench/perturb.py, applied to the decoded image before the encoder's preprocessing"},
+            "perturbations": "hemabench/images/perturb.py, applied to the decoded image before the encoder's preprocessing"},
     citation="hemabench (after THUNDER's invariance, WBCBench 2026's severities, PathoROB)",
 ))

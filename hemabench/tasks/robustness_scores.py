@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hemabench.intervals import DIFFERENCE, N_BOOTSTRAP, percentile_interval
-from hemabench.metrics import encode
 from hemabench.results.bootstrap import Design, confusion_replicates, fold_mean
+from hemabench.results.intervals import DIFFERENCE, N_BOOTSTRAP, percentile_interval
+from hemabench.results.metrics import encode
 
 CLEAN, SUMMARY = "clean", "robustness"
 

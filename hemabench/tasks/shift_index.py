@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hemabench.intervals import N_BOOTSTRAP, percentile_interval
-from hemabench.metrics import aggregate
 from hemabench.results.bootstrap import Design
+from hemabench.results.intervals import N_BOOTSTRAP, percentile_interval
+from hemabench.results.metrics import aggregate
 from hemabench.tasks.params import positive_int
 
 INDEX = "robustness_index"  # the key of the neighbour table in a result's ``extra``

@@ -8,12 +8,14 @@ from functools import cache
 import numpy as np
 
 from hemabench.errors import HemabenchError
-from hemabench.metrics import over_repetitions
+from hemabench.files.untrusted import load_yaml
 from hemabench.paths import benchmarks_dir
 from hemabench.protocols.fewshot import N_GRID, saturation_n, support_hash, support_permutations, sweep
 from hemabench.protocols.kernels import engine_record
 from hemabench.protocols.stopping import StoppingRule
+from hemabench.results.metrics import over_repetitions
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, fold_indices
+from hemabench.tasks.calibration_refit import recorded_variants
 from hemabench.tasks.label_efficiency import (
     CITATION,
     METHOD,
@@ -27,8 +29,6 @@ from hemabench.tasks.label_efficiency import (
 )
 from hemabench.tasks.needs import Needs
 from hemabench.tasks.params import checked, positive_int
-from hemabench.tasks.recorded import recorded_variants
-from hemabench.untrusted import load_yaml
 
 
 @cache
@@ -153,7 +153,7 @@ class BoneMarrowToBlood(Task):
                     **sweep_variants(adapt, prefix={"svm": "adapt"})}
         ids = lambda inp: inp.records["path"].to_numpy()  # noqa: E731
         recorded = {}
-        if p.get("calibration"):  # one repetition of each with per-cell probabilities (tasks/recorded.py)
+        if p.get("calibration"):  # one repetition of each with per-cell probabilities (tasks/calibration_refit.py)
             cal, fold, paths = p["calibration"], t_rotation["test"][0], ids(data).astype(str)
             rep, svm = cal["repetition"], {"svm": p["svm"]}
             recorded.update(recorded_variants(

@@ -53,7 +53,7 @@ def committed_reference(result: Result) -> Path | None:
 
 def ci_checked(result: Result) -> bool:
     """True for a committed reference CI re-runs (``hemabench check``), unchanged (same whole-result sha256)."""
-    from hemabench.untrusted import UntrustedInput, load_json
+    from hemabench.files.untrusted import UntrustedInput, load_json
 
     path = committed_reference(result) if ci_reproducible(result) else None
     if path is None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hemabench.intervals import N_BOOTSTRAP, percentile_interval
+from hemabench.results.intervals import N_BOOTSTRAP, percentile_interval
 
 
 def encode(y, labels: Sequence[str]) -> np.ndarray:

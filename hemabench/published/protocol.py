@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hemabench.canonical import same_json
+from hemabench.files.canonical import same_json
+from hemabench.files.untrusted import load_yaml
 from hemabench.results.result import Result
-from hemabench.untrusted import load_yaml
 
 DEFAULTS = "defaults"
 PAPER_SPLITS = ("own", "same")  # the paper used its own split (not reproducible here), or hemabench's
@@ -123,7 +123,7 @@ def weight_ids(result: Result) -> set[str]:
 
 def registered_split(dataset: str, split: dict) -> bool:
     """True unless the registry holds this (dataset, rule) at another version or fingerprint."""
-    from hemabench.splits.registered import load_registry
+    from hemabench.splits.fingerprints import load_registry
 
     entry = (load_registry().get(dataset) or {}).get(str(split.get("name")))
     return not entry or (entry.get("version") == split.get("version")

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel, delayed
 
-from hemabench.backends import fit_backend, job_count
+from hemabench.compute.backends import fit_backend, job_count
+from hemabench.compute.device import resolve_device
 from hemabench.datasets import DATASETS, get_dataset
 from hemabench.datasets.roots import find_root
-from hemabench.datasets.synthetic import DEFAULT_SEED, DEFAULT_SIZE, generate_into
-from hemabench.device import resolve_device
+from hemabench.datasets.twins import DEFAULT_SEED, DEFAULT_SIZE, generate_into
 from hemabench.embeddings import extract_embeddings
 from hemabench.embeddings.cache import CHUNK_SIZE
 from hemabench.embeddings.cost import extraction_throughput, measure_cost
@@ -31,10 +31,10 @@ from hemabench.embeddings.distributed import Ranks, launched, ranks_from_env
 from hemabench.embeddings.views import extract_views
 from hemabench.encoders import EncoderWeightsMissing, load_encoder
 from hemabench.errors import DatasetNotFound, HemabenchError
-from hemabench.provenance import now, provenance
+from hemabench.pipeline.suites import restrict
 from hemabench.results import Result, build_result, predictions_payload, result_path
+from hemabench.results.provenance import now, provenance
 from hemabench.splits import MaterialisedSplit, get_rule
-from hemabench.suites import restrict
 from hemabench.tasks import TASKS, TaskInput
 from hemabench.tasks.base import ViewRequest
 
@@ -57,7 +57,7 @@ class RunOptions:
     weights: str | None = None
     overwrite: bool = False
     progress: bool = True  # progress bars (extraction, protocol fits/folds/epochs) on stderr
-    backend: str = "local"  # where a task's independent fits run: local or dask (hemabench.backends)
+    backend: str = "local"  # where a task's independent fits run: local or dask (hemabench.compute.backends)
     backend_address: str | None = None  # the dask scheduler; None: a local cluster, one worker per core
     seed: int = 0
     task_params: dict[str, dict] = field(default_factory=dict)  # task -> parameter overrides (from the suite)

@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 from hemabench import synthetic
-from hemabench.atomic import _umask
 from hemabench.datasets.aml_hehr import PatientBagDataset
 from hemabench.datasets.base import register_dataset
 from hemabench.datasets.breakhis import BreakHisLayout
 from hemabench.datasets.matek_bm import ClassFolderDataset
+from hemabench.files.atomic import _umask
 from hemabench.paths import cache_dir
 
 DEFAULT_SIZE = os.environ.get("HEMABENCH_DEMO_SIZE", "small")

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 import hemabench
-from hemabench.cpumath import cpu_math, cpu_model
+from hemabench.compute.cpumath import cpu_math, cpu_model
 
 PACKAGES = ("torch", "timm", "numpy", "scikit-learn", "pandas", "scipy", "pillow", "lightly", "safetensors")
 

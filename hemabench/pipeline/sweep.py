@@ -24,8 +24,8 @@ from submitit.core.utils import FailedJobError, UncompletedJobError
 from submitit.local.debug import DebugJob
 
 from hemabench.errors import HemabenchError
+from hemabench.pipeline.runner import Outcome, RunOptions, RunReport, run_plan
 from hemabench.results import Result
-from hemabench.runner import Outcome, RunOptions, RunReport, run_plan
 
 EXECUTORS = ("slurm", "local", "debug")
 

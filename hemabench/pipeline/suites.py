@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hemabench.errors import HemabenchError
+from hemabench.files.untrusted import load_yaml
 from hemabench.paths import benchmarks_dir
-from hemabench.untrusted import load_yaml
 
 
 @dataclass(frozen=True)

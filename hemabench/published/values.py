@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hemabench.errors import HemabenchError
+from hemabench.files.untrusted import load_yaml
 from hemabench.paths import benchmarks_dir
-from hemabench.reported_protocol import SCHEMA as PROTOCOL_SCHEMA
-from hemabench.reported_protocol import Protocol, unknown_params
+from hemabench.published.protocol import SCHEMA as PROTOCOL_SCHEMA
+from hemabench.published.protocol import Protocol, unknown_params
 from hemabench.results.result import Result
-from hemabench.untrusted import load_yaml
 
 EXTERNAL = "external:"
 TIER = "paper"  # the trust tier of every reported value (issue 14's badges read Reported.tier)
@@ -166,7 +166,7 @@ def name_problems(values: list[Reported]) -> list[str]:
     """Names that the registries do not know: encoder, task, dataset (for the task), metric."""
     from hemabench.datasets import DATASETS
     from hemabench.encoders import ENCODERS
-    from hemabench.metrics import METRICS
+    from hemabench.results.metrics import METRICS
     from hemabench.tasks import TASKS
 
     problems, encoders, tasks = [], set(ENCODERS.names()), set(TASKS.names())
