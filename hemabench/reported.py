@@ -166,7 +166,7 @@ def name_problems(values: list[Reported]) -> list[str]:
     """Names that the registries do not know: encoder, task, dataset (for the task), metric."""
     from hemabench.datasets import DATASETS
     from hemabench.encoders import ENCODERS
-    from hemabench.metrics import METRICS
+    from hemabench.metrics import metric_names
     from hemabench.tasks import TASKS
 
     problems, encoders, tasks = [], set(ENCODERS.names()), set(TASKS.names())
@@ -191,7 +191,7 @@ def name_problems(values: list[Reported]) -> list[str]:
         if prefix:
             if name[len(prefix):] not in set(DATASETS.get(r.dataset).classes) | _superclasses(r.dataset):
                 problems.append(f"{where}: {name[len(prefix):]!r} is not a class of {r.dataset}")
-        elif name not in METRICS + EXTRA_METRICS:
+        elif name not in metric_names() + EXTRA_METRICS:
             problems.append(f"{where}: unknown metric {name!r}")
         if not 0.0 <= r.value <= 1.0:
             problems.append(f"{where}: value {r.value} outside [0, 1] after unit conversion")

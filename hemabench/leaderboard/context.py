@@ -30,7 +30,7 @@ from hemabench.leaderboard.reported import (
     trained_datasets,
 )
 from hemabench.leaderboard.tables import as_table, metric_cell, pct, plain
-from hemabench.metrics import METRICS
+from hemabench.metrics import metric_names
 from hemabench.reported import EXTERNAL, EXTRA_METRICS, Reported
 from hemabench.reported_protocol import hemabench_classes
 from hemabench.results import Result
@@ -101,7 +101,7 @@ def _column_metric(text: str, board_main: str) -> str | None:
     variant = board_main.rsplit("/", 1)[0]
     if text == board_main:
         return text
-    return f"{variant}/{text}" if text in METRICS + EXTRA_METRICS else None
+    return f"{variant}/{text}" if text in metric_names() + EXTRA_METRICS else None
 
 
 def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: list[Pair]) -> dict:
