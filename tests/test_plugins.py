@@ -60,10 +60,40 @@ def hemabench(*args, env: dict) -> subprocess.CompletedProcess:
                           env=env, timeout=600)
 
 
+def plugin_env(module: Path) -> dict:
+    """The environment of a ``hemabench`` command run from this checkout with ``module`` as its plugin."""
+    return {**os.environ, VARIABLE: str(module), "PYTHONPATH": str(Path(__file__).parents[1])}
+
+
+def submitted(results: Path, subs: Path, env: dict) -> Path:
+    """``submit`` the handcrafted results, with the statement a submission must carry filled in; its folder."""
+    assert hemabench("submit", "--encoder", "handcrafted", "--results", results, "--submissions", subs,
+                     env=env).returncode == 0
+    folder = subs / "handcrafted"
+    meta = yaml.safe_load((folder / "encoder.yaml").read_text())
+    meta["submission"].update(submitted_by="a test", contact="test@example.org", not_trained_on_test_splits=True,
+                              statement="Hand-crafted features: nothing is trained.")
+    (folder / "encoder.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    return folder
+
+
+def validate_forged(folder: Path, key: str, env: dict) -> subprocess.CompletedProcess:
+    """``validate`` with the mean of ``key`` in the submission's synth-bm result moved by 0.1 (restored after)."""
+    stored = next(folder.rglob("synth-bm.json"))
+    honest = stored.read_text()
+    forged = json.loads(honest)
+    forged["metrics"][key]["mean"] += 0.1
+    stored.write_text(json.dumps(forged, indent=1))
+    try:
+        return hemabench("validate", folder, env=env)
+    finally:
+        stored.write_text(honest)
+
+
 @pytest.mark.slow
 def test_a_task_from_its_module_alone_runs_validates_and_reaches_the_leaderboard(tmp_path):
     (tmp_path / "toy_task.py").write_text(TOY)
-    env = {**os.environ, VARIABLE: str(tmp_path / "toy_task.py"), "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = plugin_env(tmp_path / "toy_task.py")
     listed = hemabench("list", "tasks", "--json", env=env)
     toy = next(t for t in json.loads(listed.stdout)["tasks"] if t["task"] == "toy-centroid")
     assert "synth-bm" in toy["datasets"]  # derived from its needs, never listed by hand
@@ -79,23 +109,12 @@ def test_a_task_from_its_module_alone_runs_validates_and_reaches_the_leaderboard
     assert result["metrics"]["centroid/balanced_accuracy"]["values"] == pytest.approx(per_fold)
     assert result["task_metadata"]["params"] == {"distance": "euclidean"}
 
-    assert hemabench("submit", "--encoder", "handcrafted", "--results", tmp_path / "results",
-                     "--submissions", tmp_path / "subs", env=env).returncode == 0
-    folder = tmp_path / "subs" / "handcrafted"
-    meta = yaml.safe_load((folder / "encoder.yaml").read_text())
-    meta["submission"].update(submitted_by="a test", contact="test@example.org", not_trained_on_test_splits=True,
-                              statement="Hand-crafted features: nothing is trained.")
-    (folder / "encoder.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    folder = submitted(tmp_path / "results", tmp_path / "subs", env)
     valid = hemabench("validate", folder, env=env)
     assert valid.returncode == 0, valid.stdout + valid.stderr
 
-    stored = next(folder.rglob("synth-bm.json"))  # validate recomputes the toy task's numbers
-    forged = json.loads(stored.read_text())
-    forged["metrics"]["centroid/balanced_accuracy"]["mean"] += 0.1
-    stored.write_text(json.dumps(forged, indent=1))
-    rejected = hemabench("validate", folder, env=env)
+    rejected = validate_forged(folder, "centroid/balanced_accuracy", env)  # validate recomputes the toy task's numbers
     assert rejected.returncode != 0 and "centroid/balanced_accuracy" in rejected.stdout
-    stored.write_text(json.dumps(result, indent=1))
 
     site = tmp_path / "site"
     built = hemabench("leaderboard", "build", "--submissions", tmp_path / "subs", "--out", site, "--no-figures", env=env)

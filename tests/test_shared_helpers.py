@@ -78,8 +78,8 @@ def test_one_device_and_precision_policy():
     assert default_workers(cpu, resumable=True) == 0
     assert default_workers(cpu) == max(0, min(4, cores - 1))
     assert default_workers(torch.device("cuda")) == min(8, cores)
-    assert [path for path, _ in _calls("torch", "autocast")] == ["device.py"]
-    assert [path for path, _ in _calls("os", "sched_getaffinity")] == ["device.py"]
+    assert [path for path, _ in _calls("torch", "autocast")] == ["compute/device.py"]
+    assert [path for path, _ in _calls("os", "sched_getaffinity")] == ["compute/device.py"]
 
 
 @pytest.mark.parametrize("name", ["N_BOOT", "N_BOOTSTRAP"])
@@ -88,4 +88,4 @@ def test_one_replicate_count(name):
     defined = [path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.py")
                for node in ast.parse(path.read_text(encoding="utf-8")).body
                if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets)]
-    assert defined == (["intervals.py"] if name == "N_BOOTSTRAP" else [])
+    assert defined == (["results/intervals.py"] if name == "N_BOOTSTRAP" else [])

@@ -32,7 +32,7 @@ def test_no_yaml_is_read_outside_the_one_loader():
     readers = {"safe_load", "load", "full_load", "unsafe_load", "safe_load_all", "load_all", "compose"}
     found = []
     for path in PACKAGE.rglob("*.py"):
-        if path.name == "untrusted.py" and path.parent == PACKAGE:
+        if path.relative_to(PACKAGE).as_posix() == "files/untrusted.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (isinstance(node, ast.Attribute) and node.attr in readers and isinstance(node.value, ast.Name)

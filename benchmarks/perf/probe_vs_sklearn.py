@@ -29,7 +29,7 @@ from _common import add_json_option, finish, machine, machine_line, median_secon
 
 from hemabench.compute.device import resolve_device  # noqa: E402
 from hemabench.protocols.probe import TorchLogisticRegression, probe_C  # noqa: E402
-from hemabench.results.metrics import METRICS, classification_metrics  # noqa: E402
+from hemabench.results.metrics import classification_metrics, metric_names  # noqa: E402
 
 
 def synthetic_embeddings(n_train: int, n_test: int, dim: int, n_classes: int, class_sep: float, seed: int):
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     m_s = classification_metrics(yte.astype(str), pred_s.astype(str), labels)
 
     agree = float((pred_t == pred_s).mean())
-    m_t, m_s = ({k: float(m[k]) for k in METRICS} for m in (m_t, m_s))
+    m_t, m_s = ({k: float(m[k]) for k in metric_names()} for m in (m_t, m_s))
     rows = [
         {"figure": "fit seconds, ours (median)", "value": t_ours, "detail": [round(t, 3) for t in secs_t]},
         {"figure": "fit seconds, scikit-learn (median)", "value": t_sk, "detail": [round(t, 3) for t in secs_s]},
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         {"figure": "iterations, scikit-learn", "value": int(model_s.n_iter_[0]), "detail": ""},
         {"figure": "test predictions agreeing (fraction)", "value": agree, "detail": ""},
     ] + [{"figure": f"{metric} diff (points, ours - sklearn)", "value": 100 * (m_t[metric] - m_s[metric]),
-          "detail": f"ours {m_t[metric]:.4f}, sklearn {m_s[metric]:.4f}"} for metric in METRICS]
+          "detail": f"ours {m_t[metric]:.4f}, sklearn {m_s[metric]:.4f}"} for metric in metric_names()]
     finish(args, "probe_vs_sklearn", f"probe vs scikit-learn: {args.n} x {args.dim} x {args.classes} classes, "
            f"ours on {device}", rows, info, speedup=t_sk / t_ours, seconds_ours=t_ours, seconds_sklearn=t_sk,
            agreement=agree, metrics_ours=m_t, metrics_sklearn=m_s)

@@ -31,9 +31,9 @@ from hemabench.leaderboard.reported import (
 )
 from hemabench.leaderboard.tables import as_table, metric_cell, pct, plain
 from hemabench.published.protocol import hemabench_classes
-from hemabench.published.values import EXTERNAL, EXTRA_METRICS, Reported
+from hemabench.published.values import EXTERNAL, Reported
 from hemabench.results import Result
-from hemabench.results.metrics import METRICS
+from hemabench.results.metrics import OTHER_METRICS, metric_names
 
 COST_COLUMNS = ("GFLOPs / image", "forward images/s", "extraction images/s")
 DELTA = "reproduced − reported"
@@ -101,7 +101,7 @@ def _column_metric(text: str, board_main: str) -> str | None:
     variant = board_main.rsplit("/", 1)[0]
     if text == board_main:
         return text
-    return f"{variant}/{text}" if text in METRICS + EXTRA_METRICS else None
+    return f"{variant}/{text}" if text in metric_names() + OTHER_METRICS else None
 
 
 def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: list[Pair]) -> dict:

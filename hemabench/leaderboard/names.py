@@ -11,8 +11,8 @@ import re
 
 from hemabench.results.metrics import HEADLINE
 
-NAMES = {
-    **{name: metric.words for name, metric in HEADLINE.items()}, "patient_accuracy": "patient accuracy",
+NAMES = {  # besides the headline metrics, whose words are in their registry (hemabench.results.metrics.HEADLINE)
+    "patient_accuracy": "patient accuracy",
     "balanced_accuracy_auc": "area under the balanced-accuracy curve", "mean_balanced_accuracy": "mean balanced accuracy",
     "roc_auc_macro": "ROC AUC (macro)",
     "pr_auc_macro": "PR AUC (macro)", "aurc": "AURC, area under risk-coverage", "brier": "Brier score",
@@ -56,7 +56,7 @@ def metric_name(name: str) -> str:
     elif core.startswith("sensitivity_"):
         words = f"sensitivity of {core[12:]}"
     else:
-        words = NAMES.get(core, core.replace("_", " "))
+        words = HEADLINE[core].words if core in HEADLINE else NAMES.get(core, core.replace("_", " "))
     return f"{words}{', temperature-scaled' if scaled else ''} {'↓' if is_lower_better(base) else '↑'}"
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from hemabench.results import Result
 from hemabench.results.bootstrap import paired_difference
 from hemabench.results.intervals import N_BOOTSTRAP, percentile_interval
-from hemabench.results.metrics import METRICS
+from hemabench.results.metrics import metric_names
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def _sample_bootstrap(pa: dict, pb: dict, metric: str, seed: int, n_boot: int):
     The units and their redraw are the ones of the result's own ci95 (patients, or samples,
     redrawn within each fold; the fold means compared)."""
     per_patient = metric == "patient_accuracy"
-    if metric not in METRICS and not per_patient:
+    if metric not in metric_names() and not per_patient:
         return None
     grouped = "group" in pa and "group" in pb
     if per_patient and not grouped:

@@ -29,7 +29,6 @@ from hemabench.results.result import Result
 EXTERNAL = "external:"
 TIER = "paper"  # the trust tier of every reported value (issue 14's badges read Reported.tier)
 MAX_BYTES = 512 * 1024
-EXTRA_METRICS = ("patient_accuracy", "roc_auc_macro", "pr_auc_macro")
 SENSITIVITY = "sensitivity_"
 PER_CLASS = (SENSITIVITY, "precision_", "f1_")  # per-class metric keys: <variant>/<prefix><CLASS>
 
@@ -166,7 +165,7 @@ def name_problems(values: list[Reported]) -> list[str]:
     """Names that the registries do not know: encoder, task, dataset (for the task), metric."""
     from hemabench.datasets import DATASETS
     from hemabench.encoders import ENCODERS
-    from hemabench.results.metrics import METRICS
+    from hemabench.results.metrics import OTHER_METRICS, metric_names
     from hemabench.tasks import TASKS
 
     problems, encoders, tasks = [], set(ENCODERS.names()), set(TASKS.names())
@@ -191,7 +190,7 @@ def name_problems(values: list[Reported]) -> list[str]:
         if prefix:
             if name[len(prefix):] not in set(DATASETS.get(r.dataset).classes) | _superclasses(r.dataset):
                 problems.append(f"{where}: {name[len(prefix):]!r} is not a class of {r.dataset}")
-        elif name not in METRICS + EXTRA_METRICS:
+        elif name not in metric_names() + OTHER_METRICS:
             problems.append(f"{where}: unknown metric {name!r}")
         if not 0.0 <= r.value <= 1.0:
             problems.append(f"{where}: value {r.value} outside [0, 1] after unit conversion")

@@ -72,22 +72,7 @@ def _per_class(cm: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def _accuracy(pc: dict) -> np.ndarray:
-    return pc["tp"].sum(axis=-1) / pc["support"].sum(axis=-1)
-
-
-def _balanced_accuracy(pc: dict) -> np.ndarray:
-    in_true = pc["support"] > 0
-    return (pc["sensitivity"] * in_true).sum(axis=-1) / in_true.sum(axis=-1)
-
-
-def _weighted_f1(pc: dict) -> np.ndarray:
-    return (pc["f1"] * pc["support"]).sum(axis=-1) / pc["support"].sum(axis=-1)
-
-
-def _macro_f1(pc: dict) -> np.ndarray:
-    seen = (pc["support"] > 0) | (pc["predicted"] > 0)
-    return (pc["f1"] * seen).sum(axis=-1) / seen.sum(axis=-1)
+Compute = Callable[[dict], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -97,18 +82,61 @@ class Headline:
     Higher is better."""
 
     words: str
-    compute: Callable[[dict], np.ndarray]
+    compute: Compute
 
 
 # The one registry of headline metrics: every variant of every result gets each, with an interval,
 # in runs and in ``validate`` alike (hemabench.results.scoring), and the leaderboard can rank by it.
-HEADLINE = {
-    "accuracy": Headline("accuracy", _accuracy),
-    "balanced_accuracy": Headline("balanced accuracy", _balanced_accuracy),
-    "weighted_f1": Headline("weighted F1", _weighted_f1),
-    "macro_f1": Headline("macro F1", _macro_f1),
-}
-METRICS = tuple(HEADLINE)
+# Consumers read it when called (``metric_names()``), so a metric a plugin registers counts too.
+HEADLINE: dict[str, Headline] = {}
+# Metrics that are not headline ones but share their key space (``<variant>/<name>``): computed by a task
+# (BreakHis's patient-level accuracy) or typed from papers. A headline metric may not take these names.
+OTHER_METRICS = ("patient_accuracy", "roc_auc_macro", "pr_auc_macro")
+
+
+def register_metric(name: str, words: str) -> Callable[[Compute], Compute]:
+    """Decorator adding ``compute`` to ``HEADLINE`` as ``name`` (its result-file key), ``words`` on the site.
+
+    A second metric of the same name is refused: it would silently change every number of that key."""
+    if not name.isidentifier():
+        raise ValueError(f"metric name {name!r} must be an identifier (it is the last part of a result key)")
+
+    def add(compute: Compute) -> Compute:
+        if name in OTHER_METRICS:
+            raise ValueError(f"metric name {name!r} is taken: results already use it for another number")
+        if name in HEADLINE:
+            raise ValueError(f"headline metric {name!r} is already registered ({HEADLINE[name].compute.__module__})")
+        HEADLINE[name] = Headline(words, compute)
+        return compute
+
+    return add
+
+
+def metric_names() -> tuple[str, ...]:
+    """The registered headline metrics, in registration order (the key order of result files)."""
+    return tuple(HEADLINE)
+
+
+@register_metric("accuracy", "accuracy")
+def _accuracy(pc: dict) -> np.ndarray:
+    return pc["tp"].sum(axis=-1) / pc["support"].sum(axis=-1)
+
+
+@register_metric("balanced_accuracy", "balanced accuracy")
+def _balanced_accuracy(pc: dict) -> np.ndarray:
+    in_true = pc["support"] > 0
+    return (pc["sensitivity"] * in_true).sum(axis=-1) / in_true.sum(axis=-1)
+
+
+@register_metric("weighted_f1", "weighted F1")
+def _weighted_f1(pc: dict) -> np.ndarray:
+    return (pc["f1"] * pc["support"]).sum(axis=-1) / pc["support"].sum(axis=-1)
+
+
+@register_metric("macro_f1", "macro F1")
+def _macro_f1(pc: dict) -> np.ndarray:
+    seen = (pc["support"] > 0) | (pc["predicted"] > 0)
+    return (pc["f1"] * seen).sum(axis=-1) / seen.sum(axis=-1)
 
 
 def _summary(cm: np.ndarray) -> dict[str, np.ndarray]:

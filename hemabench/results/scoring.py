@@ -30,7 +30,7 @@ from hemabench.results.bootstrap import (
 )
 from hemabench.results.calibration import Calibrated, calibration_metrics, calibration_replicates, resolve_slices
 from hemabench.results.intervals import N_BOOTSTRAP, percentile_interval
-from hemabench.results.metrics import METRICS, aggregate, classification_metrics, encode, over_repetitions
+from hemabench.results.metrics import aggregate, classification_metrics, encode, metric_names, over_repetitions
 from hemabench.results.packing import proba_array  # a list, or a packed blob in large results
 
 UPPER = {"nll": float("inf"), "nll_ts": float("inf"), "brier": 2.0, "brier_ts": 2.0}  # the others are proportions
@@ -85,13 +85,13 @@ def sample_replicates(p: dict, labels: list[str], seed: int, n_boot: int,
     if by_cells:
         codes, counts = cell_count_replicates(design, true * k + pred, seed, n_boot)
         for c in counts:
-            for name, values in headline_from_cells(c, codes, k, METRICS).items():
+            for name, values in headline_from_cells(c, codes, k, metric_names()).items():
                 chunks[name].append(values)
     if by_cells and group is None and proba is None:
         return {name: np.concatenate(values) for name, values in chunks.items()}
     for counts in design.unit_counts(seed, n_boot):
         if not by_cells:
-            for name, values in headline_replicates(design, true, pred, k, counts, METRICS).items():
+            for name, values in headline_replicates(design, true, pred, k, counts, metric_names()).items():
                 chunks[name].append(values)
         if group is not None:
             chunks["patient_accuracy"].append(patient_accuracy_replicates(design, true == pred, group, counts))
@@ -109,11 +109,11 @@ def _score_variant(p: dict, labels: list[str], seed: int, n_boot: int) -> tuple[
     names = list(dict.fromkeys(folds))
     if "confusions" in p:  # repetitions: ci95 of their mean, spread95 of single runs
         fold_scores = [classification_metrics(*expand_confusion(c, labels), labels) for c in p["confusions"]]
-        metrics = {name: over_repetitions([s[name] for s in fold_scores], seed, n_boot) for name in METRICS}
+        metrics = {name: over_repetitions([s[name] for s in fold_scores], seed, n_boot) for name in metric_names()}
         return metrics, fold_scores, names
     true, pred = np.asarray(p["true"], dtype=str), np.asarray(p["pred"], dtype=str)
     fold_scores = [classification_metrics(true[folds == f], pred[folds == f], labels) for f in names]
-    metrics = {name: aggregate([s[name] for s in fold_scores]) for name in METRICS}
+    metrics = {name: aggregate([s[name] for s in fold_scores]) for name in metric_names()}
     if "group" in p:
         group = np.asarray(p["group"], dtype=str)
         metrics["patient_accuracy"] = aggregate(

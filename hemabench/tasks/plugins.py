@@ -3,9 +3,10 @@
     HEMABENCH_PLUGINS=path/to/my_task.py:other_package.tasks hemabench run --task my-task ...
 
 Each entry (separated by ``os.pathsep``) is a ``.py`` file or an importable module name; it
-registers its tasks with ``TASKS.add`` as a built-in task module does, and every command
-(``run``, ``validate``, ``leaderboard build``, ``list tasks``) then knows them. README
-"Adding a task" says which files a task needs; ``tests/test_plugins.py`` runs one from a
+registers its tasks with ``TASKS.add`` as a built-in task module does (or headline metrics with
+``hemabench.results.metrics.register_metric``), and every command (``run``, ``validate``, ``leaderboard
+build``, ``list tasks``) then knows them. README "Adding a task" / "Adding a metric" say which
+files each needs; ``tests/test_plugins.py`` and ``tests/test_metric_plugin.py`` run one from a
 temporary module through run, validate and the leaderboard.
 """
 
