@@ -189,6 +189,8 @@ window.addEventListener("load", () => {
   });
   document.body.setAttribute("data-probe", JSON.stringify({
     summary: summary ? box(summary).bottom : null, leader: leader ? box(leader).bottom : null,
+    summaryWidth: summary ? box(summary).width : null,  /* against the room its scrolling wrapper gives it */
+    summaryRoom: summary ? summary.closest(".table-wrap").clientWidth : null,
     leaderText: leader ? leader.textContent : null, height: window.innerHeight, width: W,
     pageWidth: document.documentElement.scrollWidth, wide: wide.map(t => t.id),
     astray: astray.map(p => p.textContent.trim().slice(0, 60))}));
@@ -199,7 +201,8 @@ window.addEventListener("load", () => {
 @pytest.mark.slow
 def test_index_at_1366x768_in_chromium(tmp_path):
     """The committed references at 1366x768: the summary and the first real board's leader are above the
-    fold, no table overflows the page, every download link follows its table (index and one board page)."""
+    fold, the summary fits the window without scrolling sideways, no table overflows the page, every download
+    link follows its table (index and one board page)."""
     browser = find_chromium()
     if browser is None:
         pytest.skip("Chromium is not installed (apt-get install -y chromium)")
@@ -222,6 +225,7 @@ def test_index_at_1366x768_in_chromium(tmp_path):
         assert facts["astray"] == [], (page.name, facts["astray"])
         if page.name == "index.html":
             assert facts["summary"] <= facts["height"], facts  # the whole summary table is above the fold
+            assert facts["summaryWidth"] <= facts["summaryRoom"] + 1, facts  # ... and no column scrolled out of view
             assert facts["leader"] is not None and facts["leader"] <= facts["height"] and facts["leaderText"], facts
 
 

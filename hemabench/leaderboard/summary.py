@@ -133,6 +133,6 @@ def summary_table(boards: list[Board]) -> tuple[dict, dict | None]:
     columns = [{"text": "task family"}, {"text": "board"}, {"text": "data"}, {"text": "leader (tied with)"},
                {"text": "lead", "title": "significant: the leader is significantly better than every other encoder "
                                          "(paired bootstrap, 95%); tie: not separable from those listed"},
-               {"text": "leader's main metric, % ↑"}, {"text": "chance, %"}]
+               {"text": "leader's main metric, % ↑", "cls": "wrap"}, {"text": "chance, %"}]
     table = {"id": "summary", "sortable": False, "rows": rows, "columns": columns, "caption": ""}
     return table, ({**table, "id": "summary-twins", "rows": twins} if twins else None)
