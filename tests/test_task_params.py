@@ -247,6 +247,27 @@ def test_protocol_pointer_resolves_to_a_doc_heading(name):
     assert anchor in anchors, f"{name}: no heading #{anchor} in {path}"
 
 
+def protocol_section(pointer: str) -> str:
+    """The text under a ``docs/<file>.md#<heading>`` heading, up to the next heading of its level or above."""
+    path, _, anchor = pointer.partition("#")
+    lines = (ROOT / path).read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("#") and github_anchor(line.lstrip("#")) == anchor)
+    level = len(lines[start]) - len(lines[start].lstrip("#"))
+    end = next((i for i in range(start + 1, len(lines))
+                if lines[i].startswith("#") and len(lines[i]) - len(lines[i].lstrip("#")) <= level), len(lines))
+    return "\n".join(lines[start + 1:end])
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_protocol_section_states_the_task_version(name):
+    """A version bump without its protocol text leaves readers on the old protocol (label-efficiency v4 and
+    bm-to-blood v5 once said "version 3" and "version 4"): the first version a section names is the task's."""
+    task = TASKS.get(name)
+    named = re.findall(r"[Vv]ersion (\d+)", protocol_section(task.protocol))
+    assert named and int(named[0]) == task.version, \
+        f"{name} is version {task.version}; {task.protocol} names {named[:1] or 'no version'} first"
+
+
 @pytest.mark.parametrize("rule, good, bad, message", [
     (params.positive_int(), 3, True, "x must be a positive integer, got True"),
     (params.integer(0), 0, -1, "x must be a non-negative integer, got -1"),
