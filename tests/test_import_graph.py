@@ -151,8 +151,8 @@ LAYERS = (
     {"errors", "paths", "registry", "images", "synthetic", "features"},
     {"files", "compute"},
     {"hemabench"},  # the package itself: its version, and CPU math pinned before numpy loads
-    {"datasets", "encoders", "protocols", "results"},
-    {"splits", "embeddings", "pretrain"},
+    {"datasets", "encoders", "results"},
+    {"splits", "embeddings", "pretrain", "protocols"},
     {"tasks"},
     {"pipeline", "published"},
     {"submissions"},

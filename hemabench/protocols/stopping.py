@@ -14,28 +14,13 @@ point from the result file's per-repetition confusions alone (:func:`stopping_pr
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
+from hemabench.results.intervals import half_width
+
 DEFAULT_PRECISION, DEFAULT_MINIMUM, DEFAULT_BLOCK = 0.005, 10, 10
-
-
-@lru_cache(maxsize=256)
-def t_quantile(dof: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, dof))
-
-
-def half_width(values) -> float:
-    """95% CI half-width of the mean of ``values`` (Student t); inf below two values."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return math.inf
-    return t_quantile(len(values) - 1) * float(np.std(values, ddof=1)) / math.sqrt(len(values))
 
 
 def confusion_balanced_accuracy(confusion) -> float:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hemabench.results.intervals import N_BOOTSTRAP, percentile_interval
+from hemabench.results.intervals import mean_interval
 
 
 def encode(y, labels: Sequence[str]) -> np.ndarray:
@@ -181,18 +181,17 @@ def aggregate(values: Sequence[float]) -> dict:
     return {"mean": float(np.mean(vals)), "std": std, "values": vals}
 
 
-def over_repetitions(values: Sequence[float], seed: int = 0, n_boot: int = N_BOOTSTRAP) -> dict:
+def over_repetitions(values: Sequence[float]) -> dict:
     """Mean over repeated runs with two different bands, named so.
 
-    ``ci95``: percentile bootstrap of the *mean* (repetitions redrawn with replacement), the
-    interval for the printed number. ``spread95``: the 2.5-97.5 percentiles of the single
-    runs, what one run of the protocol may give; much wider, and not a confidence interval.
+    ``ci95``: Student's t interval of the *mean* (``intervals.mean_interval``), the interval for the
+    printed number. ``spread95``: the 2.5-97.5 percentiles of the single runs, what one run of the
+    protocol may give; much wider, and not a confidence interval.
     """
     out = aggregate(values)
     vals = np.asarray(out["values"], dtype=float)
     finite = vals[np.isfinite(vals)]
     if not len(finite):
         return {**out, "ci95": [float("nan")] * 2, "spread95": [float("nan")] * 2}
-    means = finite[np.random.default_rng(seed).integers(0, len(finite), (n_boot, len(finite)))].mean(axis=1)
-    return {**out, "ci95": percentile_interval(means),  # the replicates are means: unbiased, no re-centring
+    return {**out, "ci95": mean_interval(finite),
             "spread95": [float(v) for v in np.percentile(finite, [2.5, 97.5])]}

@@ -109,7 +109,7 @@ def _score_variant(p: dict, labels: list[str], seed: int, n_boot: int) -> tuple[
     names = list(dict.fromkeys(folds))
     if "confusions" in p:  # repetitions: ci95 of their mean, spread95 of single runs
         fold_scores = [classification_metrics(*expand_confusion(c, labels), labels) for c in p["confusions"]]
-        metrics = {name: over_repetitions([s[name] for s in fold_scores], seed, n_boot) for name in metric_names()}
+        metrics = {name: over_repetitions([s[name] for s in fold_scores]) for name in metric_names()}
         return metrics, fold_scores, names
     true, pred = np.asarray(p["true"], dtype=str), np.asarray(p["pred"], dtype=str)
     fold_scores = [classification_metrics(true[folds == f], pred[folds == f], labels) for f in names]

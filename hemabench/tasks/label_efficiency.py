@@ -205,7 +205,7 @@ METHOD = {
 #   golden-section ones within scipy's tolerance), so every engine fit sees the reference pipeline's features
 NEEDS = Needs(frozenset({"cell-labels"}), split="holdout-70-30")
 TASKS.add("label-efficiency", LabelEfficiency(
-    name="label-efficiency", version=4, needs=NEEDS, family="label efficiency",
+    name="label-efficiency", version=5, needs=NEEDS, family="label efficiency",
     protocol="docs/protocols.md#label-efficiency",
     description="Balanced accuracy against n labelled cells per class (1 to 2000), SVM / LR / kNN on "
                 "power-transformed, PCA-rotated embeddings, 10 to 100 seeded support sets per n (until the mean is precise)",

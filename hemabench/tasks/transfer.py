@@ -190,7 +190,7 @@ class BoneMarrowToBlood(Task):
 # Targets: datasets with cell labels and a ``transfer_source`` (and rules in the class mapping).
 NEEDS = Needs(frozenset({"cell-labels"}), split="holdout-70-30", source_split="holdout-70-30")
 TASKS.add("bm-to-blood", BoneMarrowToBlood(
-    name="bm-to-blood", version=5, needs=NEEDS, protocol="docs/protocols.md#bm-to-blood", family="transfer",
+    name="bm-to-blood", version=6, needs=NEEDS, protocol="docs/protocols.md#bm-to-blood", family="transfer",
     description="SVM fitted on 250 bone-marrow cells per class, scored on blood datasets through a versioned "
                 "class mapping (direct transfer), and fitted on n target cells per class (domain adaptation)",
     main_metric="direct/balanced_accuracy", declared_detail_variant="direct",
