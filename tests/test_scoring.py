@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, roc_auc_score
 
 from hemabench.results.scoring import expand_confusion, patient_accuracy, score_predictions
@@ -35,8 +36,8 @@ def test_confusion_only_variant_mean_over_repetitions():
     metric = scores["metrics"]["svm/balanced_accuracy"]
     assert metric["values"] == pytest.approx(expected) and metric["mean"] == pytest.approx(np.mean(expected))
     assert metric["spread95"] == pytest.approx([np.percentile(expected, 2.5), np.percentile(expected, 97.5)])
-    means = np.asarray(expected)[np.random.default_rng(0).integers(0, 20, (1000, 20))].mean(axis=1)
-    assert metric["ci95"] == pytest.approx(list(np.quantile(means, [0.025, 0.975])))  # the mean's interval
+    t_interval = scipy_stats.t.interval(0.95, 19, np.mean(expected), scipy_stats.sem(expected))
+    assert metric["ci95"] == pytest.approx(list(t_interval))  # the mean's interval: Student's t over repetitions
     assert scores["confusion_matrix"]["counts"] == confusions.sum(axis=0).tolist()
 
 
