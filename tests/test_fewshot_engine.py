@@ -22,8 +22,9 @@ from hemabench.protocols.fewshot import (
     sweep,
 )
 from hemabench.protocols.kernels import Linear, fast_proba, knn_proba
-from hemabench.protocols.stopping import StoppingRule, confusion_balanced_accuracy, half_width, stopping_problems
+from hemabench.protocols.stopping import StoppingRule, confusion_balanced_accuracy, stopping_problems
 from hemabench.results import Result
+from hemabench.results.intervals import half_width
 
 
 def blobs(n_per_class=60, classes=5, dim=24, seed=0, shift=1.0):

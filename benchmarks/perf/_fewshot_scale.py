@@ -14,7 +14,8 @@ from _scale import COUNTS, SOURCE_PER_CLASS, Synthetic, sample_counts, split_cou
 from extraction_memory import proc_status_mb, reset_peak
 
 from hemabench.protocols.fewshot import N_GRID, fit_predict, make_classifier
-from hemabench.protocols.stopping import DEFAULT_BLOCK, DEFAULT_MINIMUM, DEFAULT_PRECISION, t_quantile
+from hemabench.protocols.stopping import DEFAULT_BLOCK, DEFAULT_MINIMUM, DEFAULT_PRECISION
+from hemabench.results.intervals import t_quantile
 
 MAX_REPETITIONS = 100
 
