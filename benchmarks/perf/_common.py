@@ -50,16 +50,6 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 0,
     return statistics.median(times), times
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _ram_gib() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -78,8 +68,10 @@ def machine() -> dict:
     torch (version, intra-op threads), the CUDA device if any, and python."""
     import torch
 
+    from hemabench.compute.cpumath import cpu_model
+
     info = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
         "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "ram_gib": _ram_gib(),

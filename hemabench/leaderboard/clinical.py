@@ -128,7 +128,6 @@ def variant_confusions(columns: dict, labels: list[str]) -> list[np.ndarray]:
 
 def clinical_scores(result: Result, variant: str, models: list[CostModel]) -> dict | None:
     """Cost and group accuracy of one result's variant, or None when no cost file covers its labels."""
-    result = Result.of(result)
     model = model_for(result.labels, models)
     columns = result.variant_predictions(variant)
     if model is None or columns is None:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from hemabench.files.canonical import same_json
 from hemabench.leaderboard import figures
-from hemabench.leaderboard.collect import Board, anchor, slug
+from hemabench.leaderboard.collect import Board, anchor, board_title, encoder_href
 from hemabench.leaderboard.names import metric_label
 from hemabench.leaderboard.reported import (
     FLAG,
@@ -33,7 +33,7 @@ from hemabench.leaderboard.tables import as_table, metric_cell, pct, plain
 from hemabench.published.protocol import hemabench_classes
 from hemabench.published.values import EXTERNAL, Reported
 from hemabench.results import Result
-from hemabench.results.metrics import OTHER_METRICS, metric_names
+from hemabench.results.metrics import known_metric_names
 
 COST_COLUMNS = ("GFLOPs / image", "forward images/s", "extraction images/s")
 DELTA = "reproduced − reported"
@@ -101,7 +101,7 @@ def _column_metric(text: str, board_main: str) -> str | None:
     variant = board_main.rsplit("/", 1)[0]
     if text == board_main:
         return text
-    return f"{variant}/{text}" if text in metric_names() + OTHER_METRICS else None
+    return f"{variant}/{text}" if text in known_metric_names() else None
 
 
 def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: list[Pair]) -> dict:
@@ -130,7 +130,7 @@ def extend_ranking(table: dict, board: Board, values: list[Reported], pairs: lis
             else:
                 cells.append(mark_trained(reported_cell(metrics.get(metric), source=False), board.dataset, trained)
                              if metric else plain("–"))
-        href = None if first.external else f"../encoders/{slug(encoder)}.html"
+        href = None if first.external else encoder_href(encoder, "../")
         table["rows"].append({"id": f"paper-{anchor(encoder)}-{anchor(source)}", "cls": "tier-paper",
                               "head": encoder_head(encoder, href, _description(first)), "cells": cells,
                               "data": {"tier": "paper"}})
@@ -183,7 +183,7 @@ def published_table(task: str, dataset: str, values: list[Reported], board: Boar
                         heads=[plain("protocol")] + [metric_cell(m) for m in metrics])
     frame = pd.DataFrame([{m: value(e, cells.get(m)) for m in metrics} for (e, _), cells in rows.items()],
                          columns=metrics)
-    heads = [encoder_head(e, None if e.startswith(EXTERNAL) else f"../encoders/{slug(e)}.html",
+    heads = [encoder_head(e, None if e.startswith(EXTERNAL) else encoder_href(e, "../"),
                           _description(next(iter(cells.values())))) for (e, _), cells in rows.items()]
     frame.insert(0, "protocol", [protocol_cell(next(iter(cells.values())), reasons) for cells in rows.values()])
     frame.insert(0, "paper, table", [plain(source, source, title=next(iter(cells.values())).note)
@@ -260,5 +260,5 @@ def paper_board_context(board: PaperBoard, values: list[Reported]) -> dict:
     from hemabench.tasks import TASKS
 
     task = TASKS.get(board.task)
-    return {"board": board, "title": f"{board.task} / {board.dataset}", "task": task, "main_words": metric_label(board.main_metric),
+    return {"board": board, "title": board_title(board), "task": task, "main_words": metric_label(board.main_metric),
             "published": published_table(board.task, board.dataset, values)}

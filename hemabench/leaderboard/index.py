@@ -56,7 +56,7 @@ def _column_heads(columns: list) -> tuple[list[dict], list[dict]]:
                           "title": f"{dataset_title(b.dataset)}; {metric_label(b.main_metric)}; {title}; "
                                    f"split {split_text(b.first.split)}"})
         else:
-            heads.append({"text": board_title(b), "href": f"tasks/{b.slug}.html", "sub": f"v{b.version} · papers only · {metric_label(b.main_metric)}",
+            heads.append({"text": board_title(b), "href": board_href(b), "sub": f"v{b.version} · papers only · {metric_label(b.main_metric)}",
                           "title": f"{b.main_metric}; no hemabench run yet: published numbers only"})
         family = task_family(b.task)
         if groups and groups[-1]["text"] == family:
@@ -133,7 +133,7 @@ def index_context(boards: list[Board], paper_boards: list[PaperBoard], values: l
             "split": split_cell(b.first.split), "source split": split_cell(b.first.source_split or None),
             "encoders": len(b.entries)}
     for b in paper_boards:
-        board_rows[f"{b.task} / {b.dataset} (v{b.version}, papers only)"] = {
+        board_rows[f"{board_title(b)} (v{b.version}, papers only)"] = {
             "dataset": dataset_title(b.dataset), "main metric": metric_cell(b.main_metric), "task version": b.version,
             "parameters digest": "", "split": "", "source split": "",
             "encoders": f"{len({r.encoder for r in b.values})} (papers)"}

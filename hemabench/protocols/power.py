@@ -51,8 +51,9 @@ def yeojohnson_lambda(x: np.ndarray) -> float:
     elif np.any(x < 0):
         lb, ub = max(2 - ub, lb), min(2 - lb, ub)
     pos = x >= 0
-    signed_sum = np.sum(np.sign(x) * np.log1p(np.abs(x)), axis=0)
-    args = (x, pos, np.log1p(x[pos]), np.log1p(-x[~pos]), signed_sum)
+    log1p_abs = np.log1p(np.abs(x))
+    signed_sum = np.sum(np.sign(x) * log1p_abs, axis=0)
+    args = (x, pos, log1p_abs[pos], log1p_abs[~pos], signed_sum)
     return optimize.fminbound(_neg_llf, lb, ub, args=args, xtol=XTOL)
 
 

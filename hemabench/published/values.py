@@ -15,6 +15,7 @@ refuses anchors and aliases (no billion-laughs expansion) and checked against a 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,10 +166,11 @@ def name_problems(values: list[Reported]) -> list[str]:
     """Names that the registries do not know: encoder, task, dataset (for the task), metric."""
     from hemabench.datasets import DATASETS
     from hemabench.encoders import ENCODERS
-    from hemabench.results.metrics import OTHER_METRICS, metric_names
+    from hemabench.results.metrics import known_metric_names
     from hemabench.tasks import TASKS
 
     problems, encoders, tasks = [], set(ENCODERS.names()), set(TASKS.names())
+    superclasses = functools.cache(_superclasses)  # per dataset, read once per call (a test moves the folder)
     for r in values:
         where = f"{r.source}: {r.encoder} {r.task} {r.dataset} {r.metric}"
         if not r.external and r.encoder not in encoders:
@@ -188,9 +190,9 @@ def name_problems(values: list[Reported]) -> list[str]:
             problems.append(f"{where}: {variant!r} is not a variant of {r.task}")
         prefix = next((p for p in PER_CLASS if name.startswith(p)), None)
         if prefix:
-            if name[len(prefix):] not in set(DATASETS.get(r.dataset).classes) | _superclasses(r.dataset):
+            if name[len(prefix):] not in set(DATASETS.get(r.dataset).classes) | superclasses(r.dataset):
                 problems.append(f"{where}: {name[len(prefix):]!r} is not a class of {r.dataset}")
-        elif name not in metric_names() + OTHER_METRICS:
+        elif name not in known_metric_names():
             problems.append(f"{where}: unknown metric {name!r}")
         if not 0.0 <= r.value <= 1.0:
             problems.append(f"{where}: value {r.value} outside [0, 1] after unit conversion")

@@ -36,7 +36,6 @@ N_BOOTSTRAP = 1000  # replicates of every bootstrap whose interval a result stor
 ALPHA = 0.05  # 95% intervals
 PROPORTION = (0.0, 1.0)
 DIFFERENCE = (-1.0, 1.0)  # a difference of two proportions (a drop)
-UNBOUNDED = (-np.inf, np.inf)
 
 
 def percentile_interval(replicates, estimate: float | None = None,

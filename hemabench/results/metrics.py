@@ -100,10 +100,10 @@ def register_metric(name: str, words: str) -> Callable[[Compute], Compute]:
     A second metric of the same name is refused: it would silently change every number of that key."""
     if not name.isidentifier():
         raise ValueError(f"metric name {name!r} must be an identifier (it is the last part of a result key)")
+    if name in OTHER_METRICS:
+        raise ValueError(f"metric name {name!r} is taken: results already use it for another number")
 
     def add(compute: Compute) -> Compute:
-        if name in OTHER_METRICS:
-            raise ValueError(f"metric name {name!r} is taken: results already use it for another number")
         if name in HEADLINE:
             raise ValueError(f"headline metric {name!r} is already registered ({HEADLINE[name].compute.__module__})")
         HEADLINE[name] = Headline(words, compute)
@@ -115,6 +115,12 @@ def register_metric(name: str, words: str) -> Callable[[Compute], Compute]:
 def metric_names() -> tuple[str, ...]:
     """The registered headline metrics, in registration order (the key order of result files)."""
     return tuple(HEADLINE)
+
+
+def known_metric_names() -> tuple[str, ...]:
+    """Every name a ``<variant>/<name>`` metric key may end with, per-class keys aside: the headline
+    metrics and ``OTHER_METRICS`` (what a published value or a ranking column may name)."""
+    return metric_names() + OTHER_METRICS
 
 
 @register_metric("accuracy", "accuracy")

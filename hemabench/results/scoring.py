@@ -4,8 +4,8 @@ Per variant, each headline metric gets ``values`` per fold (or repetition), thei
 std, and a 95% interval *of that mean*: where per-sample predictions are stored, a
 percentile bootstrap that redraws test units (patients where samples carry a ``group``,
 else samples) within each fold and averages the refitted fold metrics
-(:mod:`hemabench.results.bootstrap`); for confusion-only variants (repetitions), a
-bootstrap of the mean over repetitions as ``ci95`` and the 2.5-97.5 percentiles of
+(:mod:`hemabench.results.bootstrap`); for confusion-only variants (repetitions), Student's t
+interval of the mean over repetitions as ``ci95`` (``intervals.mean_interval``) and the 2.5-97.5 percentiles of
 single repetitions as ``spread95``. Patient-level accuracy (mean over patients of the fraction of their samples
 classified correctly) is added where samples carry a ``group``; one-vs-rest ROC-AUC and
 PR-AUC (macro over classes present) and calibration (ECE, Brier, NLL, AURC; see

@@ -57,6 +57,7 @@ class Bounds:
     number: float  # a metric's mean (relative above 1: NLL), any other floating-point number of ``extra``
     per_class: float  # the mean of a per-class metric (``shift/drop_sensitivity_<class>``): few cells, noisier
     label: str  # what the summary line says of them
+    one_class_cell: bool = False  # a per-class metric may also move by one cell of its class (another machine)
 
 
 CONVERGED = Bounds(share=0.0, near_tie=0.1, proba=0.1, proba_mean=0.005, number=0.05, per_class=0.1,
@@ -70,7 +71,7 @@ STOPPED = Bounds(share=0.1, near_tie=0.5, proba=1.0, proba_mean=0.02, number=0.2
 # vs AMD EPYC before CPU math was pinned: 1 of 16 robustness cells per variant, a non-tied
 # BreakHis cell of a fit stopped at max_iter, per-class sensitivities 0.5 apart on 2-cell classes).
 ACROSS_MACHINES = Bounds(share=0.1, near_tie=1.0, proba=1.0, proba_mean=0.02, number=0.2, per_class=0.2,
-                         label="another machine: cross-machine bounds")
+                         label="another machine: cross-machine bounds", one_class_cell=True)
 MACHINE_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn")  # whose kernels make the numbers
 
 
@@ -282,7 +283,7 @@ def _class_cells(stored: Result, key: str, labels: list[str]) -> int:
     return sum(str(t) == label for t in true) if label is not None and isinstance(true, list) else 0
 
 
-def _metrics(a: dict, b: dict, labels: list[str], out: Comparison, stored: Result | None = None) -> None:
+def _metrics(a: dict, b: dict, labels: list[str], out: Comparison, stored: Result) -> None:
     per_class = tuple(f"_{label}" for label in labels)
     for key in sorted(set(a) | set(b)):
         where = f'metrics["{key}"].mean'
@@ -294,8 +295,7 @@ def _metrics(a: dict, b: dict, labels: list[str], out: Comparison, stored: Resul
             out.numbers += 1
             out.largest_metric = max(out.largest_metric, abs(x - y))
             bound = (out.bounds.per_class if key.endswith(per_class) else out.bounds.number) * max(1.0, abs(x))
-            if out.bounds is ACROSS_MACHINES and key.endswith(per_class) and stored is not None and \
-                    (n := _class_cells(stored, key, labels)):
+            if out.bounds.one_class_cell and key.endswith(per_class) and (n := _class_cells(stored, key, labels)):
                 bound = max(bound, 1.0 / n + 1e-9)  # one cell of its class may move on another machine
             if abs(x - y) > bound:
                 out.add(where, f"moved {x:.4f} -> {y:.4f} on re-run (|Δ| {abs(x - y):.4f} > {bound})")

@@ -37,7 +37,8 @@ MAX_MEMORY_MB = 1e8  # 100 TB
 PARAMS_SLACK = 0.01  # the spec's params_m has two decimals: 0.01 M, or 1% of it
 
 
-def _task_of(result: Result):
+def task_of(result: Result):
+    """The result's task with its recorded parameters."""
     from hemabench.tasks import TASKS
 
     return TASKS.get(result.task).with_params(**result.params)
@@ -253,7 +254,7 @@ def cost_problems(result: Result, shown: str) -> list[Problem]:
 
 def derived_problems(result: Result, shown: str, data_root: str | None) -> list[Problem]:
     """Every derived number of the result against its re-derivation (see the module docstring)."""
-    task = _task_of(result)
+    task = task_of(result)
     problems = cost_problems(result, shown) + repetition_problems(task, result, shown)
     data, missing = task_input(result, data_root)
     if data is None:

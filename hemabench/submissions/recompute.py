@@ -12,6 +12,7 @@ import math
 
 from hemabench.results.result import Result
 from hemabench.splits.fingerprints import REGISTRY_FILE, registered
+from hemabench.submissions.derived import task_of
 from hemabench.submissions.layout import Problem, shortened
 
 REL_TOL, ABS_TOL = 1e-9, 1e-12
@@ -23,14 +24,7 @@ TS_REL_TOL = 1e-6
 
 def recompute(result: Result) -> dict:
     """metrics, per_class and confusion_matrix as the runner would write them (``Task.score``)."""
-    return _task(result).score(result.predictions, result.labels, result.extra, seed=result.bootstrap_seed)
-
-
-def _task(result: Result):
-    """The result's task with its recorded parameters."""
-    from hemabench.tasks import TASKS
-
-    return TASKS.get(result.task).with_params(**result.params)
+    return task_of(result).score(result.predictions, result.labels, result.extra, seed=result.bootstrap_seed)
 
 
 def _same(a, b, rel_tol: float = REL_TOL) -> bool:
@@ -99,7 +93,7 @@ def derived_extra_problems(result: Result, shown: str) -> list[Problem]:
     cross-magnification matrices and magnification means, the sweeps' standard errors over
     repetitions) must equal what the stored predictions give."""
     try:
-        fresh, stored = _task(result).derived(result.predictions, result.labels, result.extra), result.extra
+        fresh, stored = task_of(result).derived(result.predictions, result.labels, result.extra), result.extra
     except Exception as exc:  # malformed predictions or extra: say so, do not crash the whole validation
         return [Problem(shown, "extra", f"its derived entries cannot be recomputed: {exc!r}")]
     problems = []

@@ -195,7 +195,8 @@ METHOD = {
                    "95% CI half-width of the mean balanced accuracy (Student t) is <= `precision` for every classifier",
     "engine": "fast: RBF kernels and kNN distances by float64 BLAS, classifiers scikit-learn's (>= 99.9% identical "
               "predictions to the reference); reference: scikit-learn's classifiers throughout",
-    "intervals": "ci95: bootstrap of the mean over repetitions; spread95: 2.5-97.5 percentiles of single repetitions",
+    "intervals": "ci95: Student's t interval of the mean over repetitions; spread95: 2.5-97.5 percentiles of single "
+                 "repetitions",
     "calibration": "repetition `calibration.repetition` at n = `calibration.n` refitted with per-cell probabilities "
                    "(calibration metrics); the temperature slice is drawn from training cells outside its support set",
 }

@@ -30,12 +30,6 @@ class Needs:
     def serves(self, spec) -> bool:
         return not self.missing(spec)
 
-    def registered(self) -> tuple[str, ...]:
-        """The registered datasets this task runs on."""
-        from hemabench.datasets import DATASETS
-
-        return tuple(spec.name for spec in DATASETS if self.serves(spec))
-
     def split_for(self, dataset: str) -> str | None:
         """The split rule this task uses on ``dataset`` (None: the dataset's default rule).
 
@@ -55,12 +49,6 @@ class Needs:
 
         source = get_dataset(dataset).transfer_source
         return (source, self.source_split) if self.source_split and source else None
-
-    def registered_splits(self) -> dict[str, str]:
-        return {d: rule for d in self.registered() if (rule := self.split_for(d))}
-
-    def registered_sources(self) -> dict[str, tuple[str, str]]:
-        return {d: source for d in self.registered() if (source := self.source_for(d))}
 
     def describe(self) -> str:
         parts = sorted(self.provides) + (["a source dataset and mapping"] if self.source_split else [])

@@ -17,7 +17,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from hemabench.datasets import DATASETS
 from hemabench.errors import HemabenchError
 from hemabench.images.perturb import CONTROL, FAMILIES, LEVELS, PERTURBATION_VERSION, SEVERITIES
 from hemabench.tasks.base import TASKS, Predictions, Task, TaskInput, ViewRequest, fold_indices
@@ -122,9 +121,8 @@ def perturbation_table(families) -> dict:
     return {"version": PERTURBATION_VERSION, "families": {f: SEVERITIES[f] for f in families}}
 
 
-DATASETS_SERVED = tuple(d for d in CELL_NEEDS.registered() if not DATASETS.get(d).synthetic)
 TASKS.add("robustness", Robustness(
-    name="robustness", version=1, datasets=DATASETS_SERVED, needs=CELL_NEEDS,
+    name="robustness", version=1, needs=CELL_NEEDS,
     protocol="docs/robustness.md#what-is-measured",
     description="Cell probe fitted on clean training cells, scored on capped test cells under 6 acquisition "
                 "perturbations x 5 severities (stain, illumination, defocus, noise, JPEG; geometric control): "
